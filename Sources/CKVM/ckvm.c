@@ -1,0 +1,70 @@
+#define _GNU_SOURCE
+#include "ckvm.h"
+#include <string.h>
+#include <sys/ioctl.h>
+#include <pthread.h>
+
+int ckvm_ioctl_none(int fd, unsigned long request) { return ioctl(fd, request, 0); }
+int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value) { return ioctl(fd, request, value); }
+int ckvm_ioctl_pointer(int fd, unsigned long request, void *argument) { return ioctl(fd, request, argument); }
+
+void ckvm_decode_exit(const struct kvm_run *run, struct ckvm_exit *out) {
+    memset(out, 0, sizeof(*out));
+    out->reason = run->exit_reason;
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        out->io_direction = run->io.direction;
+        out->io_size = run->io.size;
+        out->io_port = run->io.port;
+        out->io_count = run->io.count;
+        out->io_data_offset = run->io.data_offset;
+        break;
+    case KVM_EXIT_MMIO:
+        out->mmio_address = run->mmio.phys_addr;
+        out->mmio_length = run->mmio.len > 8 ? 8 : run->mmio.len;
+        out->mmio_is_write = run->mmio.is_write;
+        memcpy(out->mmio_data, run->mmio.data, 8);
+        break;
+    case KVM_EXIT_INTERNAL_ERROR: {
+        out->internal_suberror = run->internal.suberror;
+        uint32_t n = run->internal.ndata;
+        out->internal_ndata = n > 16 ? 16 : n;
+        memcpy(out->internal_data, run->internal.data, out->internal_ndata * sizeof(uint64_t));
+        if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+            (run->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
+            uint8_t len = run->emulation_failure.insn_size;
+            if (len > 15) len = 15;
+            out->emulation_has_bytes = 1;
+            out->emulation_instruction_length = len;
+            memcpy(out->emulation_instruction, run->emulation_failure.insn_bytes, len);
+        }
+        break;
+    }
+    case KVM_EXIT_FAIL_ENTRY:
+        out->hardware_reason = run->fail_entry.hardware_entry_failure_reason;
+        break;
+    case KVM_EXIT_UNKNOWN:
+        out->hardware_reason = run->hw.hardware_exit_reason;
+        break;
+    case KVM_EXIT_SYSTEM_EVENT:
+        out->system_event_type = run->system_event.type;
+        break;
+    default:
+        break;
+    }
+}
+
+void ckvm_set_mmio_read_data(struct kvm_run *run, const uint8_t *data, uint32_t length) {
+    memcpy(run->mmio.data, data, length > 8 ? 8 : length);
+}
+
+void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value) {
+    __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
+}
+
+void ckvm_name_current_thread(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof(truncated) - 1);
+    truncated[sizeof(truncated) - 1] = 0;
+    pthread_setname_np(pthread_self(), truncated);
+}

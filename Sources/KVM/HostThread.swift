@@ -1,0 +1,55 @@
+import CKVM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A dedicated OS thread, used for each vCPU and for blocking host I/O. KVM binds a vCPU to the thread that first runs it,
+/// and interrupting KVM_RUN means signalling that exact thread, so vCPUs get plain pthreads
+/// rather than tasks on a shared pool.
+public final class HostThread: @unchecked Sendable {
+    /// The signal used to kick a vCPU thread out of KVM_RUN; its handler does nothing.
+    public static let kickSignal = SIGUSR1
+    // Written once by pthread_create before `start` returns; read-only afterwards.
+    private var thread = pthread_t()
+
+    private final class Body {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+
+    /// Installs the no-op kick handler without SA_RESTART, so the signal makes KVM_RUN
+    /// return EINTR. Call once before starting vCPU threads.
+    public static func installKickHandler() {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0
+        sigaction(kickSignal, &action, nil)
+    }
+
+    public init(name: String, _ body: @escaping @Sendable () -> Void) throws {
+        let context = Unmanaged.passRetained(Body({
+            ckvm_name_current_thread(name)
+            body()
+        })).toOpaque()
+        let result = pthread_create(&thread, nil, { argument in
+            // Safe: `argument` is the retained Body passed just below; it is released here, once.
+            let body = Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue()
+            body.run()
+            return nil
+        }, context)
+        if result != 0 {
+            Unmanaged<Body>.fromOpaque(context).release()
+            throw KVMError("pthread_create for \(name)", errno: result)
+        }
+    }
+
+    /// Interrupts a KVM_RUN in progress on this thread.
+    public func kick() {
+        pthread_kill(thread, HostThread.kickSignal)
+    }
+
+    public func join() {
+        pthread_join(thread, nil)
+    }
+}

@@ -1,0 +1,260 @@
+import Boot
+import CKVM
+import GuestMemory
+import KVM
+import LegacyDevices
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One microVM: guest memory, vCPUs on their own threads, the legacy devices and the
+/// booted kernel. Built completely by `init` (every failure there is a clear error),
+/// then `run` blocks until the guest resets or fails, or `stop` is called.
+public final class MicroVM: Sendable {
+    public let configuration: VMConfiguration
+    public let memory: GuestMemory
+    public let boot: BootResult
+    public let effectiveCommandLine: String
+    let kvm: KVMSystem
+    let machine: KVMVirtualMachine
+    let vcpus: [VCPU]
+    let bus: PortIOBus
+    let serial: Serial16550
+    let latch = StopLatch()
+    private let threadsLock = Lock()
+    nonisolated(unsafe) private var threads: [HostThread] = []
+    private let assistLock = Lock()
+    nonisolated(unsafe) private var assists: [UInt8: Int] = [:]
+
+    /// How often the VMM finished an instruction KVM could not emulate, by opcode
+    /// (0xCC int3, 0x9B fwait). Always empty on hardware KVM.
+    public var emulationAssists: [UInt8: Int] { assistLock.withLock { assists } }
+
+    public init(configuration: VMConfiguration) throws {
+        self.configuration = configuration
+        // Check the user's input before touching KVM, so a typo does not read as a host problem.
+        let memoryMiB = configuration.memoryMiB
+        if memoryMiB == 0 { throw VMMError.memoryZero }
+        let minimumMiB = BootLayout.minimumMemory >> 20
+        if memoryMiB < minimumMiB { throw VMMError.memoryTooSmall(requestedMiB: memoryMiB, minimumMiB: minimumMiB) }
+        if memoryMiB > HostMemory.totalMiB { throw VMMError.memoryTooLarge(requestedMiB: memoryMiB, limitMiB: HostMemory.totalMiB) }
+        if configuration.vcpuCount < 1 || configuration.vcpuCount > MPTable.maximumVCPUs {
+            throw VMMError.vcpuCountInvalid(requested: configuration.vcpuCount, limit: MPTable.maximumVCPUs)
+        }
+        let kernel = try FileLoader.read(configuration.kernelPath, role: "kernel")
+        let initrd = try configuration.initrdPath.map { try FileLoader.read($0, role: "initrd") }
+        let cpuidPolicy = try CPUIDPolicy(hiding: configuration.hiddenCPUFeatures)
+        let consoleSink = try ConsoleSink.make(configuration.console)
+
+        kvm = try KVMSystem(path: configuration.kvmPath)
+        try kvm.require()
+        let vcpuLimit = min(kvm.maximumVCPUs, MPTable.maximumVCPUs)
+        if configuration.vcpuCount > vcpuLimit {
+            throw VMMError.vcpuCountInvalid(requested: configuration.vcpuCount, limit: vcpuLimit)
+        }
+
+        machine = try kvm.createVirtualMachine()
+        try machine.setTSSAddress(BootLayout.kvmTSSAddress)
+        try machine.setIdentityMapAddress(BootLayout.kvmIdentityMapAddress)
+        try machine.createInterruptController()
+        try machine.createProgrammableIntervalTimer()
+
+        let memorySize = memoryMiB << 20
+        memory = try GuestMemory(ranges: BootLayout.ramRanges(memorySize: memorySize))
+        for (slot, region) in memory.regions.enumerated() {
+            try machine.setMemoryRegion(slot: UInt32(slot), guestAddress: region.start.value, size: region.size, hostAddress: region.hostAddress)
+        }
+
+        var commandLine = KernelCommandLine(configuration.commandLine)
+        if PVMGuestCommandLine.shouldApply(configuration.pvmCompatibility) {
+            commandLine.append(PVMGuestCommandLine.parameters)
+        }
+        effectiveCommandLine = commandLine.text
+        boot = try LinuxBoot.load(BootConfiguration(
+            kernel: kernel, initrd: initrd, commandLine: commandLine, memorySize: memorySize,
+            vcpuCount: configuration.vcpuCount, preferPVH: configuration.preferPVH), into: memory)
+
+        let machine = self.machine
+        let latch = self.latch
+        serial = Serial16550(output: consoleSink, interrupt: { high in
+            try? machine.setInterruptLine(Serial16550.com1Interrupt, high: high)
+        })
+        let keyboard = I8042Controller(onReset: { latch.stop(.reset) })
+        bus = PortIOBus(mappings: [
+            .init(base: Serial16550.com1Base, count: Serial16550.portCount, device: serial),
+            .init(base: I8042Controller.dataPort, count: 5, device: keyboard),
+            .init(base: 0x70, count: 2, device: QuietPort()),  // CMOS/RTC
+            .init(base: 0x80, count: 1, device: QuietPort()),  // POST code / delay port
+        ])
+
+        let supported = try kvm.supportedCPUID().map(\.neutral)
+        var created: [VCPU] = []
+        for id in 0..<configuration.vcpuCount {
+            let vcpu = try machine.createVCPU(id: UInt32(id))
+            try vcpu.setCPUID(cpuidPolicy.entries(for: id, of: configuration.vcpuCount, supported: supported).map(kvm_cpuid_entry2.init))
+            try vcpu.setMSRs(ModelSpecificRegister.bootValues)
+            try MicroVM.configureLocalInterrupts(vcpu)
+            var fpu = kvm_fpu()
+            fpu.fcw = 0x37F  // x87 default control word
+            fpu.mxcsr = 0x1F80  // SSE: all exceptions masked
+            try vcpu.setFPU(fpu)
+            // Application processors wait for the guest's INIT/SIPI; only the BSP gets boot state.
+            if id == 0 { try MicroVM.loadBootState(boot.bootProcessorState, into: vcpu) }
+            created.append(vcpu)
+        }
+        vcpus = created
+    }
+
+    /// LINT0 delivers the legacy PIC's interrupts (ExtINT) and LINT1 NMIs, as a PC BIOS leaves them.
+    static func configureLocalInterrupts(_ vcpu: VCPU) throws {
+        var lapic = try vcpu.localAPIC()
+        withUnsafeMutableBytes(of: &lapic.regs) { registers in
+            let lint0 = 0x350, lint1 = 0x360
+            let extINT: UInt32 = 0x7 << 8, nmi: UInt32 = 0x4 << 8
+            let clearMode = ~UInt32(0x700)
+            let lint0Value = (registers.loadUnaligned(fromByteOffset: lint0, as: UInt32.self) & clearMode) | extINT
+            let lint1Value = (registers.loadUnaligned(fromByteOffset: lint1, as: UInt32.self) & clearMode) | nmi
+            registers.storeBytes(of: lint0Value, toByteOffset: lint0, as: UInt32.self)
+            registers.storeBytes(of: lint1Value, toByteOffset: lint1, as: UInt32.self)
+        }
+        try vcpu.setLocalAPIC(lapic)
+    }
+
+    static func loadBootState(_ state: InitialCPUState, into vcpu: VCPU) throws {
+        var special = try vcpu.specialRegisters()
+        let code = kvm_segment(state.code)
+        let data = kvm_segment(state.data)
+        special.cs = code
+        special.ds = data
+        special.es = data
+        special.fs = data
+        special.gs = data
+        special.ss = data
+        special.tr = kvm_segment(state.task)
+        special.gdt.base = state.gdtBase
+        special.gdt.limit = state.gdtLimit
+        special.idt.base = state.idtBase
+        special.idt.limit = state.idtLimit
+        special.cr0 = state.cr0
+        special.cr3 = state.cr3
+        special.cr4 = state.cr4
+        special.efer = state.efer
+        try vcpu.setSpecialRegisters(special)
+
+        var registers = kvm_regs()
+        registers.rip = state.rip
+        registers.rsp = state.rsp
+        registers.rbp = state.rbp
+        registers.rsi = state.rsi
+        registers.rbx = state.rbx
+        registers.rflags = state.rflags
+        try vcpu.setRegisters(registers)
+    }
+
+    /// Runs the VM until it ends; returns why.
+    public func run() throws -> VMExitReason {
+        HostThread.installKickHandler()
+        var started: [HostThread] = []
+        for vcpu in vcpus {
+            let thread = try HostThread(name: "kasa-vcpu\(vcpu.id)") { [self] in self.vcpuLoop(vcpu) }
+            started.append(thread)
+        }
+        threadsLock.withLock { threads = started }
+        if configuration.forwardStandardInput { try startConsoleInput() }
+        let reason = latch.wait()
+        for (vcpu, thread) in zip(vcpus, started) {
+            vcpu.requestExit()
+            thread.kick()
+        }
+        for thread in started { thread.join() }
+        return reason
+    }
+
+    /// Ends the VM from any thread; `run` then returns `.stopped`.
+    public func stop() {
+        latch.stop(.stopped)
+    }
+
+    /// Feeds standard input to the UART, waiting while its FIFO is full. Ends at EOF.
+    private func startConsoleInput() throws {
+        let serial = self.serial
+        let latch = self.latch
+        _ = try HostThread(name: "kasa-console") {
+            var buffer = [UInt8](repeating: 0, count: 256)
+            while !latch.isStopped {
+                let count = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { return }
+                var pending = Array(buffer[0..<count])
+                while !pending.isEmpty && !latch.isStopped {
+                    let accepted = serial.enqueueInput(pending)
+                    pending.removeFirst(accepted)
+                    if !pending.isEmpty { usleep(1000) }
+                }
+            }
+        }
+    }
+
+    private func vcpuLoop(_ vcpu: VCPU) {
+        let emulation = EmulationFailureHandler(memory: memory)
+        while !latch.isStopped {
+            let exit: VCPUExit
+            do {
+                exit = try vcpu.run()
+            } catch {
+                latch.stop(.failed("vCPU \(vcpu.id): \(error)"))
+                return
+            }
+            switch exit {
+            case .portOut(let port, let size, let bytes):
+                bus.handleOut(port: port, size: size, bytes: bytes)
+            case .portIn(let port, let size, let count):
+                vcpu.completePortIn(bus.handleIn(port: port, size: size, count: count))
+            case .mmioRead(_, let length):
+                // Nothing is mapped in MMIO space yet: unclaimed reads return zeros.
+                vcpu.completeMMIORead([UInt8](repeating: 0, count: length))
+            case .mmioWrite:
+                break
+            case .interrupted:
+                continue
+            case .halt:
+                latch.stop(.failed("vCPU \(vcpu.id) halted with no interrupt controller to wake it"))
+            case .shutdown:
+                latch.stop(.tripleFault)
+            case .systemEvent(let type):
+                latch.stop(.systemEvent(type: type))
+            case .internalError(let suberror, let data, let instruction):
+                handleInternalError(vcpu: vcpu, emulation: emulation, suberror: suberror, data: data, instruction: instruction)
+            case .failedEntry(let reason):
+                latch.stop(.failed("vCPU \(vcpu.id): KVM could not enter the guest (hardware reason 0x\(String(reason, radix: 16)))"))
+            case .unknown(let reason, let hardware):
+                latch.stop(.failed("vCPU \(vcpu.id): unexpected KVM exit \(reason) (hardware reason 0x\(String(hardware, radix: 16)))"))
+            }
+        }
+    }
+
+    private func handleInternalError(vcpu: VCPU, emulation: EmulationFailureHandler, suberror: UInt32, data: [UInt64], instruction: [UInt8]) {
+        guard suberror == VCPUExit.emulationFailureSuberror else {
+            let words = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
+            latch.stop(.failed("vCPU \(vcpu.id): KVM internal error, suberror \(suberror), data [\(words)]"))
+            return
+        }
+        do {
+            switch try emulation.handle(vcpu: vcpu, reportedBytes: instruction) {
+            case .resumed(let opcode):
+                assistLock.withLock { assists[opcode, default: 0] += 1 }
+            case .unhandled(let bytes, let rip):
+                let hex = bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined(separator: " ")
+                latch.stop(.failed("vCPU \(vcpu.id): KVM cannot emulate the instruction at RIP 0x\(String(rip, radix: 16)) (bytes: \(hex.isEmpty ? "unavailable" : hex)); on a kvm_pvm host the guest command line needs the parameters in docs/kvm-pvm.md"))
+            }
+        } catch {
+            latch.stop(.failed("vCPU \(vcpu.id): emulation failure, and reading its state failed: \(error)"))
+        }
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

@@ -1,0 +1,51 @@
+import Boot
+
+/// Where the guest's serial console goes.
+public enum ConsoleOutput: Sendable {
+    case standardOutput
+    case file(path: String)
+    case discard
+    /// Each chunk of bytes the guest writes, as it writes them (tests, the Runtime).
+    case handler(@Sendable ([UInt8]) -> Void)
+}
+
+/// Whether to add the guest command line that kvm_pvm hosts need (docs/kvm-pvm.md).
+public enum PVMCompatibility: String, Sendable, CaseIterable {
+    case auto, on, off
+}
+
+/// Everything needed to build and boot one microVM.
+public struct VMConfiguration: Sendable {
+    public var kernelPath: String
+    public var initrdPath: String?
+    public var commandLine: String
+    public var memoryMiB: UInt64
+    public var vcpuCount: Int
+    public var console: ConsoleOutput
+    /// Forward this process's standard input to the guest's serial port.
+    public var forwardStandardInput: Bool
+    public var hiddenCPUFeatures: [String]
+    public var pvmCompatibility: PVMCompatibility
+    /// Use the ELF's PVH entry when it has one (otherwise its 64-bit entry).
+    public var preferPVH: Bool
+    public var kvmPath: String
+
+    public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1 nomodule i8042.noaux i8042.nomux i8042.dumbkbd"
+
+    public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = VMConfiguration.defaultCommandLine,
+                memoryMiB: UInt64 = 128, vcpuCount: Int = 1, console: ConsoleOutput = .standardOutput,
+                forwardStandardInput: Bool = false, hiddenCPUFeatures: [String] = [],
+                pvmCompatibility: PVMCompatibility = .auto, preferPVH: Bool = true, kvmPath: String = "/dev/kvm") {
+        self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
+        self.commandLine = commandLine
+        self.memoryMiB = memoryMiB
+        self.vcpuCount = vcpuCount
+        self.console = console
+        self.forwardStandardInput = forwardStandardInput
+        self.hiddenCPUFeatures = hiddenCPUFeatures
+        self.pvmCompatibility = pvmCompatibility
+        self.preferPVH = preferPVH
+        self.kvmPath = kvmPath
+    }
+}
