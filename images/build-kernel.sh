@@ -130,6 +130,10 @@ if is_built; then
     exit 0
 fi
 
+# Leftovers of an earlier run of this key that was killed hard (SIGKILL,
+# power loss) can go: we hold the lock, so nobody else is using them.
+rm -rf "$cache_root/.work-$key."* "$cache_root/.out-$key."*
+
 log="$cache_root/$key.log"
 work=$(mktemp -d "$cache_root/.work-$key.XXXXXX")
 stage=$(mktemp -d "$cache_root/.out-$key.XXXXXX")
@@ -142,6 +146,23 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+
+# Steps run as background jobs while this shell waits: bash delays a trapped
+# signal until a *foreground* child ends, which for `make` would be minutes,
+# while `wait` returns at once. `set -m` puts each job in its own process
+# group, so the handler can stop the whole step (make and its compilers)
+# before the EXIT trap cleans up.
+set -m
+child=""
+on_signal() {
+    echo "build-kernel: interrupted; stopping the build" >&2
+    if [ -n "$child" ]; then
+        kill -TERM -- "-$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    exit 130
+}
+trap on_signal INT TERM HUP
 : >"$log"
 
 jobs="${KASA_JOBS:-$(nproc)}"
@@ -150,9 +171,13 @@ note "building guest kernel $key ($source_pkg $version, -j$jobs); log: $log"
 
 # Every step logs to $log; on failure point the user at it.
 step() {
-    local what=$1; shift
+    local what=$1 rc=0; shift
     echo "### $what: $*" >>"$log"
-    if ! "$@" >>"$log" 2>&1; then
+    "$@" >>"$log" 2>&1 </dev/null &
+    child=$!
+    wait "$child" || rc=$?
+    child=""
+    if [ "$rc" != 0 ]; then
         echo "build-kernel: error: $what failed; last lines of $log:" >&2
         tail -n 25 "$log" >&2
         exit 1

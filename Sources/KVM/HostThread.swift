@@ -30,6 +30,12 @@ public final class HostThread: @unchecked Sendable {
     public init(name: String, _ body: @escaping @Sendable () -> Void) throws {
         let context = Unmanaged.passRetained(Body({
             ckvm_name_current_thread(name)
+            // The creating thread may block signals (dispatch workers do), and the new thread
+            // inherits that mask; the kick must get through or a halted vCPU never wakes.
+            var kick = sigset_t()
+            sigemptyset(&kick)
+            sigaddset(&kick, HostThread.kickSignal)
+            pthread_sigmask(SIG_UNBLOCK, &kick, nil)
             body()
         })).toOpaque()
         let result = pthread_create(&thread, nil, { argument in

@@ -27,7 +27,7 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
     private var receiveFIFO: [UInt8] = []
     private var interruptEnableRegister: UInt8 = 0
     private var lineControlRegister: UInt8 = 0x03
-    private var modemControlRegister: UInt8 = 0x08
+    private var modemControlRegister: UInt8 = 0
     private var scratchRegister: UInt8 = 0
     private var divisorLow: UInt8 = 0x0C  // 9600 baud
     private var divisorHigh: UInt8 = 0

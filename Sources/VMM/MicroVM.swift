@@ -175,22 +175,30 @@ public final class MicroVM: Sendable {
         latch.stop(.stopped)
     }
 
+    /// Types `bytes` into the guest's serial console, waiting while the UART's FIFO is full.
+    /// Returns false if the VM stopped before everything was delivered.
+    @discardableResult
+    public func sendConsoleInput(_ bytes: [UInt8]) -> Bool {
+        var pending = bytes[...]
+        while !pending.isEmpty {
+            if latch.isStopped { return false }
+            let accepted = serial.enqueueInput(Array(pending))
+            pending = pending.dropFirst(accepted)
+            if !pending.isEmpty { usleep(1000) }
+        }
+        return true
+    }
+
     /// Feeds standard input to the UART, waiting while its FIFO is full. Ends at EOF.
     private func startConsoleInput() throws {
-        let serial = self.serial
         let latch = self.latch
-        _ = try HostThread(name: "kasa-console") {
+        _ = try HostThread(name: "kasa-console") { [self] in
             var buffer = [UInt8](repeating: 0, count: 256)
             while !latch.isStopped {
                 let count = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
                 if count < 0 && errno == EINTR { continue }
                 if count <= 0 { return }
-                var pending = Array(buffer[0..<count])
-                while !pending.isEmpty && !latch.isStopped {
-                    let accepted = serial.enqueueInput(pending)
-                    pending.removeFirst(accepted)
-                    if !pending.isEmpty { usleep(1000) }
-                }
+                if !self.sendConsoleInput(Array(buffer[0..<count])) { return }
             }
         }
     }

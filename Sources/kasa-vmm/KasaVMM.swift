@@ -109,8 +109,8 @@ struct KasaVMM: ParsableCommand {
         configuration.memoryMiB = memory ?? file?.machineConfig?.memSizeMib ?? 128
         configuration.vcpuCount = vcpus ?? file?.machineConfig?.vcpuCount ?? 1
         configuration.console = try ConsoleChoice.parse(console ?? file?.console ?? "stdout")
-        configuration.forwardStandardInput = !noStandardInput && isatty(STDIN_FILENO) != 0
-            || (!noStandardInput && ConsoleChoice.standardInputIsReadable)
+        configuration.forwardStandardInput = !noStandardInput
+            && (isatty(STDIN_FILENO) != 0 || ConsoleChoice.standardInputIsReadable)
         configuration.hiddenCPUFeatures = hiddenFeatures + (file?.hiddenCPUFeatures ?? [])
         configuration.pvmCompatibility = pvmCompatibility ?? file?.pvmCompatibility.flatMap(PVMCompatibility.init(rawValue:)) ?? .auto
         configuration.preferPVH = !noPVH
