@@ -13,11 +13,13 @@ let package = Package(
     ],
     targets: [
         .target(name: "CKVM"),
+        .target(name: "CLinux"),
         .target(name: "KVM", dependencies: ["CKVM"]),
         .target(name: "GuestMemory"),
         .target(name: "Boot", dependencies: ["GuestMemory"]),
         .target(name: "LegacyDevices"),
-        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices"]),
+        .target(name: "Virtio", dependencies: ["GuestMemory", "LegacyDevices", "CLinux"]),
+        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio"]),
         .executableTarget(
             name: "kasa-vmm",
             dependencies: ["VMM", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -25,6 +27,7 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory"]),
         // Boots tiny guests (assembled from Tests/guests with gcc) and the real kernel under KVM.
         .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory"]),
     ],

@@ -1,0 +1,47 @@
+import GuestMemory
+
+/// What the transport gives a device when the driver sets DRIVER_OK.
+public struct VirtioDeviceContext: Sendable {
+    public let memory: GuestMemory
+    public let queues: [Virtqueue]
+    /// Feature bits the driver accepted (VIRTIO_F_VERSION_1 included).
+    public let acceptedFeatures: UInt64
+    /// Call after pushing used entries to queue `index`: interrupts the driver if it wants one.
+    public let signalUsed: @Sendable (_ index: Int) -> Void
+    /// Runs `body` under the transport's lock. Work a device starts on its own (a backend
+    /// socket became readable, a timer) must go through this, so it never races the vCPU
+    /// threads resetting or reconfiguring the device.
+    public let serialized: @Sendable (_ body: () -> Void) -> Void
+}
+
+/// A virtio device model. The transport (virtio-mmio) owns registers, feature negotiation,
+/// status and queues and never knows which device it carries; the device owns its config
+/// space and what a request means. The transport calls every method with its lock held.
+public protocol VirtioDevice: AnyObject, Sendable {
+    /// Virtio device ID: 2 block, 4 entropy, 19 socket.
+    var deviceType: UInt32 { get }
+    /// Device-specific feature bits offered (the transport adds VIRTIO_F_VERSION_1 itself).
+    var deviceFeatures: UInt64 { get }
+    /// Maximum size of each queue; the count is the number of queues.
+    var queueMaximumSizes: [UInt16] { get }
+    func readConfiguration(offset: Int, count: Int) -> [UInt8]
+    func writeConfiguration(offset: Int, bytes: [UInt8])
+    /// The driver finished setup (DRIVER_OK); keep the context to process queues.
+    func activate(_ context: VirtioDeviceContext) throws
+    /// The driver notified queue `index`.
+    func queueNotified(_ index: Int)
+    /// The driver reset the device (status 0): drop all state, close backend connections.
+    func reset()
+}
+
+public enum VirtioFeature {
+    public static let version1: UInt64 = 1 << 32
+    public static let ringEventIndex: UInt64 = 1 << 29
+    public static let ringIndirectDescriptors: UInt64 = 1 << 28
+}
+
+public enum VirtioDeviceType {
+    public static let block: UInt32 = 2
+    public static let entropy: UInt32 = 4
+    public static let socket: UInt32 = 19
+}
