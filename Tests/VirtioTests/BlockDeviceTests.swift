@@ -1,0 +1,98 @@
+import Foundation
+import GuestMemory
+import Testing
+@testable import Virtio
+
+@Suite struct BlockDeviceTests {
+    let memory: GuestMemory
+    let imagePath: String
+    let image: [UInt8]
+
+    init() throws {
+        memory = try MockDriver.makeMemory()
+        imagePath = FileManager.default.temporaryDirectory.appending(path: "kasa-blk-\(UUID().uuidString)").path
+        image = (0..<(64 * 512)).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        try Data(image).write(to: URL(filePath: imagePath))
+    }
+
+    func attach(readOnly: Bool = false) throws -> (BlockDevice, MockDriver, VirtioMMIOTransport) {
+        let device = try BlockDevice(path: imagePath, readOnly: readOnly, identifier: "kasa-disk-0")
+        let transport = VirtioMMIOTransport(device: device, memory: memory, raiseInterrupt: {})
+        RegisterDriver(transport: transport).initialize(bases: [0x10000])
+        return (device, try MockDriver(memory: memory, queue: transport.queues[0]), transport)
+    }
+
+    func header(_ type: UInt32, sector: UInt64) -> [UInt8] {
+        withUnsafeBytes(of: type.littleEndian, Array.init) + [0, 0, 0, 0] + withUnsafeBytes(of: sector.littleEndian, Array.init)
+    }
+
+    @Test func reportsCapacityAndFeatures() throws {
+        let (device, _, _) = try attach(readOnly: true)
+        #expect(device.readConfiguration(offset: 0, count: 8) == [64, 0, 0, 0, 0, 0, 0, 0])
+        #expect(device.deviceFeatures & (1 << 5) != 0)
+        #expect(device.readConfiguration(offset: 60, count: 8) == [0, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func readsSectors() throws {
+        let (_, mock, transport) = try attach()
+        let (_, addresses) = try mock.add([.readable(header(0, sector: 2)), .writable(1024), .writable(1)])
+        transport.notify(queue: 0)
+        #expect(try mock.takeUsed().map(\.length) == [1025])
+        #expect(try mock.read(addresses[1], 1024) == Array(image[1024..<2048]))
+        #expect(try mock.read(addresses[2], 1) == [0])
+    }
+
+    @Test func writesAndFlushesSectors() throws {
+        let (_, mock, transport) = try attach()
+        let payload = [UInt8](repeating: 0xAB, count: 512)
+        let (_, writeAddresses) = try mock.add([.readable(header(1, sector: 63)), .readable(payload), .writable(1)])
+        let (_, flushAddresses) = try mock.add([.readable(header(4, sector: 0)), .writable(1)])
+        transport.notify(queue: 0)
+        #expect(try mock.takeUsed().map(\.length) == [1, 1])
+        #expect(try mock.read(writeAddresses[2], 1) == [0])
+        #expect(try mock.read(flushAddresses[1], 1) == [0])
+        let onDisk = try [UInt8](Data(contentsOf: URL(filePath: imagePath)))
+        #expect(Array(onDisk[(63 * 512)...]) == payload)
+    }
+
+    @Test func readOnlyRefusesWrites() throws {
+        let (_, mock, transport) = try attach(readOnly: true)
+        let (_, addresses) = try mock.add([.readable(header(1, sector: 0)), .readable([UInt8](repeating: 1, count: 512)), .writable(1)])
+        transport.notify(queue: 0)
+        _ = try mock.takeUsed()
+        #expect(try mock.read(addresses[2], 1) == [1])
+        #expect(try [UInt8](Data(contentsOf: URL(filePath: imagePath))) == image)
+    }
+
+    @Test func outOfRangeAndPartialSectorsAreIOErrors() throws {
+        let (_, mock, transport) = try attach()
+        let (_, beyond) = try mock.add([.readable(header(0, sector: 64)), .writable(512), .writable(1)])
+        let (_, straddling) = try mock.add([.readable(header(0, sector: 63)), .writable(1024), .writable(1)])
+        let (_, partial) = try mock.add([.readable(header(0, sector: 0)), .writable(100), .writable(1)])
+        let (_, overflow) = try mock.add([.readable(header(0, sector: UInt64.max)), .writable(512), .writable(1)])
+        transport.notify(queue: 0)
+        _ = try mock.takeUsed()
+        for addresses in [beyond, straddling, partial, overflow] {
+            #expect(try mock.read(addresses[2], 1) == [1])
+        }
+    }
+
+    @Test func getIDAndUnknownRequests() throws {
+        let (_, mock, transport) = try attach()
+        let (_, id) = try mock.add([.readable(header(8, sector: 0)), .writable(20), .writable(1)])
+        let (_, unknown) = try mock.add([.readable(header(99, sector: 0)), .writable(1)])
+        let (_, short) = try mock.add([.readable([1, 2, 3]), .writable(1)])
+        transport.notify(queue: 0)
+        #expect(try mock.takeUsed().map(\.length) == [21, 1, 1])
+        #expect(try mock.read(id[1], 11) == Array("kasa-disk-0".utf8))
+        #expect(try mock.read(unknown[1], 1) == [2])
+        #expect(try mock.read(short[1], 1) == [1])
+    }
+
+    @Test func backingFilesMustBeUsable() {
+        #expect(throws: BlockDeviceError.self) { try BlockDevice(path: "/nonexistent/disk.img", readOnly: false) }
+        let odd = FileManager.default.temporaryDirectory.appending(path: "kasa-odd-\(UUID().uuidString)").path
+        _ = FileManager.default.createFile(atPath: odd, contents: Data([1, 2, 3]))
+        #expect(throws: BlockDeviceError.sizeNotSectorMultiple(path: odd, size: 3)) { try BlockDevice(path: odd, readOnly: true) }
+    }
+}

@@ -1,0 +1,161 @@
+import GuestMemory
+import LegacyDevices
+import Testing
+@testable import Virtio
+
+/// Drives a virtio-mmio transport the way Linux's virtio_mmio driver does.
+struct RegisterDriver {
+    let transport: VirtioMMIOTransport
+
+    func read(_ offset: UInt64) -> UInt32 {
+        transport.read(offset: offset, size: 4).enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) }
+    }
+
+    func write(_ offset: UInt64, _ value: UInt32) {
+        transport.write(offset: offset, bytes: [UInt8(value & 0xff), UInt8((value >> 8) & 0xff), UInt8((value >> 16) & 0xff), UInt8(value >> 24)])
+    }
+
+    /// Negotiates `features` and sets up each queue with MockDriver's ring layout at `bases`.
+    func initialize(features: UInt64 = VirtioFeature.version1, queueSize: UInt32 = 16, bases: [UInt64]) {
+        write(0x070, 0)
+        write(0x070, 1)
+        write(0x070, 1 | 2)
+        write(0x024, 0)
+        write(0x020, UInt32(truncatingIfNeeded: features))
+        write(0x024, 1)
+        write(0x020, UInt32(truncatingIfNeeded: features >> 32))
+        write(0x070, 1 | 2 | 8)
+        for (index, base) in bases.enumerated() {
+            write(0x030, UInt32(index))
+            write(0x038, queueSize)
+            write(0x080, UInt32(truncatingIfNeeded: base))
+            write(0x084, UInt32(truncatingIfNeeded: base >> 32))
+            write(0x090, UInt32(truncatingIfNeeded: base + 0x1000))
+            write(0x0a0, UInt32(truncatingIfNeeded: base + 0x2000))
+            write(0x044, 1)
+        }
+        write(0x070, 1 | 2 | 8 | 4)
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = Lock()
+    private var value = 0
+    private var linesStorage: [String] = []
+    func increment() { lock.withLock { value += 1 } }
+    func add(_ line: String) { lock.withLock { linesStorage.append(line) } }
+    var count: Int { lock.withLock { value } }
+    var lines: [String] { lock.withLock { linesStorage } }
+}
+
+@Suite struct TransportTests {
+    let memory: GuestMemory
+    let interrupts = Counter()
+    let reports = Counter()
+    let transport: VirtioMMIOTransport
+    let driver: RegisterDriver
+
+    init() throws {
+        memory = try MockDriver.makeMemory()
+        let interrupts = self.interrupts, reports = self.reports
+        transport = VirtioMMIOTransport(device: EntropyDevice(), memory: memory,
+                                        raiseInterrupt: { interrupts.increment() }, report: { reports.add($0) })
+        driver = RegisterDriver(transport: transport)
+    }
+
+    @Test func identifiesAsModernVirtioMMIO() {
+        #expect(driver.read(0x000) == 0x7472_6976)
+        #expect(driver.read(0x004) == 2)
+        #expect(driver.read(0x008) == 4)
+        driver.write(0x014, 1)
+        #expect(driver.read(0x010) & 1 == 1)  // VIRTIO_F_VERSION_1 is bit 32
+        driver.write(0x030, 0)
+        #expect(driver.read(0x034) == 256)
+        driver.write(0x030, 7)
+        #expect(driver.read(0x034) == 0)
+    }
+
+    @Test func fullSetupThenARequestRaisesAnInterrupt() throws {
+        driver.initialize(bases: [0x10000])
+        #expect(transport.isActive)
+        #expect(driver.read(0x070) == 15)
+        // Requests now go through the rings MockDriver writes.
+        let queue = transport.queues[0]
+        let mock = try MockDriver(memory: memory, queue: queue)
+        let (_, addresses) = try mock.add([.writable(32)])
+        driver.write(0x050, 0)
+        let used = try mock.takeUsed()
+        #expect(used.count == 1 && used[0].length == 32)
+        #expect(try mock.read(addresses[0], 32) != [UInt8](repeating: 0, count: 32))
+        #expect(interrupts.count == 1)
+        #expect(driver.read(0x060) == 1)
+        driver.write(0x064, 1)
+        #expect(driver.read(0x060) == 0)
+    }
+
+    @Test func featuresWithoutVersion1AreRefused() {
+        driver.write(0x070, 1 | 2)
+        driver.write(0x024, 0)
+        driver.write(0x020, 0)
+        driver.write(0x070, 1 | 2 | 8)
+        #expect(driver.read(0x070) & 8 == 0)
+        #expect(!reports.lines.isEmpty)
+    }
+
+    @Test func unofferedFeaturesAreRefused() {
+        driver.write(0x070, 3)
+        driver.write(0x024, 1)
+        driver.write(0x020, 1 | 0x8000)  // VERSION_1 plus an unknown high bit
+        driver.write(0x070, 3 | 8)
+        #expect(driver.read(0x070) & 8 == 0)
+    }
+
+    @Test func notifyBeforeDriverOKIsIgnored() throws {
+        driver.write(0x050, 0)
+        #expect(reports.lines.contains { $0.contains("before DRIVER_OK") })
+        #expect(interrupts.count == 0)
+    }
+
+    @Test func invalidQueueSetupMarksTheDeviceForReset() {
+        driver.initialize(queueSize: 100, bases: [0x10000])  // not a power of two
+        #expect(!transport.isActive)
+        #expect(driver.read(0x070) & 64 != 0)
+    }
+
+    @Test func resetClearsEverything() throws {
+        driver.initialize(bases: [0x10000])
+        driver.write(0x070, 0)
+        #expect(driver.read(0x070) == 0)
+        #expect(!transport.isActive)
+        #expect(!transport.queues[0].ready)
+        driver.write(0x030, 0)
+        #expect(driver.read(0x044) == 0)
+    }
+
+    @Test func queueCannotChangeAfterDriverOK() {
+        driver.initialize(bases: [0x10000])
+        driver.write(0x030, 0)
+        driver.write(0x038, 8)
+        #expect(transport.queues[0].size == 16)
+    }
+
+    @Test func oddAccessesAreReportedNotFatal() {
+        #expect(transport.read(offset: 0x002, size: 2) == [0, 0])
+        transport.write(offset: 0x000, bytes: [1, 2, 3, 4])
+        #expect(reports.lines.count == 2)
+    }
+}
+
+@Suite struct EntropyDeviceTests {
+    @Test func honoursEachBufferLength() throws {
+        let memory = try MockDriver.makeMemory()
+        let transport = VirtioMMIOTransport(device: EntropyDevice(), memory: memory, raiseInterrupt: {})
+        RegisterDriver(transport: transport).initialize(bases: [0x10000])
+        let mock = try MockDriver(memory: memory, queue: transport.queues[0])
+        try mock.add([.writable(1)])
+        try mock.add([.writable(100), .writable(28)])
+        try mock.add([.readable([1, 2])])  // nothing to fill
+        transport.notify(queue: 0)
+        #expect(try mock.takeUsed().map(\.length) == [1, 128, 0])
+    }
+}
