@@ -37,6 +37,10 @@ public enum BootLayout {
     public static let mmioHoleEnd: UInt64 = 0x1_0000_0000
     public static let virtioMMIOBase: UInt64 = 0xD000_0000
     public static let virtioMMIOSlotSize: UInt64 = 0x1000
+    /// Virtio device n gets the window at base + n * 4 KiB and IOAPIC pin 5 + n
+    /// (pin 4 is COM1); the MP table routes pins 0-23.
+    public static let virtioFirstInterrupt: UInt32 = 5
+    public static let virtioMaximumDevices = 19
     public static let ioapicAddress: UInt32 = 0xFEC0_0000
     public static let localAPICAddress: UInt32 = 0xFEE0_0000
     /// KVM on Intel needs three pages for the real-mode TSS and one for the identity map;

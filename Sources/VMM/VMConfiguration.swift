@@ -14,6 +14,33 @@ public enum PVMCompatibility: String, Sendable, CaseIterable {
     case auto, on, off
 }
 
+/// A virtio-blk drive backed by a file or block device.
+public struct DriveConfiguration: Sendable, Equatable {
+    public var path: String
+    public var readOnly: Bool
+    /// The guest mounts this drive as its root filesystem (`root=/dev/vda`); at most one.
+    public var isRoot: Bool
+    public var identifier: String?
+
+    public init(path: String, readOnly: Bool = false, isRoot: Bool = false, identifier: String? = nil) {
+        self.path = path
+        self.readOnly = readOnly
+        self.isRoot = isRoot
+        self.identifier = identifier
+    }
+}
+
+/// A virtio-vsock device bridged to a Unix socket (Firecracker's hybrid vsock).
+public struct VsockConfiguration: Sendable, Equatable {
+    public var guestCID: UInt64
+    public var udsPath: String
+
+    public init(guestCID: UInt64, udsPath: String) {
+        self.guestCID = guestCID
+        self.udsPath = udsPath
+    }
+}
+
 /// Everything needed to build and boot one microVM.
 public struct VMConfiguration: Sendable {
     public var kernelPath: String
@@ -29,6 +56,9 @@ public struct VMConfiguration: Sendable {
     /// Use the ELF's PVH entry when it has one (otherwise its 64-bit entry).
     public var preferPVH: Bool
     public var kvmPath: String
+    public var drives: [DriveConfiguration] = []
+    public var entropy = false
+    public var vsock: VsockConfiguration?
 
     public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1 nomodule i8042.noaux i8042.nomux i8042.dumbkbd"
 

@@ -9,6 +9,9 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
     case vcpuCountInvalid(requested: Int, limit: Int)
     case consoleFileUnwritable(path: String, reason: String)
     case invalidConfigurationFile(path: String, reason: String)
+    case tooManyDevices(requested: Int, limit: Int)
+    case severalRootDrives
+    case deviceSetupFailed(String)
 
     public var description: String {
         switch self {
@@ -30,6 +33,12 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
             return "cannot open console file '\(path)': \(reason)"
         case .invalidConfigurationFile(let path, let reason):
             return "invalid configuration file '\(path)': \(reason)"
+        case .tooManyDevices(let requested, let limit):
+            return "\(requested) virtio devices requested; at most \(limit) fit the interrupt layout"
+        case .severalRootDrives:
+            return "more than one drive is marked root=on"
+        case .deviceSetupFailed(let reason):
+            return reason
         }
     }
 }

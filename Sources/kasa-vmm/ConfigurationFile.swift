@@ -1,4 +1,5 @@
 import FoundationEssentials
+import VMM
 
 /// The JSON form of the VM settings, shaped like Firecracker's --config-file so its users
 /// can reuse what they have. Unknown keys are an error rather than silently ignored.
@@ -40,7 +41,46 @@ struct ConfigurationFile: Decodable {
         }
     }
 
+    struct Drive: Decodable {
+        var configuration: DriveConfiguration
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case driveID = "drive_id", pathOnHost = "path_on_host", isRootDevice = "is_root_device", isReadOnly = "is_read_only"
+        }
+
+        init(from decoder: any Decoder) throws {
+            try ConfigurationFile.rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "drives")
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            configuration = DriveConfiguration(
+                path: try container.decode(String.self, forKey: .pathOnHost),
+                readOnly: try container.decodeIfPresent(Bool.self, forKey: .isReadOnly) ?? false,
+                isRoot: try container.decodeIfPresent(Bool.self, forKey: .isRootDevice) ?? false,
+                identifier: try container.decodeIfPresent(String.self, forKey: .driveID))
+        }
+    }
+
+    struct Vsock: Decodable {
+        var guestCID: UInt64
+        var udsPath: String
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case guestCID = "guest_cid", udsPath = "uds_path", vsockID = "vsock_id"
+        }
+
+        init(from decoder: any Decoder) throws {
+            try ConfigurationFile.rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "vsock")
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            guestCID = try container.decode(UInt64.self, forKey: .guestCID)
+            udsPath = try container.decode(String.self, forKey: .udsPath)
+        }
+    }
+
+    struct Entropy: Decodable {}
+
     var bootSource: BootSource?
+    var drives: [Drive]?
+    var vsock: Vsock?
+    var entropy: Entropy?
     var machineConfig: MachineConfig?
     var console: String?
     var hiddenCPUFeatures: [String]?
@@ -49,6 +89,7 @@ struct ConfigurationFile: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case bootSource = "boot-source", machineConfig = "machine-config", console
         case hiddenCPUFeatures = "hide-cpu-features", pvmCompatibility = "pvm-compat"
+        case drives, vsock, entropy
     }
 
     init(from decoder: any Decoder) throws {
@@ -59,6 +100,9 @@ struct ConfigurationFile: Decodable {
         console = try container.decodeIfPresent(String.self, forKey: .console)
         hiddenCPUFeatures = try container.decodeIfPresent([String].self, forKey: .hiddenCPUFeatures)
         pvmCompatibility = try container.decodeIfPresent(String.self, forKey: .pvmCompatibility)
+        drives = try container.decodeIfPresent([Drive].self, forKey: .drives)
+        vsock = try container.decodeIfPresent(Vsock.self, forKey: .vsock)
+        entropy = try container.decodeIfPresent(Entropy.self, forKey: .entropy)
     }
 
     struct AnyKey: CodingKey {

@@ -21,7 +21,8 @@ struct KasaVMM: ParsableCommand {
                                "boot_args": "console=ttyS0 reboot=k panic=1"},
                "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
                "console": "stdout"}
-            Flags given on the command line override the file.
+            Flags given on the command line override the file; "drives", "entropy" and "vsock" take \
+            Firecracker's keys (path_on_host, is_read_only, is_root_device; guest_cid, uds_path).
             """
     )
 
@@ -54,6 +55,18 @@ struct KasaVMM: ParsableCommand {
 
     @Option(name: .customLong("pvm-compat"), help: ArgumentHelp("Add the kvm_pvm guest command line: auto (when /dev/kvm is kvm_pvm), on, off.", valueName: "auto|on|off"))
     var pvmCompatibility: PVMCompatibility?
+
+    @Option(name: .customLong("drive"), help: ArgumentHelp("A virtio-blk disk (repeatable): path=FILE[,readonly=on|off][,root=on|off][,id=NAME]. Drives become vda, vdb, ... in order.", valueName: "spec"))
+    var drives: [String] = []
+
+    @Flag(name: .customLong("rng"), help: "Add a virtio-rng device fed by the host's getrandom.")
+    var entropy = false
+
+    @Option(name: .customLong("vsock-uds"), help: ArgumentHelp("Add a virtio-vsock device bridged to this Unix socket (hybrid vsock: connect, send 'CONNECT <port>\\n').", valueName: "path"))
+    var vsockPath: String?
+
+    @Option(name: .customLong("vsock-cid"), help: ArgumentHelp("The guest's vsock context id (default 3).", valueName: "cid"))
+    var vsockCID: UInt64?
 
     @Flag(name: .customLong("no-pvh"), help: "Enter an ELF kernel through its 64-bit entry even if it has a PVH entry.")
     var noPVH = false
@@ -114,6 +127,13 @@ struct KasaVMM: ParsableCommand {
         configuration.hiddenCPUFeatures = hiddenFeatures + (file?.hiddenCPUFeatures ?? [])
         configuration.pvmCompatibility = pvmCompatibility ?? file?.pvmCompatibility.flatMap(PVMCompatibility.init(rawValue:)) ?? .auto
         configuration.preferPVH = !noPVH
+        configuration.drives = try drives.map(DriveSpecification.parse) + (file?.drives?.map(\.configuration) ?? [])
+        configuration.entropy = entropy || file?.entropy != nil
+        if let path = vsockPath ?? file?.vsock?.udsPath {
+            configuration.vsock = VsockConfiguration(guestCID: vsockCID ?? file?.vsock?.guestCID ?? 3, udsPath: path)
+        } else if vsockCID != nil {
+            throw VMMError.deviceSetupFailed("--vsock-cid needs --vsock-uds")
+        }
         return configuration
     }
 }

@@ -38,4 +38,43 @@ import VMM
         #expect(run.console.contains("KASA-INIT-DONE"), "console tail:\n\(tail)")
         #expect(run.reason == .reset, "the guest did not reboot cleanly: \(run.reason); console tail:\n\(tail)")
     }
+
+    /// The same kernel probing virtio-blk and virtio-rng, with its root filesystem on the
+    /// block device: the ext4 image's /sbin/init reports what the guest sees and writes a
+    /// file, which the test then finds in the image on the host.
+    @Test(.timeLimit(.minutes(10)))
+    func guestKernelBootsFromAVirtioBlockRootAndSeesTheDevices() throws {
+        let kernel = try RealKernelTests.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh")
+        let cached = try RealKernelTests.artifact("KASA_TEST_ROOTFS", script: "images/build-test-rootfs.sh")
+        let disk = GuestBuilder.outputDirectory.appending(path: "root-\(UUID().uuidString).ext4").path
+        try FileManager.default.copyItem(atPath: cached, toPath: disk)
+        defer { try? FileManager.default.removeItem(atPath: disk) }
+
+        let capture = GuestRun.Capture()
+        var configuration = VMConfiguration(kernelPath: kernel, commandLine: "console=ttyS0 reboot=k panic=-1",
+                                            memoryMiB: 256, console: .handler { capture.append($0) })
+        configuration.drives = [DriveConfiguration(path: disk, isRoot: true)]
+        configuration.entropy = true
+        let vm = try MicroVM(configuration: configuration)
+        #expect(vm.effectiveCommandLine.contains("virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6 root=/dev/vda rw"))
+        let watchdog = DispatchWorkItem { vm.stop() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 400, execute: watchdog)
+        let reason = try vm.run()
+        watchdog.cancel()
+        let console = capture.text
+        let tail = String(console.suffix(3000))
+        #expect(reason == .reset, "\(reason); console tail:\n\(tail)")
+        #expect(console.contains("virtio_blk virtio0: [vda]"), "the block driver did not attach; console tail:\n\(tail)")
+        #expect(console.contains("KASA-ROOTFS-OK"), "init did not start from the ext4 root; console tail:\n\(tail)")
+        #expect(console.contains("KASA-ROOT /dev/root ext4 rw"), "console tail:\n\(tail)")
+        #expect(console.contains("KASA-VIRTIO virtio0 0x0002 virtio_blk"), "console tail:\n\(tail)")
+        #expect(console.contains("KASA-VIRTIO virtio1 0x0004 virtio_rng"), "console tail:\n\(tail)")
+        #expect(console.contains("KASA-RNG virtio_rng.0"), "console tail:\n\(tail)")
+        // The guest's tty turns "\n" into "\r\n", a single Character in Swift.
+        let randomLine = console.split(whereSeparator: \.isNewline).first { $0.hasPrefix("KASA-RNG-BYTES ") }
+        #expect(randomLine.map { $0.count == "KASA-RNG-BYTES ".count + 32 } == true, "no 16 random bytes from /dev/hwrng: \(String(describing: randomLine))")
+        #expect(console.contains("KASA-ROOTFS-DONE"), "console tail:\n\(tail)")
+        let written = try GuestBuilder.run("/usr/sbin/debugfs", ["-R", "cat /guest-wrote-this", disk])
+        #expect(written.contains("written by the guest"), "the guest's write did not reach the disk image: \(written)")
+    }
 }

@@ -1,0 +1,177 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The outcome of one non-blocking read or write on a host socket.
+enum VsockSocketIO: Equatable {
+    case bytes(Int)
+    case endOfFile
+    case wouldBlock
+    case failed(Int32)
+}
+
+/// A bound, listening Unix socket and the file it created (to unlink only our own file).
+struct VsockListeningSocket {
+    let fd: Int32
+    let path: String
+    let device: UInt64
+    let inode: UInt64
+}
+
+/// Thin wrappers over the socket calls the vsock bridge needs. Every socket is non-blocking
+/// and close-on-exec; writes never raise SIGPIPE. The pointer work is confined to this file:
+/// each buffer passed to the kernel is a Swift array (or slice) pinned for the call, with the
+/// count never larger than its length.
+enum VsockUnixSocket {
+    static let streamFlags = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+
+    static func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+    /// Builds a sockaddr_un for `path`, or explains why it cannot.
+    private static func address(for path: String) -> Result<sockaddr_un, VsockSocketAddressError> {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard !bytes.isEmpty else { return .failure(.init(reason: "the path is empty")) }
+        guard !bytes.contains(0) else { return .failure(.init(reason: "the path contains a NUL byte")) }
+        guard bytes.count < capacity else {
+            return .failure(.init(reason: "the path is \(bytes.count) bytes, longer than the \(capacity - 1) a Unix socket allows"))
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return .success(address)
+    }
+
+    private static func withSocketAddress<R>(_ address: inout sockaddr_un, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+    }
+
+    /// Creates a listening socket at `path`, replacing a stale socket file left there.
+    /// Throws `VsockError.cannotListen` with the reason.
+    static func listen(path: String, backlog: Int32 = 128) throws -> VsockListeningSocket {
+        func failure(_ reason: String) -> VsockError { .cannotListen(path: path, reason: reason) }
+        var address: sockaddr_un
+        switch Self.address(for: path) {
+        case .success(let built): address = built
+        case .failure(let error): throw failure(error.reason)
+        }
+        var existing = stat()
+        if lstat(path, &existing) == 0 {
+            guard existing.st_mode & S_IFMT == S_IFSOCK else { throw failure("a file that is not a socket is in the way") }
+            guard unlink(path) == 0 else { throw failure("cannot remove the stale socket: \(errorText(errno))") }
+        }
+        let fd = socket(AF_UNIX, streamFlags, 0)
+        guard fd >= 0 else { throw failure(errorText(errno)) }
+        let bound = withSocketAddress(&address) { bind(fd, $0, $1) }
+        guard bound == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw failure(errorText(code))
+        }
+        guard Glibc.listen(fd, backlog) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            unlink(path)
+            throw failure(errorText(code))
+        }
+        var created = stat()
+        guard stat(path, &created) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw failure(errorText(code))
+        }
+        return VsockListeningSocket(fd: fd, path: path, device: UInt64(created.st_dev), inode: UInt64(created.st_ino))
+    }
+
+    /// Closes the listener and removes its file if the path still names it.
+    static func close(_ listener: VsockListeningSocket) {
+        Glibc.close(listener.fd)
+        var current = stat()
+        if lstat(listener.path, &current) == 0, UInt64(current.st_dev) == listener.device, UInt64(current.st_ino) == listener.inode {
+            unlink(listener.path)
+        }
+    }
+
+    static func close(_ fd: Int32) { Glibc.close(fd) }
+
+    enum AcceptResult: Equatable {
+        case socket(Int32)
+        case wouldBlock
+        case failed(Int32)
+    }
+
+    static func accept(_ listener: Int32) -> AcceptResult {
+        while true {
+            let fd = accept4(listener, nil, nil, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+            if fd >= 0 { return .socket(fd) }
+            switch errno {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: return .failed(code)
+            }
+        }
+    }
+
+    /// Connects to a listening Unix socket without blocking; a full backlog counts as failure.
+    static func connect(path: String) -> Result<Int32, VsockSocketAddressError> {
+        var address: sockaddr_un
+        switch Self.address(for: path) {
+        case .success(let built): address = built
+        case .failure(let error): return .failure(error)
+        }
+        let fd = socket(AF_UNIX, streamFlags, 0)
+        guard fd >= 0 else { return .failure(.init(reason: errorText(errno))) }
+        while true {
+            if withSocketAddress(&address, { Glibc.connect(fd, $0, $1) }) == 0 { return .success(fd) }
+            let code = errno
+            if code == EINTR { continue }
+            Glibc.close(fd)
+            return .failure(.init(reason: errorText(code)))
+        }
+    }
+
+    /// Reads up to `count` bytes (at most the buffer's size) into the front of `buffer`.
+    /// With `peek` the bytes stay in the socket.
+    static func receive(_ fd: Int32, into buffer: inout [UInt8], count: Int, peek: Bool = false) -> VsockSocketIO {
+        let wanted = min(count, buffer.count)
+        guard wanted > 0 else { return .bytes(0) }
+        while true {
+            let result = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, wanted, peek ? Int32(MSG_PEEK) : 0) }
+            if result > 0 { return .bytes(result) }
+            if result == 0 { return .endOfFile }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: return .failed(code)
+            }
+        }
+    }
+
+    /// Writes as much of `bytes` as the socket takes now.
+    static func send(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> VsockSocketIO {
+        guard !bytes.isEmpty else { return .bytes(0) }
+        while true {
+            let result = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            if result >= 0 { return .bytes(result) }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: return .failed(code)
+            }
+        }
+    }
+
+    /// Half-closes: the peer reads end-of-file once it has drained what was sent.
+    static func shutdownWrite(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+}
+
+struct VsockSocketAddressError: Error, Equatable {
+    let reason: String
+}
