@@ -1,4 +1,3 @@
-import CLinux
 import GuestMemory
 #if canImport(Glibc)
 import Glibc
@@ -33,8 +32,10 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     }
 
     /// Opens the backing file; `identifier` (at most 20 bytes) answers GET_ID.
-    public init(path: String, readOnly: Bool, identifier: String? = nil, directIO: Bool = false) throws {
-        let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (directIO ? CLINUX_O_DIRECT : 0)
+    /// O_DIRECT is not offered: it needs sector-aligned bounce buffers, which this device
+    /// does not have yet; the host page cache is used.
+    public init(path: String, readOnly: Bool, identifier: String? = nil) throws {
+        let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
         let descriptor = open(path, flags)
         if descriptor < 0 { throw BlockDeviceError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         let size = lseek(descriptor, 0, SEEK_END)

@@ -5,9 +5,6 @@
 #include <stdint.h>
 #include <stddef.h>
 
-// open(2)'s O_DIRECT, which Glibc only declares under _GNU_SOURCE (x86-64 value).
-static const int CLINUX_O_DIRECT = 040000;
-
 // A non-blocking, close-on-exec eventfd, or -1 with errno set.
 int clinux_eventfd(unsigned int initial);
 
