@@ -127,6 +127,13 @@ public final class MicroVM: Sendable {
             throw VMMError.deviceSetupFailed(error.description)
         }
         if configuration.entropy { devices.append(EntropyDevice()) }
+        if let vsock = configuration.vsock {
+            do {
+                devices.append(try VsockDevice(guestCID: vsock.guestCID, udsPath: vsock.udsPath, eventLoop: eventLoop))
+            } catch let error as VsockError {
+                throw VMMError.deviceSetupFailed("vsock: \(error)")
+            }
+        }
         let rootReadOnly = roots.first.map { configuration.drives[$0].readOnly } ?? false
         return try VirtioDeviceSet(devices: devices, rootDriveIndex: roots.first, rootReadOnly: rootReadOnly, memory: memory,
                                    machine: machine, eventLoop: eventLoop,
@@ -199,6 +206,8 @@ public final class MicroVM: Sendable {
         for thread in started { thread.join() }
         eventLoop.stop()
         loopThread.join()
+        // Host-side sockets (the vsock listener and its connections) close with the VM.
+        for slot in virtio.slots { (slot.transport.device as? VsockDevice)?.tearDown() }
         return reason
     }
 

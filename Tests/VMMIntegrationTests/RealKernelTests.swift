@@ -77,4 +77,69 @@ import VMM
         let written = try GuestBuilder.run("/usr/sbin/debugfs", ["-R", "cat /guest-wrote-this", disk])
         #expect(written.contains("written by the guest"), "the guest's write did not reach the disk image: \(written)")
     }
+
+    /// vsock end to end: the guest's vsock-echo connects out to `<uds>_5000`, then echoes a
+    /// host connection made through the hybrid bridge (`CONNECT 1024`) — 1 MiB each way.
+    @Test(.timeLimit(.minutes(10)))
+    func hostAndGuestTalkOverHybridVsock() throws {
+        let kernel = try RealKernelTests.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh")
+        let cached = try RealKernelTests.artifact("KASA_TEST_ROOTFS", script: "images/build-test-rootfs.sh")
+        let directory = GuestBuilder.outputDirectory.appending(path: "vsock-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let disk = directory + "/root.ext4"
+        try FileManager.default.copyItem(atPath: cached, toPath: disk)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let socketPath = directory + "/vsock.sock"
+        let guestToHost = try UnixSocketClient.listen(socketPath + "_5000")
+        defer { guestToHost.close() }
+
+        let capture = GuestRun.Capture()
+        var configuration = VMConfiguration(kernelPath: kernel, commandLine: "console=ttyS0 reboot=k panic=-1 kasatest=vsock",
+                                            memoryMiB: 256, console: .handler { capture.append($0) })
+        configuration.drives = [DriveConfiguration(path: disk, isRoot: true)]
+        configuration.vsock = VsockConfiguration(guestCID: 3, udsPath: socketPath)
+        let vm = try MicroVM(configuration: configuration)
+        let outcome = Outcome()
+        let host = Thread {
+            do {
+                let incoming = try guestToHost.accept(timeout: 300)
+                outcome.record("guest line: " + (try incoming.readLine(timeout: 30)))
+                incoming.close()
+                while !capture.text.contains("KASA-VSOCK-LISTENING 1024") { usleep(10_000) }
+                let client = try UnixSocketClient.connect(socketPath)
+                try client.write(Array("CONNECT 1024\n".utf8))
+                outcome.record("reply: " + (try client.readLine(timeout: 30)))
+                let payload = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+                let writer = Thread { try? client.write(payload); client.shutdownWrite() }
+                writer.start()
+                let echoed = try client.readExactly(payload.count, timeout: 120)
+                outcome.record(echoed == payload ? "echo intact" : "echo differs")
+                client.close()
+            } catch {
+                outcome.record("host side failed: \(error)")
+            }
+        }
+        host.start()
+        let watchdog = DispatchWorkItem { vm.stop() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 480, execute: watchdog)
+        let reason = try vm.run()
+        watchdog.cancel()
+        let console = capture.text
+        let tail = String(console.suffix(3000))
+        let lines = outcome.lines
+        #expect(lines.contains("guest line: hello from the guest\n"), "host side: \(lines); console tail:\n\(tail)")
+        #expect(lines.contains { $0.hasPrefix("reply: OK ") }, "host side: \(lines)")
+        #expect(lines.contains("echo intact"), "host side: \(lines); console tail:\n\(tail)")
+        #expect(console.contains("KASA-VIRTIO virtio1 0x0013 vmw_vsock_virtio_transport"), "console tail:\n\(tail)")
+        #expect(console.contains("KASA-VSOCK-ECHOED 1048576"), "console tail:\n\(tail)")
+        #expect(reason == .reset, "\(reason); console tail:\n\(tail)")
+    }
+}
+
+/// Lines recorded by a helper thread, read by the test afterwards.
+final class Outcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: [String] = []
+    func record(_ line: String) { lock.withLock { recorded.append(line) } }
+    var lines: [String] { lock.withLock { recorded } }
 }
