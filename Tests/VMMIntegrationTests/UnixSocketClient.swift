@@ -28,7 +28,7 @@ struct UnixSocketClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard result == 0 else {
-            close(descriptor)
+            Glibc.close(descriptor)
             throw Failure(description: "connect to \(path): \(String(cString: strerror(errno)))")
         }
         return UnixSocketClient(descriptor: descriptor)

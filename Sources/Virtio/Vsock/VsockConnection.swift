@@ -65,6 +65,8 @@ final class VsockConnection {
     var guestShutdown: UInt32 = 0
     /// The host socket reached end-of-file (the client will send nothing more).
     var hostEndOfFile = false
+    /// The host client closed its socket entirely (not just its sending half).
+    var hostHungUp = false
     /// We half-closed the host socket because the guest will send nothing more.
     var hostWriteClosed = false
 
@@ -73,9 +75,10 @@ final class VsockConnection {
     var shutdownFlags: UInt32 = 0
     var inControlQueue = false
     var inDataQueue = false
-    /// Events the event loop watches for this socket now (0: not registered).
-    var registeredEvents: Int16 = 0
-    var timerArmed = false
+    /// Events the event loop watches for this socket now; nil when not registered.
+    var registeredEvents: Int16?
+    /// Monotonic nanoseconds of the earliest pending timer check, if any.
+    var timerDeadline: UInt64?
     /// Monotonic nanoseconds: when a host-initiated REQUEST gives up.
     var requestDeadline: UInt64 = 0
     /// Monotonic nanoseconds of the last guest packet or flush progress.
@@ -97,7 +100,11 @@ final class VsockConnection {
     /// Guest bytes buffered for the host socket.
     var bufferedGuestBytes: Int { toHost.count - preambleBytes }
 
-    var isClosing: Bool { hostEndOfFile || guestShutdown == VsockShutdown.both }
+    /// Waiting for the guest (or a host reader) to finish; bounded by the close grace.
+    var isClosing: Bool { hostHungUp || guestShutdown == VsockShutdown.both }
+
+    /// After a half-close by the host client, watch for it closing entirely (POLLHUP).
+    var wantsHangUpNotice: Bool { state == .established && hostEndOfFile && !hostHungUp }
 
     /// Whether the host socket should be polled for input.
     var wantsRead: Bool {

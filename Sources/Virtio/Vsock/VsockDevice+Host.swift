@@ -32,6 +32,8 @@ extension VsockDevice {
                 eventLoop.register(fd, events: VsockDevice.pollIn) { [weak self] _ in
                     self?.backend { $0.readConnectLine(clientID: id) }
                 }
+                // A client that never finishes its CONNECT line does not keep a slot forever.
+                schedule(after: tuning.requestTimeoutNanoseconds) { $0.dropPendingClient(id) }
             case .wouldBlock:
                 return
             case .failed:
@@ -63,12 +65,11 @@ extension VsockDevice {
                 return dropPendingClient(clientID)
             }
             client.line += peeked[0..<(newline ?? count)]
-            guard let newline else {
+            guard newline != nil else {
                 if client.line.count >= VsockConnectLine.maximumLength { return dropPendingClient(clientID) }
                 pendingClients[clientID] = client
                 return
             }
-            _ = newline
             eventLoop.unregister(client.fd)
             pendingClients[clientID] = nil
             guard let port = VsockConnectLine.port(in: client.line) else {
@@ -141,8 +142,8 @@ extension VsockDevice {
     /// Closes the host socket and forgets the connection; `sendReset` tells the guest.
     func close(_ connection: VsockConnection, sendReset: Bool) {
         guard connection.state != .closed else { return }
-        if connection.registeredEvents != 0 { eventLoop.unregister(connection.fd) }
-        connection.registeredEvents = 0
+        if connection.registeredEvents != nil { eventLoop.unregister(connection.fd) }
+        connection.registeredEvents = nil
         VsockUnixSocket.close(connection.fd)
         connection.state = .closed
         connections[connection.key] = nil
@@ -151,38 +152,46 @@ extension VsockDevice {
     }
 
     /// Watches the host socket for what the connection can use now: input while it may read,
-    /// output while guest data waits. Unregisters when neither (poll would report a hung-up
-    /// socket forever otherwise).
+    /// output while guest data waits, just hang-up (events 0) after the client half-closed.
+    /// Unregisters otherwise: poll would report a hung-up socket forever.
     func updateInterest(_ connection: VsockConnection) {
         guard connection.state != .closed else { return }
         var events: Int16 = 0
         if connection.wantsRead { events |= VsockDevice.pollIn }
         if !connection.toHost.isEmpty { events |= VsockDevice.pollOut }
-        guard events != connection.registeredEvents else { return }
-        connection.registeredEvents = events
-        if events == 0 {
-            eventLoop.unregister(connection.fd)
-        } else {
+        let desired: Int16? = events != 0 || connection.wantsHangUpNotice ? events : nil
+        guard desired != connection.registeredEvents else { return }
+        connection.registeredEvents = desired
+        if let desired {
             let id = connection.id
-            eventLoop.register(connection.fd, events: events) { [weak self] revents in
+            eventLoop.register(connection.fd, events: desired) { [weak self] revents in
                 self?.backend { $0.connectionEvent(id: id, revents: revents) }
             }
+        } else {
+            eventLoop.unregister(connection.fd)
         }
     }
 
     func connectionEvent(id: UInt64, revents: Int16) {
         guard let connection = connectionsByID[id] else { return }
         if revents & Int16(POLLNVAL) != 0 { return close(connection, sendReset: true) }
-        let watched = connection.registeredEvents
+        let watched = connection.registeredEvents ?? 0
+        let hangUp = revents & (Int16(POLLHUP) | Int16(POLLERR)) != 0
+        let waitingToWrite = !connection.toHost.isEmpty
         var progress = 0
-        if !connection.toHost.isEmpty {
+        if waitingToWrite {
             guard let flushed = flush(connection) else { return }
             progress = flushed
         }
-        if revents & (VsockDevice.pollIn | Int16(POLLHUP) | Int16(POLLERR)) != 0, connection.wantsRead {
+        if hangUp && connection.hostEndOfFile && !connection.hostHungUp {
+            // The client that had half-closed is gone now.
+            connection.hostHungUp = true
+            armTimer(connection, after: tuning.closeGraceNanoseconds)
+        }
+        if revents & VsockDevice.pollIn != 0 || hangUp, connection.wantsRead {
             connection.inDataQueue = true
             dataQueue.append(id)
-        } else if revents & (Int16(POLLHUP) | Int16(POLLERR)) != 0, watched & VsockDevice.pollIn == 0, progress == 0 {
+        } else if hangUp, waitingToWrite, watched & VsockDevice.pollIn == 0, progress == 0 {
             // Hung up while we only waited to write, and nothing could be written.
             return close(connection, sendReset: true)
         }
@@ -235,23 +244,33 @@ extension VsockDevice {
         updateInterest(connection)
     }
 
-    /// The host client will send nothing more: tell the guest, then wait (bounded) for it.
+    /// The host client will send nothing more: tell the guest (SHUTDOWN, send bit). A client
+    /// that only half-closed still gets the guest's data for as long as the guest sends; one
+    /// that closed entirely waits for the guest's reply (its SHUTDOWN or RST), bounded by
+    /// the close grace, then RST.
     func hostReachedEndOfFile(_ connection: VsockConnection) {
         guard !connection.hostEndOfFile else { return }
         connection.hostEndOfFile = true
         connection.lastActivity = VsockDevice.now()
+        if VsockUnixSocket.isHungUp(connection.fd) {
+            connection.hostHungUp = true
+            armTimer(connection, after: tuning.closeGraceNanoseconds)
+        }
         if connection.guestShutdown & VsockShutdown.send == 0 {
             queueControl(connection, .shutdown, shutdownFlags: VsockShutdown.send)
-            armTimer(connection, after: tuning.closeGraceNanoseconds)
         }
         settle(connection)
     }
 
     // MARK: Timers
 
+    /// Makes sure `timerFired` runs for the connection within `nanoseconds`. Timers are not
+    /// cancelled: a check that comes early or twice re-evaluates and re-arms as needed.
     func armTimer(_ connection: VsockConnection, after nanoseconds: UInt64) {
-        guard !connection.timerArmed else { return }
-        connection.timerArmed = true
+        let now = VsockDevice.now()
+        let deadline = now + nanoseconds
+        if let pending = connection.timerDeadline, pending > now, pending <= deadline { return }
+        connection.timerDeadline = deadline
         let id = connection.id
         schedule(after: nanoseconds) { $0.timerFired(connectionID: id) }
     }
@@ -260,7 +279,9 @@ extension VsockDevice {
     /// (or a host client that stopped reading) left idle for the grace period.
     func timerFired(connectionID: UInt64) {
         guard let connection = connectionsByID[connectionID] else { return }
-        connection.timerArmed = false
+        // Forget the pending deadline even if this is an early or stale check: the worst case is
+        // one more harmless check, never a missing one.
+        connection.timerDeadline = nil
         let now = VsockDevice.now()
         if connection.state == .requestSent {
             if now >= connection.requestDeadline { return close(connection, sendReset: true) }

@@ -11,6 +11,11 @@ import Glibc
 ///   accepts reads `OK <hostport>\n`; the socket then carries the stream to guest `port`;
 /// - a guest connection to CID 2 port P is bridged to the Unix socket `<udsPath>_P`.
 ///
+/// Lifecycle: the listener is created by `init` (clients connecting early wait in its
+/// backlog) and accepted from once the driver activates the device. `reset()` closes every
+/// connection and the listener (removing its file); the next activation listens again.
+/// `tearDown()` (or deinit) closes everything for good.
+///
 /// Locking: the transport calls the `VirtioDevice` methods with its lock held; socket events
 /// and timers take that lock through `context.serialized`. All state below is also guarded
 /// by `lock` (always taken after the transport's lock), which covers the times there is no
@@ -165,7 +170,7 @@ public final class VsockDevice: VirtioDevice, @unchecked Sendable {
     /// Closes all connections, pending clients and the listener; forgets queued packets.
     func closeEverything() {
         for connection in connectionsByID.values {
-            if connection.registeredEvents != 0 { eventLoop.unregister(connection.fd) }
+            if connection.registeredEvents != nil { eventLoop.unregister(connection.fd) }
             VsockUnixSocket.close(connection.fd)
             connection.state = .closed
         }

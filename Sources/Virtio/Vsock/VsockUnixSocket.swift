@@ -107,8 +107,13 @@ enum VsockUnixSocket {
 
     static func accept(_ listener: Int32) -> AcceptResult {
         while true {
-            let fd = accept4(listener, nil, nil, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
-            if fd >= 0 { return .socket(fd) }
+            // Glibc's module does not export accept4; set the flags right after.
+            let fd = Glibc.accept(listener, nil, nil)
+            if fd >= 0 {
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                return .socket(fd)
+            }
             switch errno {
             case EINTR, ECONNABORTED: continue
             case EAGAIN, EWOULDBLOCK: return .wouldBlock
@@ -164,6 +169,12 @@ enum VsockUnixSocket {
             case let code: return .failed(code)
             }
         }
+    }
+
+    /// Whether the peer closed the socket entirely (after a mere half-close it is not).
+    static func isHungUp(_ fd: Int32) -> Bool {
+        var descriptor = pollfd(fd: fd, events: 0, revents: 0)
+        return poll(&descriptor, 1, 0) > 0 && descriptor.revents & (Int16(POLLHUP) | Int16(POLLERR)) != 0
     }
 
     /// Half-closes: the peer reads end-of-file once it has drained what was sent.
