@@ -125,6 +125,9 @@ struct KasaVMM: ParsableCommand {
         configuration.forwardStandardInput = !noStandardInput
             && (isatty(STDIN_FILENO) != 0 || ConsoleChoice.standardInputIsReadable)
         configuration.hiddenCPUFeatures = hiddenFeatures + (file?.hiddenCPUFeatures ?? [])
+        if let fromFile = file?.pvmCompatibility, PVMCompatibility(rawValue: fromFile) == nil {
+            throw VMMError.deviceSetupFailed("invalid pvm-compat '\(fromFile)' in the configuration file: use auto, on or off")
+        }
         configuration.pvmCompatibility = pvmCompatibility ?? file?.pvmCompatibility.flatMap(PVMCompatibility.init(rawValue:)) ?? .auto
         configuration.preferPVH = !noPVH
         configuration.drives = try drives.map(DriveSpecification.parse) + (file?.drives?.map(\.configuration) ?? [])
