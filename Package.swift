@@ -20,6 +20,14 @@ let package = Package(
         .target(name: "LegacyDevices"),
         .target(name: "Virtio", dependencies: ["GuestMemory", "LegacyDevices", "CLinux"]),
         .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio"]),
+        // Plays the guest driver in plain memory (no KVM): VirtioTests and kasa-device-bench.
+        .target(name: "VirtioMockDriver", dependencies: ["Virtio", "GuestMemory", "CLinux"]),
+        // Device-model throughput (virtio-blk, virtio-vsock) through the transport (docs/performance.md).
+        .executableTarget(
+            name: "kasa-device-bench",
+            dependencies: ["VirtioMockDriver", "Virtio", "GuestMemory", "CLinux",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // A small JSON reader, so that kasa-vmm need not link Foundation (docs/performance.md).
         .target(name: "KasaJSON"),
         .executableTarget(
@@ -38,7 +46,7 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices"]),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver"]),
         // Boots tiny guests (assembled from Tests/guests with gcc) and the real kernel under KVM.
         .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory"]),
     ],

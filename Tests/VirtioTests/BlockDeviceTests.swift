@@ -2,6 +2,7 @@ import Foundation
 import GuestMemory
 import Testing
 @testable import Virtio
+import VirtioMockDriver
 
 @Suite struct BlockDeviceTests {
     let memory: GuestMemory

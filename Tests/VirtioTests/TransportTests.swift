@@ -2,41 +2,7 @@ import GuestMemory
 import LegacyDevices
 import Testing
 @testable import Virtio
-
-/// Drives a virtio-mmio transport the way Linux's virtio_mmio driver does.
-struct RegisterDriver {
-    let transport: VirtioMMIOTransport
-
-    func read(_ offset: UInt64) -> UInt32 {
-        transport.read(offset: offset, size: 4).enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) }
-    }
-
-    func write(_ offset: UInt64, _ value: UInt32) {
-        transport.write(offset: offset, bytes: [UInt8(value & 0xff), UInt8((value >> 8) & 0xff), UInt8((value >> 16) & 0xff), UInt8(value >> 24)])
-    }
-
-    /// Negotiates `features` and sets up each queue with MockDriver's ring layout at `bases`.
-    func initialize(features: UInt64 = VirtioFeature.version1, queueSize: UInt32 = 16, bases: [UInt64]) {
-        write(0x070, 0)
-        write(0x070, 1)
-        write(0x070, 1 | 2)
-        write(0x024, 0)
-        write(0x020, UInt32(truncatingIfNeeded: features))
-        write(0x024, 1)
-        write(0x020, UInt32(truncatingIfNeeded: features >> 32))
-        write(0x070, 1 | 2 | 8)
-        for (index, base) in bases.enumerated() {
-            write(0x030, UInt32(index))
-            write(0x038, queueSize)
-            write(0x080, UInt32(truncatingIfNeeded: base))
-            write(0x084, UInt32(truncatingIfNeeded: base >> 32))
-            write(0x090, UInt32(truncatingIfNeeded: base + 0x1000))
-            write(0x0a0, UInt32(truncatingIfNeeded: base + 0x2000))
-            write(0x044, 1)
-        }
-        write(0x070, 1 | 2 | 8 | 4)
-    }
-}
+import VirtioMockDriver
 
 final class Counter: @unchecked Sendable {
     private let lock = Lock()

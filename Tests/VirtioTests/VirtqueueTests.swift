@@ -1,6 +1,7 @@
 import GuestMemory
 import Testing
 @testable import Virtio
+import VirtioMockDriver
 
 @Suite struct VirtqueueTests {
     let memory: GuestMemory

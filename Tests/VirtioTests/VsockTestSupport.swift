@@ -3,6 +3,7 @@ import GuestMemory
 import LegacyDevices
 import Testing
 @testable import Virtio
+import VirtioMockDriver
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,11 +25,11 @@ func vsockWait(_ what: String, seconds: Double = 5, _ condition: () throws -> Bo
 
 /// A temporary directory for the test's sockets (short, to stay under the 107-byte limit).
 func vsockTemporaryDirectory() throws -> String {
-    var template = Array("/tmp/kasa-vsock-XXXXXX".utf8CString)
-    guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-        throw VsockTestFailure("mkdtemp failed: \(String(cString: strerror(errno)))")
+    do {
+        return try HostSupport.makeTemporaryDirectory(prefix: "/tmp/kasa-vsock-")
+    } catch {
+        throw VsockTestFailure("\(error)")
     }
-    return String(cString: created)
 }
 
 struct VsockPacket {
@@ -245,24 +246,11 @@ final class VsockHostSocket {
     deinit { close() }
 
     static func connect(to path: String) throws -> VsockHostSocket {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw VsockTestFailure("socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
+        do {
+            return VsockHostSocket(fd: try HostSupport.connectUnixSocket(path: path))
+        } catch {
+            throw VsockTestFailure("\(error)")
         }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(fd)
-            throw VsockTestFailure("connect \(path): \(reason)")
-        }
-        return VsockHostSocket(fd: fd)
     }
 
     func close() {

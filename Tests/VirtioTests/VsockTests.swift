@@ -2,6 +2,7 @@ import Foundation
 import GuestMemory
 import Testing
 @testable import Virtio
+import VirtioMockDriver
 #if canImport(Glibc)
 import Glibc
 #endif
