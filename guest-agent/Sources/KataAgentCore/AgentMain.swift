@@ -1,0 +1,93 @@
+import AgentProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// kata-agent's behaviour, kept here so the executable is a thin shell around it.
+///   kata-agent                       as the guest's PID 1: set up, serve on vsock port 1024
+///   kata-agent --listen unix:PATH    as a host process (tests): serve on a Unix socket
+///   kata-agent --listen vsock:PORT
+/// Options: --state-dir DIR, --cgroup-root DIR (cgroup v2), --version.
+public enum AgentMain {
+    public struct Options: Equatable, Sendable {
+        public var endpoint: AgentEndpoint = .vsock(port: AgentService.vsockPort)
+        public var stateDirectory = "/run/kasa-agent"
+        public var cgroupRoot: String?
+        public var printVersion = false
+    }
+
+    /// Parses arguments; unknown words are reported but ignored, because the kernel hands
+    /// PID 1 whatever parameters it did not recognise (e.g. `noxsave`).
+    public static func parse(_ arguments: [String], log: (String) -> Void) -> Options {
+        var options = Options()
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            let value: String? = index + 1 < arguments.count ? arguments[index + 1] : nil
+            switch argument {
+            case "--listen":
+                if let value, value.hasPrefix("unix:") {
+                    options.endpoint = .unix(path: String(value.dropFirst(5)))
+                } else if let value, value.hasPrefix("vsock:"), let port = UInt32(value.dropFirst(6)) {
+                    options.endpoint = .vsock(port: port)
+                } else {
+                    log("ignoring --listen \(value ?? ""): use unix:PATH or vsock:PORT")
+                }
+                index += 1
+            case "--state-dir":
+                if let value { options.stateDirectory = value }
+                index += 1
+            case "--cgroup-root":
+                if let value { options.cgroupRoot = value }
+                index += 1
+            case "--version":
+                options.printVersion = true
+            default:
+                log("ignoring argument '\(argument)'")
+            }
+            index += 1
+        }
+        return options
+    }
+
+    public static func run(arguments: [String]) -> Never {
+        let log: @Sendable (String) -> Void = { message in
+            let line = "kata-agent: \(message)\n"
+            _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+        }
+        var options = parse(arguments, log: log)
+        if options.printVersion {
+            print("kata-agent \(AgentVersion.current) (protocol \(AgentProtocolVersion.current))")
+            exit(0)
+        }
+        // Whoever started us may have blocked signals (a dispatch worker does); children
+        // inherit that, so start from a clean mask: SIGTERM must end a host-process agent.
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
+        let isInit = getpid() == 1
+        if isInit {
+            // Before any thread exists: mounts, then the cgroup root for containers.
+            GuestSystemSetup.mountKernelFilesystems(log: log)
+            options.cgroupRoot = options.cgroupRoot ?? GuestSystemSetup.cgroupRoot
+        } else {
+            GuestSystemSetup.becomeSubreaper()
+        }
+        signal(SIGPIPE, SIG_IGN)
+        let configuration = AgentConfiguration(ownsTheMachine: isInit, stateDirectory: options.stateDirectory,
+                                               cgroupRoot: options.cgroupRoot)
+        let handler = AgentServiceHandler(configuration: configuration, launcher: ContainerProcessLauncher(), log: log)
+        while true {
+            do {
+                let listener = try AgentListener(options.endpoint)
+                log("serving on \(options.endpoint)")
+                TTRPCServer(handler: handler, log: log).serve(listener)
+                log("listener closed; listening again")
+            } catch {
+                // PID 1 never exits: report, wait, retry (the vsock driver may come up late).
+                log("cannot listen on \(options.endpoint): \(error)")
+                sleep(1)
+            }
+        }
+    }
+}

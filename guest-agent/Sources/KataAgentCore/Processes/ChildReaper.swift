@@ -1,0 +1,63 @@
+import AgentProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reaps every child of the agent (as PID 1 that includes orphans re-parented to it) on
+/// one thread, and hands exit statuses to whoever registered interest in a pid. Exits of
+/// pids nobody asked about yet are kept, so a process that dies before it is registered
+/// is not lost.
+public final class ChildReaper: @unchecked Sendable {
+    public static let shared = ChildReaper()
+    private let monitor = Monitor()
+    // Guarded by `monitor`.
+    private var statuses: [Int32: Int32] = [:]
+    private var started = false
+
+    /// Exit status as a shell reports it: the exit code, or 128 + the signal number.
+    public static func decode(_ status: Int32) -> Int32 {
+        let signal = status & 0x7f
+        if signal == 0 { return (status >> 8) & 0xff }
+        return 128 + signal
+    }
+
+    public func start() {
+        let first = monitor.withLock { () -> Bool in
+            defer { started = true }
+            return !started
+        }
+        guard first else { return }
+        DetachedThread.start { [self] in
+            while true {
+                var status: Int32 = 0
+                let pid = waitpid(-1, &status, 0)
+                if pid > 0 {
+                    monitor.update { statuses[pid] = ChildReaper.decode(status) }
+                } else if errno == ECHILD {
+                    usleep(20_000)  // no children right now
+                } else if errno != EINTR {
+                    usleep(20_000)
+                }
+            }
+        }
+    }
+
+    /// Waits for `pid` to exit; nil on timeout.
+    public func waitForExit(of pid: Int32, timeout: Double? = nil) -> Int32? {
+        var result: Int32?
+        _ = monitor.wait(until: {
+            result = statuses[pid]
+            return result != nil
+        }, timeout: timeout)
+        return result
+    }
+
+    public func exitStatus(of pid: Int32) -> Int32? {
+        monitor.withLock { statuses[pid] }
+    }
+
+    /// Drops a recorded exit once the process's record is gone (pids are reused).
+    public func forget(_ pid: Int32) {
+        monitor.withLock { _ = statuses.removeValue(forKey: pid) }
+    }
+}

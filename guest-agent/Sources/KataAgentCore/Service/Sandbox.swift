@@ -1,0 +1,205 @@
+import AgentProtocol
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The sandbox's state: its containers and their processes. All mutations hold `monitor`;
+/// blocking work (waiting for exits, reading output) happens outside it.
+final class Sandbox: @unchecked Sendable {
+    let configuration: AgentConfiguration
+    let launcher: any ProcessLauncher
+    let log: @Sendable (String) -> Void
+    private let monitor = Monitor()
+    // Guarded by `monitor`.
+    private var containers: [String: ContainerRecord] = [:]
+    private var reportedOOMKills: [String: UInt64] = [:]
+
+    init(configuration: AgentConfiguration, launcher: any ProcessLauncher, log: @escaping @Sendable (String) -> Void) {
+        self.configuration = configuration
+        self.launcher = launcher
+        self.log = log
+        ChildReaper.shared.start()
+    }
+
+    // MARK: Sandbox
+
+    func create(_ request: AgentCreateSandboxRequest) throws {
+        guard configuration.ownsTheMachine else { return }  // a host process must not touch the host's identity
+        if !request.hostname.isEmpty {
+            guard sethostname(request.hostname, request.hostname.utf8.count) == 0 else {
+                throw AgentError(.internal, "sethostname: \(String(cString: strerror(errno)))")
+            }
+        }
+        if !request.dns.isEmpty {
+            let text = request.dns.joined(separator: "\n") + "\n"
+            guard FileManagerLite.write(text, to: "/etc/resolv.conf") else {
+                throw AgentError(.internal, "cannot write /etc/resolv.conf")
+            }
+        }
+        for storage in request.storages {
+            try Mounter.mount(storage.source, at: storage.target, type: storage.type, options: storage.options)
+        }
+    }
+
+    func destroy() {
+        let ids = monitor.withLock { Array(containers.keys) }
+        for id in ids { try? removeContainer(id, timeout: 5) }
+    }
+
+    func guestDetails() -> AgentGuestDetailsResponse {
+        var response = AgentGuestDetailsResponse()
+        if let text = FileManagerLite.read("/sys/devices/system/memory/block_size_bytes"),
+           let size = UInt64(text.trimmed, radix: 16) {
+            response.memBlockSizeBytes = size
+        }
+        var details = AgentDetails()
+        details.version = configuration.version
+        details.initDaemon = getpid() == 1
+        details.storageHandlers = ["bind", "ext4", "erofs", "overlay", "tmpfs"]
+        response.agentDetails = details
+        return response
+    }
+
+    // MARK: Containers
+
+    func createContainer(_ request: AgentCreateContainerRequest) throws {
+        let id = request.containerID
+        try ContainerNames.validate(id)
+        let execID = request.execID.isEmpty ? id : request.execID
+        let exists = monitor.withLock { containers[id] != nil }
+        guard !exists else { throw AgentError(.alreadyExists, "container \(id) already exists") }
+
+        let rootfs = try RootfsPreparer.prepare(containerID: id, mounts: request.rootfs, stateDirectory: configuration.stateDirectory)
+        do {
+            var spec = try OCITranslation.launchSpec(ociJSON: Array(request.ociSpecJson), rootfs: rootfs.path)
+            if request.readonlyRootfs { spec.readonlyRootfs = true }
+            spec.cgroupPath = try CgroupManager.create(for: id, root: configuration.cgroupRoot, resources: OCITranslation.resources(ociJSON: Array(request.ociSpecJson)))
+            let process = try ProcessSpawner.spawn(containerID: id, execID: execID, spec: spec, launcher: launcher)
+            let record = ContainerRecord(id: id, initExecID: execID, initProcess: process, cgroupPath: spec.cgroupPath,
+                                         mountedPaths: rootfs.mountedPaths, launchSpec: spec)
+            monitor.withLock { containers[id] = record }
+        } catch {
+            rootfs.undo()
+            CgroupManager.remove(for: id, root: configuration.cgroupRoot)
+            throw error
+        }
+    }
+
+    func startContainer(_ id: String) throws {
+        let record = try container(id)
+        let alreadyStarted = monitor.withLock { () -> Bool in
+            defer { record.started = true }
+            return record.started
+        }
+        guard !alreadyStarted else { throw AgentError(.failedPrecondition, "container \(id) is already started") }
+        do {
+            try record.initProcess.launched.start()
+        } catch {
+            throw AgentError(.failedPrecondition, "starting container \(id): \(error)")
+        }
+    }
+
+    func exec(_ request: AgentExecProcessRequest) throws {
+        let record = try container(request.containerID)
+        guard !request.execID.isEmpty else { throw AgentError(.invalidArgument, "exec_id is empty") }
+        try monitor.withLock {
+            guard record.process(request.execID) == nil else { throw AgentError(.alreadyExists, "exec \(request.execID) already exists") }
+        }
+        guard record.initProcess.exitStatus == nil else {
+            throw AgentError(.failedPrecondition, "container \(request.containerID) is not running")
+        }
+        var spec = try OCITranslation.execSpec(processJSON: Array(request.processJson), container: record.launchSpec,
+                                               initPid: record.initProcess.pid)
+        spec.terminal = request.terminal || spec.terminal
+        let process = try ProcessSpawner.spawn(containerID: record.id, execID: request.execID, spec: spec, launcher: launcher)
+        monitor.withLock { record.execs[request.execID] = process }
+        do {
+            try process.launched.start()
+        } catch {
+            monitor.withLock { _ = record.execs.removeValue(forKey: request.execID) }
+            throw AgentError(.failedPrecondition, "exec in \(request.containerID): \(error)")
+        }
+    }
+
+    func removeContainer(_ id: String, timeout: Double) throws {
+        let record = try container(id)
+        // Everything in the container goes: SIGKILL every process, then wait for them.
+        for process in record.allProcesses where process.exitStatus == nil {
+            try? process.signal(SIGKILL)
+        }
+        if let cgroup = record.cgroupPath { CgroupManager.killAll(in: cgroup) }
+        for process in record.allProcesses {
+            _ = process.waitForExit(timeout: timeout > 0 ? timeout : 10)
+        }
+        RootfsPreparer.undo(record.mountedPaths)
+        CgroupManager.remove(for: id, root: configuration.cgroupRoot)
+        monitor.withLock {
+            _ = containers.removeValue(forKey: id)
+            _ = reportedOOMKills.removeValue(forKey: id)
+        }
+        for process in record.allProcesses { ChildReaper.shared.forget(process.pid) }
+    }
+
+    func process(_ containerID: String, _ execID: String) throws -> ManagedProcess {
+        let record = try container(containerID)
+        guard let process = monitor.withLock({ record.process(execID) }) else {
+            throw AgentError(.notFound, "no process \(execID) in container \(containerID)")
+        }
+        return process
+    }
+
+    private func container(_ id: String) throws -> ContainerRecord {
+        guard let record = monitor.withLock({ containers[id] }) else { throw AgentError(.notFound, "no container \(id)") }
+        return record
+    }
+
+    // MARK: Stats and OOM
+
+    func stats(_ id: String) throws -> AgentStatsContainerResponse {
+        let record = try container(id)
+        guard let cgroup = record.cgroupPath else {
+            throw AgentError(.unavailable, "container \(id) has no cgroup (no cgroup v2 here)")
+        }
+        return CgroupManager.stats(of: cgroup)
+    }
+
+    /// Waits for a container to report a new OOM kill (memory.events oom_kill grows).
+    func nextOOMEvent(timeout: Double?) throws -> String {
+        let deadline = timeout.map { monotonicSeconds() + $0 }
+        while true {
+            let records = monitor.withLock { Array(containers.values) }
+            for record in records {
+                guard let cgroup = record.cgroupPath else { continue }
+                let kills = CgroupManager.oomKills(in: cgroup)
+                let isNew = monitor.withLock { () -> Bool in
+                    let seen = reportedOOMKills[record.id] ?? 0
+                    if kills > seen { reportedOOMKills[record.id] = kills; return true }
+                    return false
+                }
+                if isNew { return record.id }
+            }
+            if let deadline, monotonicSeconds() > deadline { throw AgentError(.deadlineExceeded, "no OOM event") }
+            usleep(100_000)
+        }
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+/// Container ids become directory names: keep them to a safe alphabet.
+enum ContainerNames {
+    static func validate(_ id: String) throws {
+        let allowed = id.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+        }
+        guard !id.isEmpty, id.utf8.count <= 128, allowed, id != ".", id != ".." else {
+            throw AgentError(.invalidArgument, "invalid container id '\(id)': use 1-128 letters, digits, '-', '_', '.'")
+        }
+    }
+}

@@ -1,0 +1,42 @@
+import AgentProtocol
+import CAgentLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the agent does first as the guest's PID 1, before any thread starts: mount the
+/// kernel filesystems everything else relies on. Failures are logged, not fatal: PID 1
+/// must keep going, and the host learns what is missing from the RPCs that need it.
+public enum GuestSystemSetup {
+    static let mounts: [(source: String, target: String, type: String, options: [String])] = [
+        ("proc", "/proc", "proc", ["nosuid", "nodev", "noexec"]),
+        ("sysfs", "/sys", "sysfs", ["nosuid", "nodev", "noexec"]),
+        ("devtmpfs", "/dev", "devtmpfs", ["nosuid", "mode=0755"]),
+        ("devpts", "/dev/pts", "devpts", ["nosuid", "noexec", "gid=5", "mode=0620", "ptmxmode=0666"]),
+        ("tmpfs", "/dev/shm", "tmpfs", ["nosuid", "nodev", "mode=1777"]),
+        ("tmpfs", "/run", "tmpfs", ["nosuid", "nodev", "mode=0755"]),
+        ("cgroup2", "/sys/fs/cgroup", "cgroup2", ["nosuid", "nodev", "noexec"]),
+    ]
+
+    public static let cgroupRoot = "/sys/fs/cgroup"
+
+    public static func mountKernelFilesystems(log: (String) -> Void) {
+        for entry in mounts {
+            do {
+                try Mounter.mount(entry.source, at: entry.target, type: entry.type, options: entry.options)
+            } catch {
+                // devtmpfs may already be mounted by the kernel (DEVTMPFS_MOUNT).
+                if errnoIsBusy { continue }
+                log("mount \(entry.target): \(error)")
+            }
+        }
+    }
+
+    private static var errnoIsBusy: Bool { errno == EBUSY }
+
+    /// As a host process the agent is not PID 1: become the subreaper so container
+    /// processes whose launcher exits are still ours to reap.
+    public static func becomeSubreaper() {
+        _ = kasa_set_child_subreaper(1)
+    }
+}

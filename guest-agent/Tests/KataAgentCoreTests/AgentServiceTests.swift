@@ -1,0 +1,259 @@
+import AgentProtocol
+import Foundation
+import Testing
+@testable import KataAgentCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real kata-agent binary as a host process on a Unix socket, driven over ttrpc the
+/// way the host runtime drives it in a VM: containers in a busybox rootfs, their streams,
+/// exit codes, signals, execs, ptys and bad requests.
+final class RunningAgent {
+    let process = Process()
+    let directory: String
+    let client: AgentClient
+    let rootfs: ContainerTestSupport.Rootfs
+
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    init() throws {
+        guard let executable = ContainerTestSupport.agentExecutable else { throw Failure(description: "kata-agent was not built next to the tests") }
+        guard getuid() == 0 else { throw Failure(description: "the agent tests create namespaces and mounts: run them as root") }
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("kasa-agent-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let socketPath = directory + "/agent.sock"
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["--listen", "unix:" + socketPath, "--state-dir", directory + "/state"]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        rootfs = try ContainerTestSupport.Rootfs()
+        var descriptor: Int32 = -1
+        for _ in 0..<500 {
+            descriptor = RunningAgent.connect(socketPath)
+            if descriptor >= 0 { break }
+            usleep(10_000)
+        }
+        guard descriptor >= 0 else { throw Failure(description: "the agent never listened on \(socketPath)") }
+        client = AgentClient(connection: TTRPCClient(descriptor: descriptor))
+    }
+
+    static func connect(_ path: String) -> Int32 {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if result != 0 { close(descriptor); return -1 }
+        return descriptor
+    }
+
+    deinit {
+        client.connection.close()
+        process.terminate()
+        process.waitUntilExit()
+        rootfs.remove()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// An OCI config.json for the busybox rootfs running `script` with sh.
+    func ociSpec(_ script: String, terminal: Bool = false, extra: String = "") -> Data {
+        let json = """
+        {"ociVersion": "1.1.0",
+         "process": {"terminal": \(terminal), "user": {"uid": 0, "gid": 0}, "args": ["/bin/sh", "-c", \(quote(script))],
+                     "env": ["PATH=/bin", "GREETING=hello"], "cwd": "/"},
+         "root": {"path": "\(rootfs.path)"},
+         "hostname": "kasa-test",
+         "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}]
+         \(extra)}
+        """
+        return Data(json.utf8)
+    }
+
+    func quote(_ text: String) -> String {
+        let data = try! JSONSerialization.data(withJSONObject: [text])
+        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+    }
+
+    func create(_ id: String, _ script: String, terminal: Bool = false) throws {
+        var request = AgentCreateContainerRequest()
+        request.containerID = id
+        request.execID = id
+        request.ociSpecJson = ociSpec(script, terminal: terminal)
+        try client.call(.createContainer, request)
+    }
+
+    func start(_ id: String) throws {
+        var request = AgentStartContainerRequest()
+        request.containerID = id
+        try client.call(.startContainer, request)
+    }
+
+    /// Reads a stream to its end.
+    func readAll(_ method: AgentServiceMethod, _ id: String, exec: String = "") throws -> String {
+        var bytes: [UInt8] = []
+        while true {
+            var request = AgentReadStreamRequest()
+            request.containerID = id
+            request.execID = exec
+            request.len = 65536
+            let chunk = try client.call(method, request, returning: AgentReadStreamResponse.self, timeout: 30).data
+            if chunk.isEmpty { break }
+            bytes += chunk
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func wait(_ id: String, exec: String = "") throws -> Int32 {
+        var request = AgentWaitProcessRequest()
+        request.containerID = id
+        request.execID = exec
+        return try client.call(.waitProcess, request, returning: AgentWaitProcessResponse.self, timeout: 30).exitStatus
+    }
+
+    func remove(_ id: String) throws {
+        var request = AgentRemoveContainerRequest()
+        request.containerID = id
+        request.timeoutSeconds = 5
+        try client.call(.removeContainer, request)
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct AgentServiceTests {
+    @Test func healthAndVersion() throws {
+        let agent = try RunningAgent()
+        let health = try agent.client.call(.check, AgentCheckRequest(), returning: AgentHealthCheckResponse.self)
+        #expect(health.status == .serving)
+        let version = try agent.client.call(.version, AgentCheckRequest(), returning: AgentVersionCheckResponse.self)
+        #expect(version.protocolVersion == AgentProtocolVersion.current)
+        #expect(!version.agentVersion.isEmpty)
+    }
+
+    @Test func containerStreamsAndExitCode() throws {
+        let agent = try RunningAgent()
+        try agent.create("c1", "echo out; echo err >&2; echo $GREETING $(hostname) $$; exit 3")
+        try agent.start("c1")
+        #expect(try agent.readAll(.readStdout, "c1") == "out\nhello kasa-test 1\n")
+        #expect(try agent.readAll(.readStderr, "c1") == "err\n")
+        #expect(try agent.wait("c1") == 3)
+        try agent.remove("c1")
+    }
+
+    @Test func stdinRoundTrip() throws {
+        let agent = try RunningAgent()
+        try agent.create("cat", "cat; echo done")
+        try agent.start("cat")
+        var write = AgentWriteStreamRequest()
+        write.containerID = "cat"
+        write.data = Data("ping\n".utf8)
+        #expect(try agent.client.call(.writeStdin, write, returning: AgentWriteStreamResponse.self).len == 5)
+        var close = AgentCloseStdinRequest()
+        close.containerID = "cat"
+        try agent.client.call(.closeStdin, close)
+        #expect(try agent.readAll(.readStdout, "cat") == "ping\ndone\n")
+        #expect(try agent.wait("cat") == 0)
+    }
+
+    @Test func execJoinsARunningContainerAndSignalsEndIt() throws {
+        let agent = try RunningAgent()
+        // PID 1 of a pid namespace only gets signals it handles (SIGKILL aside): trap TERM.
+        try agent.create("long", "trap 'exit 143' TERM; echo ready; while true; do sleep 1; done")
+        try agent.start("long")
+        var exec = AgentExecProcessRequest()
+        exec.containerID = "long"
+        exec.execID = "e1"
+        exec.processJson = Data(#"{"args": ["/bin/sh", "-c", "hostname; echo $$; exit 7"], "env": ["PATH=/bin"], "cwd": "/tmp"}"#.utf8)
+        try agent.client.call(.execProcess, exec)
+        let output = try agent.readAll(.readStdout, "long", exec: "e1").split(separator: "\n")
+        #expect(output.first == "kasa-test")
+        #expect(output.count == 2 && output[1] != "1")
+        #expect(try agent.wait("long", exec: "e1") == 7)
+
+        var signal = AgentSignalProcessRequest()
+        signal.containerID = "long"
+        signal.signal = UInt32(SIGTERM)
+        try agent.client.call(.signalProcess, signal)
+        #expect(try agent.wait("long") == 128 + SIGTERM)
+        try agent.remove("long")
+    }
+
+    @Test func killSignalIsReported() throws {
+        let agent = try RunningAgent()
+        try agent.create("k", "trap '' TERM; echo up; exec sleep 60")
+        try agent.start("k")
+        var signal = AgentSignalProcessRequest()
+        signal.containerID = "k"
+        signal.signal = UInt32(SIGKILL)
+        try agent.client.call(.signalProcess, signal)
+        #expect(try agent.wait("k") == 128 + SIGKILL)
+    }
+
+    @Test func terminalProcessesGetAPtyThatResizes() throws {
+        let agent = try RunningAgent()
+        try agent.create("tty", "stty size; tty", terminal: true)
+        var resize = AgentTtyWinResizeRequest()
+        resize.containerID = "tty"
+        resize.rows = 33
+        resize.columns = 101
+        try agent.client.call(.ttyWinResize, resize)
+        try agent.start("tty")
+        let output = try agent.readAll(.readStdout, "tty")
+        #expect(output.contains("33 101"), "output: \(output)")
+        #expect(output.contains("/dev/pts/") || output.contains("/dev/console"), "output: \(output)")
+        #expect(try agent.wait("tty") == 0)
+    }
+
+    @Test func badRequestsGetErrorsAndTheAgentKeepsServing() throws {
+        let agent = try RunningAgent()
+        // Unknown container and exec ids
+        #expect(throws: TTRPCCallError.self) { try agent.wait("nope") }
+        // Invalid OCI spec
+        var create = AgentCreateContainerRequest()
+        create.containerID = "bad"
+        create.ociSpecJson = Data("{not json".utf8)
+        let invalid = #expect(throws: TTRPCCallError.self) { try agent.client.call(.createContainer, create) }
+        #expect(invalid?.code == .invalidArgument)
+        // Missing rootfs
+        create.ociSpecJson = Data(#"{"ociVersion": "1.1.0", "process": {"args": ["/bin/sh"], "cwd": "/"}, "root": {"path": "/nonexistent/rootfs"}}"#.utf8)
+        let missing = #expect(throws: TTRPCCallError.self) { try agent.client.call(.createContainer, create) }
+        #expect(missing?.code == .notFound)
+        // Non-executable command: StartContainer fails with the exec error
+        try agent.create("noexec", "true")
+        var request = AgentCreateContainerRequest()
+        request.containerID = "missing-binary"
+        request.ociSpecJson = Data(String(decoding: agent.ociSpec("x"), as: UTF8.self)
+            .replacingOccurrences(of: #"["/bin/sh", "-c", "x"]"#, with: #"["/bin/does-not-exist"]"#).utf8)
+        try agent.client.call(.createContainer, request)
+        let startFailure = #expect(throws: TTRPCCallError.self) { try agent.start("missing-binary") }
+        #expect(startFailure?.message.contains("does-not-exist") == true, "\(String(describing: startFailure))")
+        // Unknown method
+        let unknown = #expect(throws: TTRPCCallError.self) {
+            try agent.client.connection.call(service: AgentService.name, method: "Teleport", request: AgentEmpty(), responseType: AgentEmpty.self)
+        }
+        #expect(unknown?.code == .unimplemented)
+        // Duplicate container id
+        let duplicate = #expect(throws: TTRPCCallError.self) { try agent.create("noexec", "true") }
+        #expect(duplicate?.code == .alreadyExists)
+        // Still serving
+        #expect(try agent.client.call(.check, AgentCheckRequest(), returning: AgentHealthCheckResponse.self).status == .serving)
+    }
+
+    @Test func removeLeavesNoProcessOrMount() throws {
+        let agent = try RunningAgent()
+        try agent.create("gone", "sleep 60 & sleep 60")
+        try agent.start("gone")
+        usleep(200_000)
+        try agent.remove("gone")
+        // Nothing of the container is mounted on the host, and its processes are gone.
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        #expect(!mounts.contains(agent.rootfs.path))
+        let status = #expect(throws: TTRPCCallError.self) { try agent.wait("gone") }
+        #expect(status?.code == .notFound)
+    }
+}
