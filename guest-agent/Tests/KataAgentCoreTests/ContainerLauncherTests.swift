@@ -157,6 +157,15 @@ struct ContainerLauncherTests {
         #expect(try String(contentsOfFile: host + "/new", encoding: .utf8) == "rw\n")
     }
 
+    @Test func cgroupMountIsReadOnly() throws {
+        let output = try run("ls /sys/fs/cgroup | grep -q . && echo listed; mkdir /sys/fs/cgroup/kasa-x; echo $?") {
+            $0.mounts.append(.init(destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup",
+                                   options: ["ro", "nosuid", "noexec", "nodev"]))
+        }
+        #expect(output.stdout == "listed\n1\n", "\(output)")
+        #expect(access("/sys/fs/cgroup/kasa-x", F_OK) != 0)
+    }
+
     @Test func pathLookupUsesTheSpecsPath() throws {
         let rootfs = try S.Rootfs()
         defer { rootfs.remove() }
@@ -309,6 +318,21 @@ struct ContainerLauncherTests {
             again.abort()
             _ = S.wait(again.pid, timeout: .seconds(10))
             try again.start()
+        }
+    }
+
+    @Test func processKilledBeforeStartIsReportedByStart() throws {
+        let rootfs = try S.Rootfs()
+        defer { rootfs.remove() }
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { close(null) }
+        _ = S.subreaper
+        let launch = try ContainerLauncher.launch(spec: S.spec(rootfs, "echo never"), agentExecutable: S.agentExecutable!,
+                                                  stdio: .pipes(stdin: null, stdout: null, stderr: null))
+        kill(launch.pid, SIGKILL)
+        #expect(S.wait(launch.pid, timeout: .seconds(10)) == 128 + SIGKILL)
+        #expect(throws: ContainerLaunchError.execFailed("container process \(launch.pid) exited before it was started")) {
+            try launch.start()
         }
     }
 

@@ -61,8 +61,13 @@ enum ContainerTestSupport {
             try text.write(toFile: path + relative, atomically: false, encoding: .utf8)
         }
 
+        /// Idempotent; also done on deinit, so a test that throws half-way leaves nothing.
         func remove() {
             try? FileManager.default.removeItem(atPath: path)
+        }
+
+        deinit {
+            remove()
         }
     }
 

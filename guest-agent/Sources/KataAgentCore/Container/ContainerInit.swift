@@ -135,6 +135,7 @@ public enum ContainerInit {
         var n: Int
         repeat { n = read(startFd, &byte, 1) } while n < 0 && errno == EINTR
         if n != 1 { _exit(1) }
+        ContainerSys.sendAll(startFd, [1])
         close(startFd)
         umask(0o022)
 

@@ -60,7 +60,8 @@ public enum ContainerLaunchError: Error, Equatable, Sendable, CustomStringConver
 /// 0, 1, 2: the container's stdio; 3: the spec as JSON (read to EOF);
 /// 4: sync pipe, child -> launcher: the container process's pid as the agent sees it,
 ///    or "error: <message>", then EOF;
-/// 5: start socket, launcher -> child: one byte = exec now; EOF = abort (exit 1, no exec);
+/// 5: start socket: launcher -> child one byte = exec now (EOF = abort: exit 1, no
+///    exec); child -> launcher one byte = acknowledged, about to exec;
 /// 6: exec-error pipe, child -> launcher, O_CLOEXEC in the final process: EOF = exec
 ///    succeeded, bytes = "error: <message>".
 /// Everything else is closed in the child.
@@ -170,10 +171,14 @@ public enum ContainerLauncher {
         var specFd = specPair.0, syncFd = syncPipe.read, startFd = startPair.0, execFd = execPipe.read
         opened.removeAll()
 
-        ContainerSys.sendAll(specFd, json) // a dead child shows up as EOF on the sync pipe
+        // A child that dies early shows up as EOF on the sync pipe; one that never reads
+        // (not container init at all) as a timeout there.
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        ContainerSys.sendAll(specFd, json, timeout: timeout)
         ContainerSys.closeIfOpen(&specFd)
 
-        let report = ContainerSys.readToEnd(syncFd, timeout: timeout)
+        let report = ContainerSys.readToEnd(syncFd, timeout: max(.zero, clock.now.duration(to: deadline)))
         ContainerSys.closeIfOpen(&syncFd)
         func fail(_ error: ContainerLaunchError) -> ContainerLaunchError {
             ContainerSys.closeIfOpen(&startFd)
@@ -243,10 +248,21 @@ public final class ContainerLaunch: Sendable {
         }) else {
             throw .invalidRequest("container process \(pid) was already started or aborted")
         }
-        ContainerSys.sendAll(startFd, [1]) // if the process is gone, the exec pipe says so
-        close(startFd)
-        let result = ContainerSys.readToEnd(execFd, timeout: timeout)
-        close(execFd)
+        defer { close(startFd); close(execFd) }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        // The process acknowledges the start byte on the same socket; EOF instead means
+        // it was gone (killed) before it could exec.
+        ContainerSys.sendAll(startFd, [1], timeout: timeout)
+        switch ContainerSys.readToEnd(startFd, timeout: timeout, limit: 1) {
+        case let .complete(ack) where ack == [1]:
+            break
+        case .complete:
+            throw .execFailed("container process \(pid) exited before it was started")
+        case .timedOut:
+            throw .timedOut("container process \(pid) did not acknowledge the start within \(timeout)")
+        }
+        let result = ContainerSys.readToEnd(execFd, timeout: max(.zero, clock.now.duration(to: deadline)))
         switch result {
         case let .complete(bytes):
             if bytes.isEmpty { return }

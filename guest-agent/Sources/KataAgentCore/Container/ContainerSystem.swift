@@ -58,6 +58,31 @@ enum ContainerSys {
         return 0
     }
 
+    /// `sendAll` bounded by `timeout` (MSG_DONTWAIT + poll): a peer that never reads
+    /// cannot block us. Returns 0, the errno, or ETIMEDOUT.
+    @discardableResult
+    static func sendAll(_ fd: Int32, _ bytes: [UInt8], timeout: Duration) -> Int32 {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            }
+            if n >= 0 {
+                offset += n
+                continue
+            }
+            if errno == EINTR { continue }
+            guard errno == EAGAIN || errno == EWOULDBLOCK else { return errno }
+            let left = clock.now.duration(to: deadline)
+            if left <= .zero { return ETIMEDOUT }
+            var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&pfd, 1, milliseconds(left))
+        }
+        return 0
+    }
+
     /// Reads until EOF (or an error other than EINTR), blocking. For the single-threaded
     /// init side, whose peers always close their ends.
     static func readToEnd(_ fd: Int32, limit: Int = 16 << 20) -> [UInt8] {

@@ -5,14 +5,18 @@ import Glibc
 
 /// Reaps every child of the agent (as PID 1 that includes orphans re-parented to it) on
 /// one thread, and hands exit statuses to whoever registered interest in a pid. Exits of
-/// pids nobody asked about yet are kept, so a process that dies before it is registered
-/// is not lost.
+/// pids nobody asked about yet are kept for a while, so a process that dies before it is
+/// registered is not lost; ones nobody claims within `unclaimedLifetime` (the launcher's
+/// short-lived helpers, orphans) are dropped, so the table does not grow without bound.
 public final class ChildReaper: @unchecked Sendable {
     public static let shared = ChildReaper()
     private let monitor = Monitor()
     // Guarded by `monitor`.
     private var statuses: [Int32: Int32] = [:]
+    private var reapedAt: [Int32: Double] = [:]
+    private var watched: Set<Int32> = []
     private var started = false
+    static let unclaimedLifetime = 60.0
 
     /// Exit status as a shell reports it: the exit code, or 128 + the signal number.
     public static func decode(_ status: Int32) -> Int32 {
@@ -32,7 +36,15 @@ public final class ChildReaper: @unchecked Sendable {
                 var status: Int32 = 0
                 let pid = waitpid(-1, &status, 0)
                 if pid > 0 {
-                    monitor.update { statuses[pid] = ChildReaper.decode(status) }
+                    let now = monotonicSeconds()
+                    monitor.update {
+                        statuses[pid] = ChildReaper.decode(status)
+                        reapedAt[pid] = now
+                        for (old, time) in reapedAt where now - time > ChildReaper.unclaimedLifetime && !watched.contains(old) {
+                            statuses.removeValue(forKey: old)
+                            reapedAt.removeValue(forKey: old)
+                        }
+                    }
                 } else if errno == ECHILD {
                     usleep(20_000)  // no children right now
                 } else if errno != EINTR {
@@ -40,6 +52,11 @@ public final class ChildReaper: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Keeps `pid`'s exit status until `forget` (a process the agent tracks).
+    public func watch(_ pid: Int32) {
+        monitor.withLock { _ = watched.insert(pid) }
     }
 
     /// Waits for `pid` to exit; nil on timeout.
@@ -58,6 +75,10 @@ public final class ChildReaper: @unchecked Sendable {
 
     /// Drops a recorded exit once the process's record is gone (pids are reused).
     public func forget(_ pid: Int32) {
-        monitor.withLock { _ = statuses.removeValue(forKey: pid) }
+        monitor.withLock {
+            statuses.removeValue(forKey: pid)
+            reapedAt.removeValue(forKey: pid)
+            watched.remove(pid)
+        }
     }
 }

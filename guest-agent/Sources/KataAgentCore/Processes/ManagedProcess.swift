@@ -29,6 +29,7 @@ public final class ManagedProcess: @unchecked Sendable {
         self.stderr = stderr
         self.terminal = ptyMaster != nil
         self.ptyMaster = ptyMaster
+        ChildReaper.shared.watch(launched.pid)
     }
 
     deinit {
