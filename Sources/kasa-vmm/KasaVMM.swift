@@ -1,4 +1,4 @@
-import ArgumentParser
+import Boot
 import KVM
 import VMM
 #if canImport(Glibc)
@@ -6,79 +6,33 @@ import Glibc
 #endif
 
 @main
-struct KasaVMM: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "kasa-vmm",
-        abstract: "Boot a Linux kernel in a KVM microVM.",
-        discussion: """
-            Boots an uncompressed ELF vmlinux (PVH entry when present, else its 64-bit entry) or a \
-            bzImage with an optional initrd. The guest's serial console (COM1, ttyS0) goes to \
-            standard output or a file. The VMM exits 0 when the guest resets (Linux: reboot=k, the \
-            default command line), 1 when the VM fails, 2 on bad input.
-
-            A Firecracker-style JSON file can carry the same settings:
-              {"boot-source": {"kernel_image_path": "vmlinux", "initrd_path": "initrd.cpio",
-                               "boot_args": "console=ttyS0 reboot=k panic=1"},
-               "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
-               "console": "stdout"}
-            Flags given on the command line override the file; "drives", "entropy" and "vsock" take \
-            Firecracker's keys (path_on_host, is_read_only, is_root_device; guest_cid, uds_path).
-            """
-    )
-
-    @Option(name: .customLong("config-file"), help: ArgumentHelp("Firecracker-style JSON configuration.", valueName: "path"))
-    var configFile: String?
-
-    @Option(help: ArgumentHelp("Guest kernel: ELF vmlinux or bzImage.", valueName: "path"))
-    var kernel: String?
-
-    @Option(help: ArgumentHelp("Initial ramdisk (cpio, optionally compressed).", valueName: "path"))
-    var initrd: String?
-
-    @Option(name: [.customLong("cmdline"), .customLong("boot-args")], help: ArgumentHelp("Kernel command line.", valueName: "args"))
-    var cmdline: String?
-
-    @Option(name: [.customLong("memory"), .customLong("mem-size-mib")], help: ArgumentHelp("Guest memory in MiB (default 128).", valueName: "MiB"))
-    var memory: UInt64?
-
-    @Option(name: [.customLong("vcpus"), .customLong("vcpu-count")], help: ArgumentHelp("Number of vCPUs (default 1).", valueName: "n"))
-    var vcpus: Int?
-
-    @Option(help: ArgumentHelp("Serial console destination: stdout, none, or a file path.", valueName: "stdout|none|path"))
-    var console: String?
-
-    @Flag(name: .customLong("no-stdin"), help: "Do not forward standard input to the guest console.")
-    var noStandardInput = false
-
-    @Option(name: .customLong("hide-cpu-feature"), help: ArgumentHelp("Hide a CPUID feature from the guest (repeatable), e.g. avx512f.", valueName: "name"))
-    var hiddenFeatures: [String] = []
-
-    @Option(name: .customLong("pvm-compat"), help: ArgumentHelp("Add the kvm_pvm guest command line: auto (when /dev/kvm is kvm_pvm), on, off.", valueName: "auto|on|off"))
-    var pvmCompatibility: PVMCompatibility?
-
-    @Option(name: .customLong("drive"), help: ArgumentHelp("A virtio-blk disk (repeatable): path=FILE[,readonly=on|off][,root=on|off][,id=NAME]. Drives become vda, vdb, ... in order.", valueName: "spec"))
-    var drives: [String] = []
-
-    @Flag(name: .customLong("rng"), help: "Add a virtio-rng device fed by the host's getrandom.")
-    var entropy = false
-
-    @Option(name: .customLong("vsock-uds"), help: ArgumentHelp("Add a virtio-vsock device bridged to this Unix socket (hybrid vsock: connect, send 'CONNECT <port>\\n').", valueName: "path"))
-    var vsockPath: String?
-
-    @Option(name: .customLong("vsock-cid"), help: ArgumentHelp("The guest's vsock context id (default 3).", valueName: "cid"))
-    var vsockCID: UInt64?
-
-    @Flag(name: .customLong("no-pvh"), help: "Enter an ELF kernel through its 64-bit entry even if it has a PVH entry.")
-    var noPVH = false
-
-    @Flag(name: .shortAndLong, help: "Describe the VM on standard error before booting.")
-    var verbose = false
-
-    mutating func run() throws {
+enum KasaVMM {
+    static func main() {
+        let options: CommandLineOptions
         do {
-            let configuration = try resolveConfiguration()
+            options = try CommandLineOptions.parse(Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            log("error: \(error)")
+            exit(2)
+        }
+        if options.showHelp {
+            writeStandardOutput(CommandLineOptions.helpText)
+            exit(0)
+        }
+        if options.showVersion {
+            writeStandardOutput("kasa-vmm \(CommandLineOptions.version)\n")
+            exit(0)
+        }
+        exit(run(options))
+    }
+
+    /// Boots the VM and returns the exit status: 0 when the guest reset, 1 when the VM
+    /// failed, 2 on bad input (the help text's EXIT STATUS).
+    static func run(_ options: CommandLineOptions) -> Int32 {
+        do {
+            let configuration = try options.resolveConfiguration()
             let vm = try MicroVM(configuration: configuration)
-            if verbose {
+            if options.verbose {
                 let host = KVMSystem.isPVMHost ? "kvm_pvm (guest kernel code is emulated; expect slow boots)" : "hardware KVM"
                 log("host: \(host)")
                 log("kernel: \(configuration.kernelPath) via \(vm.boot.entryProtocol.rawValue) entry at 0x\(String(vm.boot.bootProcessorState.rip, radix: 16))")
@@ -88,29 +42,29 @@ struct KasaVMM: ParsableCommand {
             let reason = try vm.run()
             switch reason {
             case .reset, .systemEvent:
-                if verbose { log(reason.description) }
+                if options.verbose { log(reason.description) }
             case .tripleFault:
                 log("the guest triple-faulted; treating it as a reset")
             case .stopped:
                 break
             case .failed(let message):
                 log("error: \(message)")
-                throw ExitCode(1)
+                return 1
             }
-        } catch let error as VMMError {
-            log("error: \(error)")
-            throw ExitCode(2)
-        } catch let error as KVMUnavailable {
-            log("error: \(error)")
-            throw ExitCode(2)
-        } catch let error as ExitCode {
-            throw error
+            return 0
         } catch {
             log("error: \(error)")
-            throw ExitCode(error is ConfigurationFileError ? 2 : 1)
+            // Bad input: the configuration (VMMError, ConfigurationFileError), the kernel
+            // and the boot settings (BootError), a CPU feature name (CPUIDPolicyError), or
+            // no usable /dev/kvm. Anything else is the VM failing.
+            let badInput = error is VMMError || error is ConfigurationFileError || error is BootError
+                || error is CPUIDPolicyError || error is KVMUnavailable
+            return badInput ? 2 : 1
         }
     }
+}
 
+extension CommandLineOptions {
     func resolveConfiguration() throws -> VMConfiguration {
         let file = try configFile.map { try ConfigurationFile.load(path: $0) }
         guard let kernelPath = kernel ?? file?.bootSource?.kernelImagePath else {
@@ -141,9 +95,20 @@ struct KasaVMM: ParsableCommand {
     }
 }
 
-extension PVMCompatibility: ExpressibleByArgument {}
-
 func log(_ message: String) {
     var line = "kasa-vmm: \(message)\n"
     line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+func writeStandardOutput(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(STDOUT_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return }
+            offset += written
+        }
+    }
 }

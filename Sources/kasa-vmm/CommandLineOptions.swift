@@ -1,0 +1,361 @@
+import VMM
+
+/// kasa-vmm's command line, parsed by hand.
+///
+/// swift-argument-parser did this before; it cost ~1.5 MiB of resident memory on every
+/// start and linked FoundationEssentials into the binary (docs/performance.md, "VMM start
+/// to first guest byte"). This parser keeps its flags, aliases and conventions:
+///
+/// - `--option value` and `--option=value`. In the first form a following argument that
+///   begins with `-` (other than `-` alone) is not taken as the value, so a forgotten
+///   value does not swallow the next option; `--option=-value` passes such a value.
+/// - An option given twice: the last one counts, except the repeatable ones
+///   (`--hide-cpu-feature`, `--drive`), which collect every value in order.
+/// - `-v` and `-h` may be combined (`-vh`).
+/// - `-h`/`--help` anywhere (where it is not an option's value) prints the help, even
+///   if other arguments are wrong.
+///
+/// Bad usage throws `UsageError`, whose description is one line; `KasaVMM` prints it as
+/// `kasa-vmm: error: <description>` and exits 2, like any other bad input.
+struct CommandLineOptions {
+    var configFile: String?
+    var kernel: String?
+    var initrd: String?
+    var cmdline: String?
+    var memory: UInt64?
+    var vcpus: Int?
+    var console: String?
+    var noStandardInput = false
+    var hiddenFeatures: [String] = []
+    var pvmCompatibility: PVMCompatibility?
+    var drives: [String] = []
+    var entropy = false
+    var vsockPath: String?
+    var vsockCID: UInt64?
+    var noPVH = false
+    var verbose = false
+    var showHelp = false
+    var showVersion = false
+
+    static let version = "0.1.0-dev"
+
+    enum Key {
+        case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput
+        case hideCPUFeature, pvmCompatibility, drive, entropy, vsockPath, vsockCID, noPVH
+        case verbose, help, version
+    }
+
+    struct Option {
+        let key: Key
+        /// Long names without the leading `--`; the first is the one error messages use.
+        let names: [String]
+        let short: Character?
+        /// nil for a flag (no value).
+        let valueName: String?
+        let help: String
+
+        var takesNumber: Bool { key == .memory || key == .vcpus || key == .vsockCID }
+
+        /// `--memory <MiB>`: how an error message names the option.
+        var display: String {
+            "--\(names[0])" + (valueName.map { " <\($0)>" } ?? "")
+        }
+    }
+
+    /// Every option, in the order `--help` lists them.
+    static let options: [Option] = [
+        Option(key: .configFile, names: ["config-file"], short: nil, valueName: "path",
+               help: "Firecracker-style JSON configuration."),
+        Option(key: .kernel, names: ["kernel"], short: nil, valueName: "path",
+               help: "Guest kernel: ELF vmlinux or bzImage."),
+        Option(key: .initrd, names: ["initrd"], short: nil, valueName: "path",
+               help: "Initial ramdisk (cpio, optionally compressed)."),
+        Option(key: .cmdline, names: ["cmdline", "boot-args"], short: nil, valueName: "args",
+               help: "Kernel command line (default: \"\(VMConfiguration.defaultCommandLine)\")."),
+        Option(key: .memory, names: ["memory", "mem-size-mib"], short: nil, valueName: "MiB",
+               help: "Guest memory in MiB (default 128)."),
+        Option(key: .vcpus, names: ["vcpus", "vcpu-count"], short: nil, valueName: "n",
+               help: "Number of vCPUs (default 1)."),
+        Option(key: .console, names: ["console"], short: nil, valueName: "stdout|none|path",
+               help: "Serial console destination: stdout, none, or a file path (default stdout)."),
+        Option(key: .noStandardInput, names: ["no-stdin"], short: nil, valueName: nil,
+               help: "Do not forward standard input to the guest console."),
+        Option(key: .hideCPUFeature, names: ["hide-cpu-feature"], short: nil, valueName: "name",
+               help: "Hide a CPUID feature from the guest (repeatable), e.g. avx512f."),
+        Option(key: .pvmCompatibility, names: ["pvm-compat"], short: nil, valueName: "auto|on|off",
+               help: "Add the kvm_pvm guest command line: auto (when /dev/kvm is kvm_pvm; the default), on, off."),
+        Option(key: .drive, names: ["drive"], short: nil, valueName: "spec",
+               help: "A virtio-blk disk (repeatable): path=FILE[,readonly=on|off][,root=on|off][,id=NAME]. "
+                   + "Drives become vda, vdb, ... in order."),
+        Option(key: .entropy, names: ["rng"], short: nil, valueName: nil,
+               help: "Add a virtio-rng device fed by the host's getrandom."),
+        Option(key: .vsockPath, names: ["vsock-uds"], short: nil, valueName: "path",
+               help: "Add a virtio-vsock device bridged to this Unix socket (hybrid vsock: connect, send 'CONNECT <port>\\n')."),
+        Option(key: .vsockCID, names: ["vsock-cid"], short: nil, valueName: "cid",
+               help: "The guest's vsock context id (default 3)."),
+        Option(key: .noPVH, names: ["no-pvh"], short: nil, valueName: nil,
+               help: "Enter an ELF kernel through its 64-bit entry even if it has a PVH entry."),
+        Option(key: .verbose, names: ["verbose"], short: "v", valueName: nil,
+               help: "Describe the VM on standard error before booting."),
+        Option(key: .help, names: ["help"], short: "h", valueName: nil,
+               help: "Show this help and exit."),
+        Option(key: .version, names: ["version"], short: nil, valueName: nil,
+               help: "Show the version and exit."),
+    ]
+
+    static func option(named name: String) -> Option? {
+        options.first { $0.names.contains(name) }
+    }
+
+    static func option(short: Character) -> Option? {
+        options.first { $0.short == short }
+    }
+
+    // MARK: Parsing
+
+    static func parse(_ arguments: [String]) throws(UsageError) -> CommandLineOptions {
+        var parsed = CommandLineOptions()
+        // The first mistake is reported, but only after every argument has been looked at,
+        // so that --help still wins.
+        var firstError: UsageError?
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            do throws(UsageError) {
+                if argument == "--" {
+                    // The conventional end of options; kasa-vmm takes no other arguments.
+                    if index < arguments.count { throw unexpected(arguments[index]) }
+                } else if argument.hasPrefix("--") {
+                    let body = argument.dropFirst(2)
+                    let name: String, inlineValue: String?
+                    if let equals = body.firstIndex(of: "=") {
+                        name = String(body[..<equals])
+                        inlineValue = String(body[body.index(after: equals)...])
+                    } else {
+                        name = String(body)
+                        inlineValue = nil
+                    }
+                    guard let option = option(named: name) else { throw unknownOption("--" + name) }
+                    if option.valueName == nil {
+                        if inlineValue != nil { throw UsageError("\(option.display) does not take a value") }
+                        parsed.set(option.key)
+                    } else if let value = inlineValue {
+                        try parsed.set(option, value)
+                    } else if index < arguments.count, !looksLikeAnOption(arguments[index]) {
+                        try parsed.set(option, arguments[index])
+                        index += 1
+                    } else {
+                        throw missingValue(option, next: index < arguments.count ? arguments[index] : nil)
+                    }
+                } else if argument.hasPrefix("-") && argument.count > 1 {
+                    // Short flags, alone or combined: -v, -h, -vh.
+                    for character in argument.dropFirst() {
+                        guard let option = option(short: character) else {
+                            if argument.count == 2 { throw unknownOption(argument) }
+                            throw UsageError("unknown option '-\(character)' in '\(argument)' (see kasa-vmm --help)")
+                        }
+                        parsed.set(option.key)
+                    }
+                } else {
+                    throw unexpected(argument)
+                }
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError, !parsed.showHelp, !parsed.showVersion { throw firstError }
+        return parsed
+    }
+
+    /// A following argument that is taken as an option rather than as a value.
+    static func looksLikeAnOption(_ argument: String) -> Bool {
+        argument.hasPrefix("-") && argument != "-"
+    }
+
+    mutating func set(_ flag: Key) {
+        switch flag {
+        case .noStandardInput: noStandardInput = true
+        case .entropy: entropy = true
+        case .noPVH: noPVH = true
+        case .verbose: verbose = true
+        case .help: showHelp = true
+        case .version: showVersion = true
+        default: break  // options with a value go through set(_:_:)
+        }
+    }
+
+    mutating func set(_ option: Option, _ value: String) throws(UsageError) {
+        switch option.key {
+        case .configFile: configFile = value
+        case .kernel: kernel = value
+        case .initrd: initrd = value
+        case .cmdline: cmdline = value
+        case .memory: memory = try Self.number(value, for: option)
+        case .vcpus: vcpus = try Self.number(value, for: option)
+        case .console: console = value
+        case .hideCPUFeature: hiddenFeatures.append(value)
+        case .pvmCompatibility:
+            guard let choice = PVMCompatibility(rawValue: value) else {
+                throw UsageError("invalid value '\(value)' for \(option.display): use auto, on or off")
+            }
+            pvmCompatibility = choice
+        case .drive: drives.append(value)
+        case .vsockPath: vsockPath = value
+        case .vsockCID: vsockCID = try Self.number(value, for: option)
+        default: break  // flags go through set(_:)
+        }
+    }
+
+    /// A decimal number, as Swift's `Int("...")` reads it (an optional sign, then digits).
+    static func number<Number: FixedWidthInteger>(_ text: String, for option: Option) throws(UsageError) -> Number {
+        if let number = Number(text) { return number }
+        if text.isEmpty { throw missingValue(option, next: nil) }
+        let digits = text.first == "+" || text.first == "-" ? text.dropFirst() : Substring(text)
+        if !digits.isEmpty && digits.allSatisfy({ $0 >= "0" && $0 <= "9" }) {
+            let reason = text.first == "-" && Number.min == 0 ? "must not be negative" : "out of range"
+            throw UsageError("invalid value '\(text)' for \(option.display): \(reason)")
+        }
+        throw UsageError("invalid value '\(text)' for \(option.display): not a decimal number")
+    }
+
+    // MARK: Errors
+
+    static func missingValue(_ option: Option, next: String?) -> UsageError {
+        var message = "missing value for \(option.display)"
+        if let next, !isKnownOption(next), !option.takesNumber {
+            message += " (write --\(option.names[0])=\(next) for a value that begins with '-')"
+        }
+        return UsageError(message)
+    }
+
+    static func isKnownOption(_ argument: String) -> Bool {
+        if argument.hasPrefix("--") {
+            let name = argument.dropFirst(2).split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            return option(named: String(name)) != nil
+        }
+        return argument.count > 1 && argument.dropFirst().allSatisfy { option(short: $0) != nil }
+    }
+
+    static func unexpected(_ argument: String) -> UsageError {
+        UsageError("unexpected argument '\(argument)': kasa-vmm takes only options (see kasa-vmm --help)")
+    }
+
+    static func unknownOption(_ spelling: String) -> UsageError {
+        var message = "unknown option '\(spelling)'"
+        if spelling.hasPrefix("--"), let suggestion = suggestion(for: String(spelling.dropFirst(2))) {
+            message += "; did you mean '--\(suggestion)'?"
+        } else {
+            message += " (see kasa-vmm --help)"
+        }
+        return UsageError(message)
+    }
+
+    /// The long name closest to a mistyped one: a unique name it is the start of
+    /// (`--ker`), else one at most two edits away (`--kernl`, `--Kernel`).
+    static func suggestion(for typed: String) -> String? {
+        let lowered = typed.lowercased()
+        let names = options.flatMap(\.names)
+        let extensions = names.filter { $0.hasPrefix(lowered) }
+        if lowered.count >= 2, extensions.count == 1 { return extensions[0] }
+        var best: (name: String, distance: Int)?
+        for name in names {
+            let distance = editDistance(Array(lowered.utf8), Array(name.utf8))
+            if distance <= 2, distance < (best?.distance ?? .max) { best = (name, distance) }
+        }
+        return best?.name
+    }
+
+    /// Levenshtein distance (insertions, deletions, substitutions).
+    static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        guard !a.isEmpty else { return b.count }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in stride(from: 1, through: b.count, by: 1) {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1,
+                                 previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+
+    // MARK: Help
+
+    static var helpText: String {
+        var text = """
+            OVERVIEW: Boot a Linux kernel in a KVM microVM.
+
+            Boots an uncompressed ELF vmlinux (PVH entry when present, else its 64-bit
+            entry) or a bzImage with an optional initrd. The guest's serial console (COM1,
+            ttyS0) goes to standard output or a file.
+
+            A Firecracker-style JSON file can carry the same settings:
+              {"boot-source": {"kernel_image_path": "vmlinux",
+                               "initrd_path": "initrd.cpio",
+                               "boot_args": "console=ttyS0 reboot=k panic=1"},
+               "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
+               "console": "stdout"}
+            Flags given on the command line override the file; "drives", "entropy" and
+            "vsock" take Firecracker's keys (path_on_host, is_read_only, is_root_device;
+            guest_cid, uds_path).
+
+            USAGE: kasa-vmm --kernel <path> [<options>]
+                   kasa-vmm --config-file <path> [<options>]
+
+            OPTIONS:
+
+            """
+        let column = 26
+        for option in options {
+            var names = option.names.map { "--" + $0 }
+            if let short = option.short { names.insert("-\(short)", at: 0) }
+            var heading = "  " + names.joined(separator: ", ")
+            if let valueName = option.valueName { heading += " <\(valueName)>" }
+            let lines = wrap(option.help, width: 80 - column)
+            if heading.count < column - 1 {
+                text += heading + String(repeating: " ", count: column - heading.count) + lines[0] + "\n"
+                for line in lines.dropFirst() { text += String(repeating: " ", count: column) + line + "\n" }
+            } else {
+                text += heading + "\n"
+                for line in lines { text += String(repeating: " ", count: column) + line + "\n" }
+            }
+        }
+        text += """
+
+            An option's value may follow it (--memory 256) or be joined with '='
+            (--memory=256); write the second form for a value that begins with '-'.
+            Given twice, an option's last value counts, except for the repeatable ones.
+
+            EXIT STATUS:
+              0  the guest reset (Linux: reboot=k, as in the default command line)
+              1  the VM failed
+              2  bad input (command line, configuration file, kernel, initrd, memory or
+                 vCPU count, devices) or KVM not available
+
+            """
+        return text
+    }
+
+    /// Words of `text` on lines of at most `width` characters (a longer word gets its own line).
+    static func wrap(_ text: String, width: Int) -> [String] {
+        var lines: [String] = []
+        var line = ""
+        for word in text.split(separator: " ") {
+            if !line.isEmpty && line.count + 1 + word.count > width {
+                lines.append(line)
+                line = ""
+            }
+            line += (line.isEmpty ? "" : " ") + word
+        }
+        lines.append(line)
+        return lines
+    }
+}
+
+/// Bad usage of the command line; the description is one line.
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
