@@ -8,8 +8,9 @@
 #   images/build-test-initrd.sh --print-path  print the path; exit 0 if built, 1 if not
 #
 # Output: ${KASA_CACHE_DIR:-/var/cache/kasa}/initrd/<key>/test-initrd.cpio
-# <key> = short sha256 of the busybox binary and this script (which contains
-# the /init text), so any change gives a new file and reruns are free.
+# <key> = short sha256 of the busybox binary, this script (which contains
+# the /init text) and images/newc-cpio.py, so any change gives a new file and
+# reruns are free.
 #
 # What /init prints on the console (the VMM tests look for these lines):
 #   KASA-INIT-OK
@@ -20,9 +21,9 @@
 # write of 0xfe to port 0x64 (i8042 reset), which the VMM (or QEMU with
 # `-device i8042` and `-no-reboot`) turns into VM exit.
 #
-# The archive is written by a small Python program rather than cpio(1) so
-# that no root, mknod or fakeroot is needed for /dev/console, and so the
-# output is byte-for-byte reproducible (fixed owners and timestamps).
+# The archive is written by images/newc-cpio.py rather than cpio(1) so that
+# no root, mknod or fakeroot is needed for /dev/console, and so the output is
+# byte-for-byte reproducible (fixed owners and timestamps).
 set -euo pipefail
 
 die() { echo "build-test-initrd: error: $*" >&2; exit 1; }
@@ -31,11 +32,12 @@ print_only=0
 case "${1:-}" in
     "") ;;
     --print-path) print_only=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (use --print-path or no argument)" ;;
 esac
 
 script_path=$(readlink -f "${BASH_SOURCE[0]}")
+here=$(dirname "$script_path")
 cache_root="${KASA_CACHE_DIR:-/var/cache/kasa}/initrd"
 busybox=/bin/busybox
 
@@ -66,7 +68,7 @@ fi
     die "$busybox not found (is busybox-static installed?)"
 }
 
-key=$( { sha256sum <"$busybox"; sha256sum <"$script_path"; } | sha256sum | cut -c1-16 )
+key=$( { sha256sum <"$busybox"; sha256sum <"$script_path"; sha256sum <"$here/newc-cpio.py"; } | sha256sum | cut -c1-16 )
 out_dir="$cache_root/$key"
 out="$out_dir/test-initrd.cpio"
 
@@ -103,52 +105,24 @@ echo "KASA-INIT-RESET-FAILED"
 while :; do /bin/busybox sleep 3600; done
 INIT
 
-INIT_SCRIPT="$init_script" BUSYBOX="$busybox" python3 - "$tmp" <<'PY'
-# Minimal writer for the "newc" cpio format the kernel unpacks (see the
-# kernel's Documentation/driver-api/early-userspace/buffer-format.rst).
-import os, sys
-
-out_path = sys.argv[1]
-busybox = open(os.environ["BUSYBOX"], "rb").read()
-init = os.environ["INIT_SCRIPT"].encode() + b"\n"
-
-S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR = 0o040000, 0o100000, 0o120000, 0o020000
-entries = []          # (name, mode, data, (rdev major, minor))
-def d(name): entries.append((name, S_IFDIR | 0o755, b"", (0, 0)))
-def f(name, data, perm): entries.append((name, S_IFREG | perm, data, (0, 0)))
-def l(name, target): entries.append((name, S_IFLNK | 0o777, target.encode(), (0, 0)))
-def c(name, major, minor, perm): entries.append((name, S_IFCHR | perm, b"", (major, minor)))
-
-for name in ("bin", "dev", "proc", "sys", "tmp", "root", "etc"):
-    d(name)
-f("bin/busybox", busybox, 0o755)
-# A few applet links for interactive debugging (init itself calls busybox
-# by full path and does not need them).
-for applet in ("sh", "mount", "cat", "ls", "echo", "sleep", "reboot", "poweroff", "dmesg", "uname"):
-    l("bin/" + applet, "busybox")
-# Without /dev/console the kernel starts init with no stdin/stdout/stderr.
-c("dev/console", 5, 1, 0o600)
-c("dev/null", 1, 3, 0o666)
-f("init", init, 0o755)
-
-def pad4(n): return (4 - n % 4) % 4
-
-with open(out_path, "wb") as o:
-    ino = 1
-    for name, mode, data, (rmaj, rmin) in entries + [("TRAILER!!!", 0, b"", (0, 0))]:
-        nameb = name.encode() + b"\0"
-        nlink = 2 if (mode & 0o170000) == S_IFDIR else 1
-        fields = (ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rmaj, rmin, len(nameb), 0)
-        hdr = b"070701" + b"".join(b"%08x" % v for v in fields)
-        o.write(hdr + nameb + b"\0" * pad4(len(hdr) + len(nameb)))
-        o.write(data + b"\0" * pad4(len(data)))
-        ino += 1
-    # Round the archive up to 512 bytes like cpio(1) does.
-    size = o.tell()
-    o.write(b"\0" * ((512 - size % 512) % 512))
-PY
+# The archive, in order; images/newc-cpio.py writes it.
+init_file=$(mktemp "$out_dir/.init.XXXXXX")
+trap 'rm -f "$tmp" "$init_file"' EXIT
+printf '%s\n' "$init_script" >"$init_file"
+{
+    for name in bin dev proc sys tmp root etc; do echo "dir $name"; done
+    echo "file bin/busybox 0755 $busybox"
+    # A few applet links for interactive debugging (init itself calls busybox by full
+    # path and does not need them).
+    for applet in sh mount cat ls echo sleep reboot poweroff dmesg uname; do echo "link bin/$applet busybox"; done
+    # Without /dev/console the kernel starts init with no stdin/stdout/stderr.
+    echo "char dev/console 5 1 0600"
+    echo "char dev/null 1 3 0666"
+    echo "file init 0755 $init_file"
+} | python3 "$here/newc-cpio.py" "$tmp" || die "writing the cpio archive failed"
 
 chmod 644 "$tmp"
 mv -f "$tmp" "$out"
+rm -f "$init_file"
 trap - EXIT
 echo "$out"

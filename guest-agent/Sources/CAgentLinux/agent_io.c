@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 
 int kasa_open_pty(int *master, int *slave) {
     int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -25,4 +27,10 @@ int kasa_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); 
 int kasa_set_window_size(int fd, unsigned short rows, unsigned short columns) {
     struct winsize size = { .ws_row = rows, .ws_col = columns };
     return ioctl(fd, TIOCSWINSZ, &size);
+}
+
+int kasa_is_ram_filesystem(const char *path) {
+    struct statfs info;
+    if (statfs(path, &info) != 0) return 0;
+    return info.f_type == RAMFS_MAGIC || info.f_type == TMPFS_MAGIC;
 }

@@ -67,7 +67,9 @@ public enum AgentMain {
         sigprocmask(SIG_SETMASK, &none, nil)
         let isInit = getpid() == 1
         if isInit {
-            // Before any thread exists: mounts, then the cgroup root for containers.
+            // Before any thread exists: a root containers can pivot from, the kernel
+            // filesystems, then the cgroup root for containers.
+            GuestSystemSetup.leaveInitramfsRoot(log: log)
             GuestSystemSetup.mountKernelFilesystems(log: log)
             options.cgroupRoot = options.cgroupRoot ?? GuestSystemSetup.cgroupRoot
         } else {

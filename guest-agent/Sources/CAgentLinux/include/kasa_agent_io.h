@@ -12,4 +12,7 @@ int kasa_accept_cloexec(int fd);
 // Sets the terminal size of a pty master.
 int kasa_set_window_size(int fd, unsigned short rows, unsigned short columns);
 
+// 1 when `path` is on ramfs or tmpfs (the initramfs), 0 otherwise or on error.
+int kasa_is_ram_filesystem(const char *path);
+
 #endif

@@ -20,6 +20,22 @@ public enum GuestSystemSetup {
 
     public static let cgroupRoot = "/sys/fs/cgroup"
 
+    /// The initramfs cannot be pivot_root'ed away from, so containers' pivot_root fails
+    /// with EINVAL while the agent's root is it. Moving a bind mount of it over "/" and
+    /// chroot'ing into that gives a root that child mount namespaces can pivot from.
+    public static func leaveInitramfsRoot(log: (String) -> Void) {
+        guard kasa_is_ram_filesystem("/") == 1 else { return }
+        let staging = "/.kasa-root"
+        mkdir(staging, 0o755)
+        guard Glibc.mount("/", staging, nil, UInt(MS_BIND | MS_REC), nil) == 0,
+              chdir(staging) == 0,
+              Glibc.mount(".", "/", nil, UInt(MS_MOVE), nil) == 0,
+              chroot(".") == 0, chdir("/") == 0 else {
+            log("cannot move the initramfs root (containers will fail to pivot_root): \(String(cString: strerror(errno)))")
+            return
+        }
+    }
+
     public static func mountKernelFilesystems(log: (String) -> Void) {
         for entry in mounts {
             do {
