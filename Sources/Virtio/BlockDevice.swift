@@ -76,21 +76,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
 
     public func queueNotified(_ index: Int) {
         guard let context, index == 0 else { return }
-        let queue = context.queues[0]
-        var completed = false
-        while true {
-            let chain: DescriptorChain
-            do {
-                guard let next = try queue.pop(memory: context.memory) else { break }
-                chain = next
-            } catch {
-                break
-            }
-            let written = process(chain, memory: context.memory)
-            try? queue.pushUsed(head: chain.head, length: written, memory: context.memory)
-            completed = true
-        }
-        if completed { context.signalUsed(0) }
+        context.drainQueue(0) { process($0, memory: context.memory) }
     }
 
     /// Runs one request; returns the bytes written into the chain (data + status byte).

@@ -18,16 +18,7 @@ public final class EntropyDevice: VirtioDevice, @unchecked Sendable {
 
     public func queueNotified(_ index: Int) {
         guard let context, index == 0 else { return }
-        let queue = context.queues[0]
-        var completed = false
-        while true {
-            let chain: DescriptorChain
-            do {
-                guard let next = try queue.pop(memory: context.memory) else { break }
-                chain = next
-            } catch {
-                break  // A broken chain: stop; the driver will be reset by its own timeout.
-            }
+        context.drainQueue(0) { chain in
             let count = min(chain.writableLength, EntropyDevice.maximumRequest)
             var bytes = [UInt8](repeating: 0, count: count)
             let filled = bytes.withUnsafeMutableBytes { buffer -> Int in
@@ -35,9 +26,7 @@ public final class EntropyDevice: VirtioDevice, @unchecked Sendable {
                 return clinux_getrandom(buffer.baseAddress, UInt(count))
             }
             let written = filled > 0 ? ((try? chain.write(bytes[0..<filled], memory: context.memory)) ?? 0) : 0
-            try? queue.pushUsed(head: chain.head, length: UInt32(written), memory: context.memory)
-            completed = true
+            return UInt32(written)
         }
-        if completed { context.signalUsed(0) }
     }
 }

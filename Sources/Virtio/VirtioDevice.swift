@@ -14,6 +14,21 @@ public struct VirtioDeviceContext: Sendable {
     public let serialized: @Sendable (_ body: () -> Void) -> Void
 }
 
+extension VirtioDeviceContext {
+    /// Serves every chain waiting on queue `index` with `serve`, which returns the bytes it
+    /// wrote into the chain, then interrupts the driver once if anything completed. A chain
+    /// that fails validation stops the pass: the queue is broken until the driver resets it.
+    public func drainQueue(_ index: Int, _ serve: (DescriptorChain) -> UInt32) {
+        let queue = queues[index]
+        var completed = false
+        while let chain = try? queue.pop(memory: memory) {
+            try? queue.pushUsed(head: chain.head, length: serve(chain), memory: memory)
+            completed = true
+        }
+        if completed { signalUsed(index) }
+    }
+}
+
 /// A virtio device model. The transport (virtio-mmio) owns registers, feature negotiation,
 /// status and queues and never knows which device it carries; the device owns its config
 /// space and what a request means. The transport calls every method with its lock held.
