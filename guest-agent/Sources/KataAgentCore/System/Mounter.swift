@@ -3,39 +3,15 @@ import AgentProtocol
 import Glibc
 #endif
 
-/// mount(2) with fstab-style options: flag words become mount flags, the rest is passed
-/// to the filesystem as data ("size=64m,mode=755", overlay's lowerdir=...).
+/// mount(2) with fstab-style options, parsed by `MountOptions` (the same words the
+/// container launcher accepts): flag words become mount flags, the rest is filesystem data.
 enum Mounter {
-    static let flagWords: [String: (set: UInt, clear: Bool)] = [
-        "ro": (UInt(MS_RDONLY), false), "rw": (UInt(MS_RDONLY), true),
-        "nosuid": (UInt(MS_NOSUID), false), "suid": (UInt(MS_NOSUID), true),
-        "nodev": (UInt(MS_NODEV), false), "dev": (UInt(MS_NODEV), true),
-        "noexec": (UInt(MS_NOEXEC), false), "exec": (UInt(MS_NOEXEC), true),
-        "sync": (UInt(MS_SYNCHRONOUS), false), "async": (UInt(MS_SYNCHRONOUS), true),
-        "noatime": (UInt(MS_NOATIME), false), "relatime": (UInt(MS_RELATIME), false),
-        "strictatime": (UInt(MS_STRICTATIME), false), "nodiratime": (UInt(MS_NODIRATIME), false),
-        "bind": (UInt(MS_BIND), false), "rbind": (UInt(MS_BIND | MS_REC), false),
-        "remount": (UInt(MS_REMOUNT), false), "defaults": (0, false),
-    ]
-
-    static func parse(_ options: [String]) -> (flags: UInt, data: String) {
-        var flags: UInt = 0
-        var data: [String] = []
-        for option in options {
-            if let word = flagWords[option] {
-                if word.clear { flags &= ~word.set } else { flags |= word.set }
-            } else {
-                data.append(option)
-            }
-        }
-        return (flags, data.joined(separator: ","))
-    }
-
     static func mount(_ source: String, at target: String, type: String, options: [String]) throws {
         guard FileManagerLite.makeDirectories(target) else {
             throw AgentError(.internal, "cannot create mount point \(target): \(String(cString: strerror(errno)))")
         }
-        let (flags, data) = parse(options)
+        let parsed = MountOptions(parsing: options)
+        let flags = parsed.flags, data = parsed.data
         guard Glibc.mount(source, target, type.isEmpty ? nil : type, flags, data.isEmpty ? nil : data) == 0 else {
             throw AgentError(.internal, "mount \(source) on \(target) (\(type)): \(String(cString: strerror(errno)))")
         }
@@ -47,16 +23,15 @@ enum Mounter {
         }
     }
 
+    /// Lazy unmount: detaches even a busy mount; failure (not mounted) is not an error here.
     static func unmount(_ target: String) {
-        if umount2(target, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
-            // Still mounted and busy: a lazy unmount already detached what it could.
-        }
+        _ = umount2(target, Int32(MNT_DETACH))
     }
 }
 
 /// A container's root filesystem as the agent assembles it from the request's mounts:
-/// the first is the root itself (a block device or a directory to bind); a read-only
-/// root gets a tmpfs-backed overlay so the container can still write.
+/// the first is the root itself (a block device or a directory to bind), the others are
+/// mounted inside it. (A writable overlay over a read-only root is not implemented yet.)
 struct PreparedRootfs {
     let path: String?
     let mountedPaths: [String]
