@@ -80,11 +80,12 @@ final class RunningAgent {
         return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
     }
 
-    func create(_ id: String, _ script: String, terminal: Bool = false) throws {
+    func create(_ id: String, _ script: String, terminal: Bool = false, rootfsMounts: [AgentMount] = []) throws {
         var request = AgentCreateContainerRequest()
         request.containerID = id
         request.execID = id
         request.ociSpecJson = ociSpec(script, terminal: terminal)
+        request.rootfs = rootfsMounts
         try client.call(.createContainer, request)
     }
 
@@ -255,5 +256,27 @@ struct AgentServiceTests {
         #expect(!mounts.contains(agent.rootfs.path))
         let status = #expect(throws: TTRPCCallError.self) { try agent.wait("gone") }
         #expect(status?.code == .notFound)
+    }
+
+    /// A read-only root (as the runtime hands over its cached image) gets a tmpfs overlay:
+    /// the container writes, the source stays untouched, and removal unmounts every layer.
+    @Test func readOnlyRootfsGetsAWritableOverlay() throws {
+        let agent = try RunningAgent()
+        var root = AgentMount()
+        root.source = agent.rootfs.path
+        root.type = "bind"
+        root.options = ["bind", "ro"]
+        try agent.create("layered", "echo written > /new-file && cat /new-file && rm /bin/true && ls /bin/true; echo $?",
+                         rootfsMounts: [root])
+        try agent.start("layered")
+        let output = try agent.readAll(.readStdout, "layered")
+        #expect(output.hasPrefix("written\n"), "stdout: \(output.debugDescription)")
+        #expect(output.hasSuffix("1\n"), "a file removed in the container must be gone there: \(output.debugDescription)")
+        #expect(try agent.wait("layered") == 0)
+        #expect(access(agent.rootfs.path + "/new-file", F_OK) != 0, "the container's write reached the read-only source")
+        #expect(access(agent.rootfs.path + "/bin/true", F_OK) == 0, "the container's delete reached the read-only source")
+        try agent.remove("layered")
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        #expect(!mounts.contains(agent.directory + "/state/containers/layered"), "a layer stayed mounted:\n\(mounts)")
     }
 }

@@ -70,7 +70,8 @@ final class Sandbox: @unchecked Sendable {
         let exists = monitor.withLock { containers[id] != nil }
         guard !exists else { throw AgentError(.alreadyExists, "container \(id) already exists") }
 
-        let rootfs = try RootfsPreparer.prepare(containerID: id, mounts: request.rootfs, stateDirectory: configuration.stateDirectory)
+        let rootfs = try RootfsPreparer.prepare(containerID: id, mounts: request.rootfs, stateDirectory: configuration.stateDirectory,
+                                                readonlyRootfs: request.readonlyRootfs)
         do {
             var spec = try OCITranslation.launchSpec(ociJSON: Array(request.ociSpecJson), rootfs: rootfs.path)
             if request.readonlyRootfs { spec.readonlyRootfs = true }

@@ -31,7 +31,12 @@ enum Mounter {
 
 /// A container's root filesystem as the agent assembles it from the request's mounts:
 /// the first is the root itself (a block device or a directory to bind), the others are
-/// mounted inside it. (A writable overlay over a read-only root is not implemented yet.)
+/// mounted inside it.
+///
+/// A first mount marked "ro" whose container may write (no readonly_rootfs) gets a
+/// writable overlay: the read-only root is the lower layer and a private tmpfs holds the
+/// upper one, so the image on the host is never written (several VMs may share it) and
+/// the container still sees a root it can change. Its changes vanish with it.
 struct PreparedRootfs {
     let path: String?
     let mountedPaths: [String]
@@ -40,14 +45,19 @@ struct PreparedRootfs {
 }
 
 enum RootfsPreparer {
-    static func prepare(containerID: String, mounts: [AgentMount], stateDirectory: String) throws -> PreparedRootfs {
+    static func prepare(containerID: String, mounts: [AgentMount], stateDirectory: String,
+                        readonlyRootfs: Bool = false) throws -> PreparedRootfs {
         guard let first = mounts.first else { return PreparedRootfs(path: nil, mountedPaths: []) }
         let base = stateDirectory + "/containers/" + containerID
         let target = base + "/rootfs"
         var mounted: [String] = []
         do {
-            try Mounter.mount(first.source, at: target, type: first.type, options: first.options)
-            mounted.append(target)
+            if first.options.contains("ro") && !readonlyRootfs {
+                mounted += try mountOverlay(first, base: base, at: target)
+            } else {
+                try Mounter.mount(first.source, at: target, type: first.type, options: first.options)
+                mounted.append(target)
+            }
             for extra in mounts.dropFirst() {
                 let path = target + (extra.target.hasPrefix("/") ? extra.target : "/" + extra.target)
                 try Mounter.mount(extra.source, at: path, type: extra.type, options: extra.options)
@@ -58,6 +68,29 @@ enum RootfsPreparer {
             throw error
         }
         return PreparedRootfs(path: target, mountedPaths: mounted)
+    }
+
+    /// lower = the read-only root, scratch = tmpfs with upper/ and work/ (overlayfs wants
+    /// both on one filesystem), target = the overlay. Returns the mounts in order.
+    private static func mountOverlay(_ root: AgentMount, base: String, at target: String) throws -> [String] {
+        let lower = base + "/lower", scratch = base + "/scratch"
+        var mounted: [String] = []
+        do {
+            try Mounter.mount(root.source, at: lower, type: root.type, options: root.options)
+            mounted.append(lower)
+            try Mounter.mount("tmpfs", at: scratch, type: "tmpfs", options: ["mode=755"])
+            mounted.append(scratch)
+            for directory in [scratch + "/upper", scratch + "/work"] where !FileManagerLite.makeDirectories(directory) {
+                throw AgentError(.internal, "cannot create \(directory): \(String(cString: strerror(errno)))")
+            }
+            try Mounter.mount("overlay", at: target, type: "overlay",
+                              options: ["lowerdir=\(lower)", "upperdir=\(scratch)/upper", "workdir=\(scratch)/work"])
+            mounted.append(target)
+            return mounted
+        } catch {
+            undo(mounted)
+            throw error
+        }
     }
 
     /// Unmounts in reverse order (inner mounts first).
