@@ -7,11 +7,12 @@ let package = Package(
     name: "Kasa",
     products: [
         .executable(name: "kasa-vmm", targets: ["kasa-vmm"]),
+        .executable(name: "kata-runtime", targets: ["kata-runtime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        // The guest agent's package: the tests speak its protocol (AgentProtocol) to the
-        // agent running in a VM. No product of the VMM links it.
+        // The guest agent's package: its protocol (AgentProtocol: agent.proto, the ttrpc
+        // codec and client) is how the Runtime talks to kata-agent. The VMM never links it.
         .package(path: "guest-agent"),
     ],
     targets: [
@@ -37,7 +38,7 @@ let package = Package(
             name: "kasa-vmm",
             // No ArgumentParser: it linked FoundationEssentials in and cost ~1.5 MiB resident;
             // the command line is parsed by hand (CommandLineOptions.swift).
-            dependencies: ["VMM", "Boot", "KVM", "KasaJSON"],
+            dependencies: ["VMM", "Boot", "KVM", "KasaJSON", "CLinux"],
             // The Swift runtime linked in (-static-stdlib), by lld with packed relative
             // relocations (needs glibc 2.36+ at run time): fewer resident pages than the
             // dynamic runtime (docs/performance.md, "VMM start to first guest byte").
@@ -45,7 +46,22 @@ let package = Package(
                 "-static-stdlib", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
             ], .when(platforms: [.linux]))]
         ),
+        // configuration.toml's subset (docs/configuration.md).
+        .target(name: "KasaTOML"),
+        // Sandboxes and containers on the host: kasa-vmm processes, the rootfs image cache,
+        // the agent dial, streams and teardown; used by kata-runtime (and the shim).
+        .target(name: "Runtime", dependencies: ["KasaTOML", "KasaJSON", "CLinux", "KVM",
+                                                .product(name: "AgentProtocol", package: "guest-agent")]),
+        .executableTarget(
+            name: "kata-runtime",
+            dependencies: ["Runtime", "KVM", "CLinux", "KasaJSON", "KasaTOML",
+                           .product(name: "AgentProtocol", package: "guest-agent"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(name: "KasaJSONTests", dependencies: ["KasaJSON"]),
+        .testTarget(name: "KasaTOMLTests", dependencies: ["KasaTOML"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "KasaJSON", "KasaTOML",
+                                                         .product(name: "AgentProtocol", package: "guest-agent")]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices"]),

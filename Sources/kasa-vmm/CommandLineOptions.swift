@@ -26,6 +26,7 @@ struct CommandLineOptions {
     var vcpus: Int?
     var console: String?
     var noStandardInput = false
+    var parentPID: Int32?
     var hiddenFeatures: [String] = []
     var pvmCompatibility: PVMCompatibility?
     var drives: [String] = []
@@ -40,7 +41,7 @@ struct CommandLineOptions {
     static let version = "0.1.0-dev"
 
     enum Key {
-        case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput
+        case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput, parentPID
         case hideCPUFeature, pvmCompatibility, drive, entropy, vsockPath, vsockCID, noPVH
         case verbose, help, version
     }
@@ -54,7 +55,7 @@ struct CommandLineOptions {
         let valueName: String?
         let help: String
 
-        var takesNumber: Bool { key == .memory || key == .vcpus || key == .vsockCID }
+        var takesNumber: Bool { key == .memory || key == .vcpus || key == .vsockCID || key == .parentPID }
 
         /// `--memory <MiB>`: how an error message names the option.
         var display: String {
@@ -80,6 +81,8 @@ struct CommandLineOptions {
                help: "Serial console destination: stdout, none, or a file path (default stdout)."),
         Option(key: .noStandardInput, names: ["no-stdin"], short: nil, valueName: nil,
                help: "Do not forward standard input to the guest console."),
+        Option(key: .parentPID, names: ["parent-pid"], short: nil, valueName: "pid",
+               help: "Exit (SIGKILL) when process <pid>, which started this VMM, dies; refuse to start if it already has."),
         Option(key: .hideCPUFeature, names: ["hide-cpu-feature"], short: nil, valueName: "name",
                help: "Hide a CPUID feature from the guest (repeatable), e.g. avx512f."),
         Option(key: .pvmCompatibility, names: ["pvm-compat"], short: nil, valueName: "auto|on|off",
@@ -203,6 +206,7 @@ struct CommandLineOptions {
         case .drive: drives.append(value)
         case .vsockPath: vsockPath = value
         case .vsockCID: vsockCID = try Self.number(value, for: option)
+        case .parentPID: parentPID = try Self.number(value, for: option)
         default: break  // flags go through set(_:)
         }
     }

@@ -1,4 +1,5 @@
 import Boot
+import CLinux
 import KVM
 import VMM
 #if canImport(Glibc)
@@ -23,7 +24,24 @@ enum KasaVMM {
             writeStandardOutput("kasa-vmm \(CommandLineOptions.version)\n")
             exit(0)
         }
+        if let parent = options.parentPID {
+            bindLifetime(toParent: parent)
+        }
         exit(run(options))
+    }
+
+    /// With --parent-pid the VMM dies with the runtime that started it, even when that is
+    /// killed with SIGKILL and cannot tear its sandbox down: no VM outlives its owner.
+    /// Checked after arming: if the parent died first, getppid() already names another.
+    static func bindLifetime(toParent parent: Int32) {
+        guard clinux_set_parent_death_signal(SIGKILL) == 0 else {
+            log("error: --parent-pid: prctl(PR_SET_PDEATHSIG): \(String(cString: strerror(errno)))")
+            exit(1)
+        }
+        guard getppid() == parent else {
+            log("error: --parent-pid \(parent): the parent process is gone (parent is now \(getppid()))")
+            exit(1)
+        }
     }
 
     /// Boots the VM and returns the exit status: 0 when the guest reset, 1 when the VM

@@ -11,4 +11,8 @@ int clinux_eventfd(unsigned int initial);
 // Fills `buffer` from the kernel's random pool; returns bytes written or -1 with errno set.
 long clinux_getrandom(void *buffer, unsigned long length);
 
+// prctl(PR_SET_PDEATHSIG): `signal` is sent to this process when the thread that
+// started it exits (prctl is variadic, so Swift cannot call it directly). 0 or -1.
+int clinux_set_parent_death_signal(int signal);
+
 #endif

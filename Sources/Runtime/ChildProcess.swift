@@ -1,0 +1,157 @@
+import AgentProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process (kasa-vmm, a host-process agent, mke2fs) started with posix_spawn: no
+/// fork of this threaded process. One thread per child waits for it, so its exit is
+/// known at once (a VM that dies at boot ends the dial) and it is reaped exactly once.
+public final class ChildProcess: @unchecked Sendable {
+    public enum Output: Sendable {
+        case inherit
+        case null
+        /// Appended to, created 0600 if missing.
+        case file(String)
+        case descriptor(Int32)
+    }
+
+    public let pid: pid_t
+    public let executable: String
+    // Guarded by `monitor`.
+    private let monitor = Monitor()
+    private var waitStatus: Int32?
+    private var exitHandlers: [@Sendable (Int32) -> Void] = []
+
+    /// Signals the child starts with their default action, whatever the runtime blocks
+    /// or ignores for itself (it blocks SIGINT/SIGTERM for its signal thread).
+    private static let resetSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGWINCH, SIGCHLD, SIGUSR1]
+
+    /// Starts `executable` with `arguments` (argv[1...]). With `newProcessGroup` a Ctrl-C
+    /// on the terminal does not reach the child: the runtime stops it in order instead.
+    public init(_ executable: String, _ arguments: [String], stdin: Output = .null, stdout: Output = .inherit,
+                stderr: Output = .inherit, newProcessGroup: Bool = true, environment: [String]? = nil) throws(RuntimeError) {
+        self.executable = executable
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (target, output) in [(Int32(0), stdin), (1, stdout), (2, stderr)] {
+            switch output {
+            case .inherit: break
+            case .null:
+                posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
+            case .file(let path):
+                posix_spawn_file_actions_addopen(&actions, target, path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+            case .descriptor(let descriptor):
+                posix_spawn_file_actions_adddup2(&actions, descriptor, target)
+            }
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in Self.resetSignals { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if newProcessGroup {
+            flags |= Int32(POSIX_SPAWN_SETPGROUP)
+            posix_spawnattr_setpgroup(&attributes, 0)
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let environmentStrings = (environment ?? ProcessEnvironment.current.map { "\($0.key)=\($0.value)" }).map { strdup($0) } + [nil]
+        defer { environmentStrings.forEach { free($0) } }
+        var child: pid_t = 0
+        let result = posix_spawn(&child, executable, &actions, &attributes, argv, environmentStrings)
+        guard result == 0 else {
+            throw RuntimeError.host("cannot start \(executable): \(HostFile.lastErrorDescription(result))")
+        }
+        pid = child
+        DetachedThread.start { [self] in reap() }
+    }
+
+    private func reap() {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let handlers = monitor.update { () -> [@Sendable (Int32) -> Void] in
+            waitStatus = status
+            defer { exitHandlers.removeAll() }
+            return exitHandlers
+        }
+        handlers.forEach { $0(status) }
+    }
+
+    /// Runs `handler` (on the reaping thread) when the child exits; at once if it has.
+    public func onExit(_ handler: @escaping @Sendable (Int32) -> Void) {
+        let status: Int32? = monitor.withLock {
+            if let waitStatus { return waitStatus }
+            exitHandlers.append(handler)
+            return nil
+        }
+        if let status { handler(status) }
+    }
+
+    /// The wait status once the child has exited.
+    public var exitStatus: Int32? { monitor.withLock { waitStatus } }
+
+    public var isRunning: Bool { exitStatus == nil }
+
+    /// Waits up to `timeout` seconds (forever when nil) for the exit; the wait status.
+    @discardableResult
+    public func wait(timeout: Double? = nil) -> Int32? {
+        var status: Int32?
+        _ = monitor.wait(until: { status = waitStatus; return status != nil }, timeout: timeout)
+        return status
+    }
+
+    public func signal(_ number: Int32) {
+        // Only while unreaped: after the wait the pid may belong to someone else.
+        monitor.withLock { if waitStatus == nil { _ = kill(pid, number) } }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace` seconds; returns once the child is reaped.
+    public func terminate(grace: Double = 3) {
+        signal(SIGTERM)
+        if wait(timeout: grace) == nil {
+            signal(SIGKILL)
+            wait()
+        }
+    }
+
+    /// "exited with status 1", "killed by signal 9".
+    public static func describe(waitStatus status: Int32) -> String {
+        let signal = status & 0x7f
+        if signal == 0 { return "exited with status \((status >> 8) & 0xff)" }
+        return "killed by signal \(signal)"
+    }
+
+    /// Runs a command to completion, its stdout and stderr captured together.
+    public static func run(_ executable: String, _ arguments: [String]) throws(RuntimeError) -> (status: Int32, output: String) {
+        var descriptors: [Int32] = [0, 0]
+        guard pipe(&descriptors) == 0 else { throw RuntimeError.host("pipe: \(HostFile.lastErrorDescription())") }
+        for descriptor in descriptors { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(executable, arguments, stdin: .null, stdout: .descriptor(descriptors[1]),
+                                     stderr: .descriptor(descriptors[1]), newProcessGroup: false)
+        } catch {
+            close(descriptors[0]); close(descriptors[1])
+            throw error
+        }
+        close(descriptors[1])
+        var output: [UInt8] = []
+        while true {
+            let chunk = DescriptorIO.readSome(descriptors[0])
+            if chunk.isEmpty { break }
+            output += chunk
+        }
+        close(descriptors[0])
+        let status = child.wait() ?? -1
+        return (status, String(decoding: output, as: UTF8.self))
+    }
+}

@@ -1,0 +1,129 @@
+import KasaTOML
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Finds and reads configuration.toml the way Kata users expect: `--config PATH`, then
+/// $KATA_CONF_FILE, then /etc/kata-containers/configuration.toml, then
+/// /usr/share/defaults/kata-containers/configuration.toml; with none, the built-in
+/// defaults. Keys Kasa does not use are reported in `warnings`, never silently dropped;
+/// a value of the wrong type or a syntax error is an error.
+public enum ConfigurationLoader {
+    public static let searchPaths = [
+        "/etc/kata-containers/configuration.toml",
+        "/usr/share/defaults/kata-containers/configuration.toml",
+    ]
+
+    public struct Loaded: Sendable {
+        public var configuration: RuntimeConfiguration
+        public var warnings: [String]
+    }
+
+    public static func load(explicitPath: String?, environment: [String: String] = ProcessEnvironment.current) throws(RuntimeError) -> Loaded {
+        if let path = explicitPath ?? environment["KATA_CONF_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard let text = HostFile.readText(path) else {
+                throw RuntimeError.configuration("cannot read configuration file \(path): \(HostFile.lastErrorDescription())")
+            }
+            return try parse(text, path: path)
+        }
+        for path in searchPaths where access(path, F_OK) == 0 {
+            guard let text = HostFile.readText(path) else {
+                throw RuntimeError.configuration("cannot read configuration file \(path): \(HostFile.lastErrorDescription())")
+            }
+            return try parse(text, path: path)
+        }
+        return Loaded(configuration: .defaults, warnings: [])
+    }
+
+    /// Settings from a file's text; `path` names it in messages.
+    public static func parse(_ text: String, path: String) throws(RuntimeError) -> Loaded {
+        let document: TOMLDocument
+        do {
+            document = try TOMLDocument(parsing: text)
+        } catch {
+            throw RuntimeError.configuration("\(path): \(error)")
+        }
+        var configuration = RuntimeConfiguration.defaults
+        configuration.sourcePath = path
+        var warnings: [String] = []
+        for table in document.tables {
+            for entry in table.entries {
+                let place = "\(path):\(entry.line): [\(table.path)] \(entry.key)"
+                switch try apply(entry, table: table.path, to: &configuration, place: place) {
+                case .used: break
+                case .unknownKey: warnings.append("\(place): unknown key, ignored")
+                case .unknownTable: warnings.append("\(place): Kasa does not use the [\(table.path)] table, ignored")
+                }
+            }
+        }
+        try validate(configuration, path: path)
+        return Loaded(configuration: configuration, warnings: warnings)
+    }
+
+    private enum Applied { case used, unknownKey, unknownTable }
+
+    private static func apply(_ entry: TOMLEntry, table: String, to configuration: inout RuntimeConfiguration,
+                              place: String) throws(RuntimeError) -> Applied {
+        switch table {
+        case "hypervisor.kasa":
+            switch entry.key {
+            case "path": configuration.hypervisor.path = try string(entry, place)
+            case "kernel": configuration.hypervisor.kernel = try string(entry, place)
+            case "initrd": configuration.hypervisor.initrd = try string(entry, place)
+            case "kernel_params": configuration.hypervisor.kernelParams = try string(entry, place)
+            case "default_vcpus": configuration.hypervisor.defaultVCPUs = try integer(entry, place, in: 1...255)
+            case "default_memory": configuration.hypervisor.defaultMemoryMiB = try integer(entry, place, in: 64...1_048_576)
+            default: return .unknownKey
+            }
+        case "agent.kata":
+            switch entry.key {
+            case "dial_timeout": configuration.agent.dialTimeoutSeconds = try integer(entry, place, in: 1...86_400)
+            case "debug_console_enabled": configuration.agent.debugConsoleEnabled = try boolean(entry, place)
+            default: return .unknownKey
+            }
+        case "runtime":
+            switch entry.key {
+            case "enable_debug": configuration.runtime.enableDebug = try boolean(entry, place)
+            case "state_dir": configuration.runtime.stateDirectory = try string(entry, place)
+            case "image_cache_dir": configuration.runtime.imageCacheDirectory = try string(entry, place)
+            default: return .unknownKey
+            }
+        default:
+            return .unknownTable
+        }
+        return .used
+    }
+
+    private static func validate(_ configuration: RuntimeConfiguration, path: String) throws(RuntimeError) {
+        let paths = [("[hypervisor.kasa] path", configuration.hypervisor.path),
+                     ("[hypervisor.kasa] kernel", configuration.hypervisor.kernel),
+                     ("[hypervisor.kasa] initrd", configuration.hypervisor.initrd),
+                     ("[runtime] state_dir", configuration.runtime.stateDirectory),
+                     ("[runtime] image_cache_dir", configuration.runtime.imageCacheDirectory)]
+        for (name, value) in paths where !value.hasPrefix("/") {
+            throw RuntimeError.configuration("\(path): \(name) must be an absolute path, not \"\(value)\"")
+        }
+    }
+
+    private static func string(_ entry: TOMLEntry, _ place: String) throws(RuntimeError) -> String {
+        guard case .string(let text) = entry.value else { throw mismatch(entry, place, expected: "a string") }
+        return text
+    }
+
+    private static func boolean(_ entry: TOMLEntry, _ place: String) throws(RuntimeError) -> Bool {
+        guard case .boolean(let flag) = entry.value else { throw mismatch(entry, place, expected: "true or false") }
+        return flag
+    }
+
+    private static func integer(_ entry: TOMLEntry, _ place: String, in range: ClosedRange<Int>) throws(RuntimeError) -> Int {
+        guard case .integer(let number) = entry.value else { throw mismatch(entry, place, expected: "an integer") }
+        guard let value = Int(exactly: number), range.contains(value) else {
+            throw RuntimeError.configuration("\(place): \(number) is out of range (\(range.lowerBound)...\(range.upperBound))")
+        }
+        return value
+    }
+
+    private static func mismatch(_ entry: TOMLEntry, _ place: String, expected: String) -> RuntimeError {
+        RuntimeError.configuration("\(place): expected \(expected), found \(entry.value.kindDescription) (\(entry.value))")
+    }
+}

@@ -1,0 +1,344 @@
+import AgentProtocol
+import CLinux
+import FoundationEssentials  // Data: the type of swift-protobuf's bytes fields
+import KasaJSON
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One workload in its own sandbox, start to end: launch the backend (a VM), dial the
+/// agent, create and start the container, bridge its streams to host descriptors, wait
+/// for its exit status, and tear everything down on every path — success, failure,
+/// interruption, or the VM dying on its own.
+///
+/// Blocking threads rather than async tasks: every wait here is a blocking read or a
+/// blocking ttrpc call, which would starve Swift's small cooperative pool (2 threads on
+/// a 2-core host) and deadlock it.
+public final class ContainerRun: @unchecked Sendable {
+    public struct Stdio: Sendable {
+        /// Copied to the workload's stdin until EOF; nil gives it an empty stdin.
+        public var input: Int32?
+        public var output: Int32
+        public var error: Int32
+
+        public init(input: Int32?, output: Int32, error: Int32) {
+            self.input = input
+            self.output = output
+            self.error = error
+        }
+    }
+
+    public let sandboxID: String
+    public let backend: any SandboxBackend
+    public let workload: WorkloadSpec
+    public let dialTimeout: Double
+    /// For control calls (create, start, remove); streams and the wait have no limit.
+    public let callTimeout: Double
+    /// Called with each step's name as it completes (for --debug and the benchmark).
+    public var progress: (@Sendable (String) -> Void)?
+
+    private let monitor = Monitor()
+    // Guarded by `monitor`.
+    private var client: AgentClient?
+    private var started = false
+    private var finished = false
+    private var interruption: Int32?
+    private var abortSignal: Int32?
+    private var backendFailure: String?
+    private let cancelInput = StdinCancellation()
+
+    static let longCall = 365.0 * 24 * 3600
+
+    public init(sandboxID: String, backend: any SandboxBackend, workload: WorkloadSpec, dialTimeout: Double, callTimeout: Double) {
+        self.sandboxID = sandboxID
+        self.backend = backend
+        self.workload = workload
+        self.dialTimeout = dialTimeout
+        self.callTimeout = callTimeout
+    }
+
+    /// Runs the workload and returns its exit status (128 + n when killed by signal n).
+    /// Everything the run created on the host is gone when this returns or throws.
+    public func run(stdio: Stdio) throws(RuntimeError) -> Int32 {
+        defer { tearDown() }
+        do {
+            return try runSteps(stdio: stdio)
+        } catch {
+            throw explain(error)
+        }
+    }
+
+    private func runSteps(stdio: Stdio) throws(RuntimeError) -> Int32 {
+        backend.onUnexpectedExit { [self] reason in
+            let connection = monitor.update { () -> AgentClient? in
+                backendFailure = reason
+                return client
+            }
+            connection?.connection.close()
+        }
+        let rootfsMount = try backend.launch(rootfs: workload.rootfs)
+        progress?("launched")
+        let agent = try backend.connect(deadline: MonotonicClock.now + dialTimeout)
+        let keep = monitor.update { () -> Bool in
+            guard abortSignal == nil && backendFailure == nil else { return false }
+            client = agent
+            return true
+        }
+        guard keep else {
+            agent.connection.close()
+            throw RuntimeError.sandbox("stopped while connecting")
+        }
+        progress?("connected")
+
+        let health = try call { try agent.call(.check, AgentCheckRequest(), returning: AgentHealthCheckResponse.self, timeout: callTimeout) }
+        guard health.status == .serving else { throw RuntimeError.sandbox("the agent reports \(health.status), not serving") }
+        var sandboxRequest = AgentCreateSandboxRequest()
+        sandboxRequest.sandboxID = sandboxID
+        sandboxRequest.hostname = workload.ociSpec["hostname"]?.stringValue ?? ""
+        try call { try agent.call(.createSandbox, sandboxRequest, timeout: callTimeout) }
+
+        var create = AgentCreateContainerRequest()
+        create.containerID = sandboxID
+        create.execID = sandboxID
+        create.ociSpecJson = Data(JSONValue.object(workload.ociSpec).jsonText.utf8)
+        create.rootfs = [rootfsMount]
+        create.readonlyRootfs = workload.ociSpec["root"]?["readonly"]?.boolValue ?? false
+        try call { try agent.call(.createContainer, create, timeout: callTimeout) }
+        progress?("created")
+
+        var start = AgentStartContainerRequest()
+        start.containerID = sandboxID
+        do {
+            try agent.call(.startContainer, start, timeout: callTimeout)
+        } catch let error as TTRPCCallError where error.code == .failedPrecondition && monitor.withLock({ backendFailure == nil }) {
+            // The process could not be executed (the agent reports exec's error).
+            let notFound = error.message.contains("not found") || error.message.contains("No such file")
+            throw RuntimeError.workload("cannot run \(commandDescription): \(error.message)", exitStatus: notFound ? 127 : 126)
+        } catch {
+            throw classify(error)
+        }
+        monitor.withLock { started = true }
+        progress?("started")
+
+        if workload.terminal, let size = TerminalSize.of(stdio.output) ?? stdio.input.flatMap(TerminalSize.of) {
+            resize(rows: size.rows, columns: size.columns)
+        }
+        let outputDone = Monitor()
+        let pending = PendingCount(workload.terminal ? 1 : 2)
+        startOutputPump(.readStdout, agent: agent, to: stdio.output, pending: pending, monitor: outputDone)
+        if !workload.terminal {
+            startOutputPump(.readStderr, agent: agent, to: stdio.error, pending: pending, monitor: outputDone)
+        }
+        startInputPump(agent: agent, from: stdio.input)
+
+        var wait = AgentWaitProcessRequest()
+        wait.containerID = sandboxID
+        wait.execID = sandboxID
+        let status = try call { try agent.call(.waitProcess, wait, returning: AgentWaitProcessResponse.self, timeout: Self.longCall) }.exitStatus
+        progress?("exited")
+        // The streams end when the process and every holder of its pipes are gone;
+        // a background child keeping them open must not hold the run forever.
+        _ = outputDone.wait(until: { pending.value == 0 }, timeout: max(5, callTimeout))
+        monitor.withLock { finished = true }
+        return status
+    }
+
+    // MARK: Streams
+
+    private func startOutputPump(_ method: AgentServiceMethod, agent: AgentClient, to descriptor: Int32,
+                                 pending: PendingCount, monitor done: Monitor) {
+        let id = sandboxID
+        DetachedThread.start {
+            var request = AgentReadStreamRequest()
+            request.containerID = id
+            request.execID = id
+            request.len = 65536
+            var writable = true
+            while let chunk = try? agent.call(method, request, returning: AgentReadStreamResponse.self, timeout: ContainerRun.longCall).data,
+                  !chunk.isEmpty {
+                // A closed host stdout (EPIPE) stops the copy, not the draining: the
+                // workload must never block on a full pipe.
+                if writable { writable = DescriptorIO.writeAll(descriptor, Array(chunk)) }
+            }
+            done.update { pending.value -= 1 }
+        }
+    }
+
+    private func startInputPump(agent: AgentClient, from descriptor: Int32?) {
+        let id = sandboxID
+        let cancel = cancelInput
+        DetachedThread.start {
+            var close = AgentCloseStdinRequest()
+            close.containerID = id
+            close.execID = id
+            if let descriptor {
+                var write = AgentWriteStreamRequest()
+                write.containerID = id
+                write.execID = id
+                while let bytes = cancel.read(descriptor), !bytes.isEmpty {
+                    var offset = 0
+                    while offset < bytes.count {
+                        write.data = Data(bytes[offset...])
+                        guard let written = try? agent.call(.writeStdin, write, returning: AgentWriteStreamResponse.self,
+                                                            timeout: ContainerRun.longCall).len, written > 0 else { return }
+                        offset += Int(written)
+                    }
+                }
+                if cancel.isCancelled { return }
+            }
+            _ = try? agent.call(.closeStdin, close, timeout: 60)
+        }
+    }
+
+    // MARK: Control from other threads
+
+    /// The host terminal changed size (SIGWINCH).
+    public func resize(rows: UInt16, columns: UInt16) {
+        guard workload.terminal, let agent = monitor.withLock({ started ? client : nil }) else { return }
+        var request = AgentTtyWinResizeRequest()
+        request.containerID = sandboxID
+        request.execID = sandboxID
+        request.rows = UInt32(rows)
+        request.columns = UInt32(columns)
+        let timeout = callTimeout, resize = request
+        DetachedThread.start { _ = try? agent.call(.ttyWinResize, resize, timeout: timeout) }
+    }
+
+    /// Ctrl-C, SIGTERM, SIGHUP: the first is passed to the workload, which gets
+    /// `grace` seconds to end; a second, or the grace running out, tears the sandbox
+    /// down and the run ends with `RuntimeError.interrupted`.
+    public func interrupt(signal: Int32, grace: Double = 10) {
+        let (agent, first) = monitor.withLock { () -> (AgentClient?, Bool) in
+            defer { if interruption == nil { interruption = signal } }
+            return (started && !finished ? client : nil, interruption == nil)
+        }
+        guard first, let agent else {
+            abort(signal: signal)
+            return
+        }
+        var request = AgentSignalProcessRequest()
+        request.containerID = sandboxID
+        request.execID = sandboxID
+        request.signal = UInt32(signal)
+        let timeout = callTimeout, forward = request
+        DetachedThread.start { [self] in
+            _ = try? agent.call(.signalProcess, forward, timeout: timeout)
+            usleep(UInt32(grace * 1_000_000))
+            if monitor.withLock({ !finished }) { abort(signal: signal) }
+        }
+    }
+
+    /// Stops everything now: the backend is killed, blocked calls fail, `run` throws.
+    public func abort(signal: Int32) {
+        let agent = monitor.update { () -> AgentClient? in
+            if abortSignal == nil { abortSignal = signal }
+            return client
+        }
+        agent?.connection.close()
+        cancelInput.cancel()
+        backend.tearDown()
+    }
+
+    private func tearDown() {
+        cancelInput.cancel()
+        let (agent, removeFirst) = monitor.update { () -> (AgentClient?, Bool) in
+            finished = true
+            return (client, started || client != nil)
+        }
+        if let agent, removeFirst, !backend.stopDiscardsGuestState, backend.failure == nil {
+            var remove = AgentRemoveContainerRequest()
+            remove.containerID = sandboxID
+            remove.timeoutSeconds = 5
+            _ = try? agent.call(.removeContainer, remove, timeout: 15)
+        }
+        agent?.connection.close()
+        backend.tearDown()
+        progress?("torn down")
+    }
+
+    // MARK: Errors
+
+    private var commandDescription: String {
+        let args = workload.ociSpec["process"]?["args"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        return args.first.map { "\"\($0)\"" } ?? "the command"
+    }
+
+    @discardableResult
+    private func call<T>(_ body: () throws -> T) throws(RuntimeError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw classify(error)
+        }
+    }
+
+    private func classify(_ error: any Error) -> RuntimeError {
+        if let error = error as? RuntimeError { return error }
+        if let error = error as? TTRPCCallError {
+            return RuntimeError.sandbox("the agent failed a request: \(error)")
+        }
+        return RuntimeError.sandbox("\(error)")
+    }
+
+    /// An interruption or a dead backend explains any error that followed from it.
+    private func explain(_ error: RuntimeError) -> RuntimeError {
+        let (signal, failure) = monitor.withLock { (abortSignal, backendFailure) }
+        if let signal { return .interrupted(signal: signal) }
+        if let failure, case .sandbox = error {
+            let detail = (backend as? MicroVMBackend)?.consoleTail() ?? ""
+            return .sandbox("the sandbox stopped unexpectedly: \(failure)\(detail)")
+        }
+        return error
+    }
+}
+
+/// A counter shared by the output pumps (guarded by the Monitor they update it under).
+final class PendingCount: @unchecked Sendable {
+    var value: Int
+    init(_ value: Int) { self.value = value }
+}
+
+/// Reads stdin until EOF or cancellation: poll on the descriptor and a wake-up eventfd,
+/// so a pump blocked on an idle terminal ends with the run.
+final class StdinCancellation: @unchecked Sendable {
+    private let wakeup = clinux_eventfd(0)
+    private let monitor = Monitor()
+    private var cancelled = false
+
+    deinit { if wakeup >= 0 { close(wakeup) } }
+
+    var isCancelled: Bool { monitor.withLock { cancelled } }
+
+    func cancel() {
+        monitor.withLock { cancelled = true }
+        var one: UInt64 = 1
+        _ = write(wakeup, &one, 8)
+    }
+
+    /// Bytes read, [] at EOF, nil when cancelled or on error.
+    func read(_ descriptor: Int32) -> [UInt8]? {
+        while !isCancelled {
+            var descriptors = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
+                               pollfd(fd: wakeup, events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&descriptors, 2, -1)
+            if ready < 0 { if errno == EINTR { continue }; return nil }
+            if descriptors[1].revents != 0 { return nil }
+            if descriptors[0].revents != 0 {
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                let count = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+                if count < 0 { if errno == EINTR || errno == EAGAIN { continue }; return nil }
+                return Array(buffer.prefix(count))
+            }
+        }
+        return nil
+    }
+}
+
+/// The size of the terminal on a descriptor.
+public enum TerminalSize {
+    public static func of(_ descriptor: Int32) -> (rows: UInt16, columns: UInt16)? {
+        var size = winsize()
+        guard isatty(descriptor) != 0, ioctl(descriptor, UInt(TIOCGWINSZ), &size) == 0, size.ws_row > 0 else { return nil }
+        return (size.ws_row, size.ws_col)
+    }
+}

@@ -1,0 +1,90 @@
+import KVM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `kata-runtime check` verifies: everything a host needs to run sandboxes, each
+/// with a verdict and, when it fails, the fix.
+public struct HostCheck: Sendable, Equatable {
+    public enum Verdict: String, Sendable { case pass = "PASS", fail = "FAIL", note = "INFO" }
+
+    public let verdict: Verdict
+    public let subject: String
+    public let detail: String
+    public let fix: String?
+
+    public static func run(configuration: RuntimeConfiguration, kvmPath: String = KVMSystem.defaultPath) -> [HostCheck] {
+        var results: [HostCheck] = []
+        results += kvmChecks(path: kvmPath)
+        for (role, path, fix) in [
+            ("kasa-vmm", configuration.hypervisor.path, "run scripts/install.sh or set [hypervisor.kasa] path"),
+            ("guest kernel", configuration.hypervisor.kernel, "run images/build-guest.sh (scripts/install.sh does) or set [hypervisor.kasa] kernel"),
+            ("agent initrd", configuration.hypervisor.initrd, "run images/build-guest.sh (scripts/install.sh does) or set [hypervisor.kasa] initrd"),
+        ] {
+            let executable = role == "kasa-vmm"
+            let ok = executable ? access(path, X_OK) == 0 : access(path, R_OK) == 0
+            results.append(HostCheck(verdict: ok ? .pass : .fail, subject: role,
+                                     detail: ok ? path : "\(path): \(HostFile.lastErrorDescription())", fix: ok ? nil : fix))
+        }
+        let mke2fs = RootfsImageCache.findTool("mke2fs")
+        results.append(HostCheck(verdict: mke2fs != nil ? .pass : .fail, subject: "mke2fs (rootfs images)",
+                                 detail: mke2fs ?? "not found", fix: mke2fs != nil ? nil : "apt-get install e2fsprogs"))
+        for (subject, directory) in [("state directory", configuration.runtime.stateDirectory),
+                                     ("image cache", configuration.runtime.imageCacheDirectory)] {
+            results.append(writableDirectoryCheck(subject, directory))
+        }
+        let cgroup2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0
+        results.append(HostCheck(verdict: cgroup2 ? .pass : .note, subject: "host cgroups",
+                                 detail: cgroup2 ? "cgroup v2 at /sys/fs/cgroup"
+                                                 : "no cgroup v2 hierarchy at /sys/fs/cgroup (not needed: containers are limited by the guest's own cgroup v2)",
+                                 fix: nil))
+        return results
+    }
+
+    static func kvmChecks(path: String) -> [HostCheck] {
+        let descriptor = open(path, O_RDWR | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            let code = errno
+            let fix = code == ENOENT
+                ? "load a KVM module (modprobe kvm_intel or kvm_amd on bare metal; kvm_pvm on a cloud VM without nested virtualization)"
+                : "give this user access to \(path) (add it to the kvm group) or run as root"
+            return [HostCheck(verdict: .fail, subject: "/dev/kvm", detail: "\(path): \(HostFile.lastErrorDescription(code))", fix: fix)]
+        }
+        close(descriptor)
+        var results = [HostCheck(verdict: .pass, subject: "/dev/kvm", detail: "\(path) is readable and writable", fix: nil)]
+        let system: KVMSystem
+        do {
+            system = try KVMSystem(path: path)
+        } catch {
+            results.append(HostCheck(verdict: .fail, subject: "KVM API version", detail: "\(error)",
+                                     fix: "use a kernel whose KVM speaks API version \(KVMSystem.expectedAPIVersion)"))
+            return results
+        }
+        results.append(HostCheck(verdict: .pass, subject: "KVM API version", detail: "\(KVMSystem.expectedAPIVersion)", fix: nil))
+        let missing = KVMCapability.required.filter { system.check($0) <= 0 }
+        results.append(HostCheck(verdict: missing.isEmpty ? .pass : .fail, subject: "KVM extensions",
+                                 detail: missing.isEmpty ? KVMCapability.required.map(\.name).joined(separator: " ")
+                                                         : "missing: " + missing.map(\.name).joined(separator: " "),
+                                 fix: missing.isEmpty ? nil : "a newer host kernel"))
+        if KVMSystem.isPVMHost {
+            results.append(HostCheck(
+                verdict: .note, subject: "KVM flavour",
+                detail: "kvm_pvm (paravirtual KVM, no hardware virtualization): guest kernel code is emulated, so a sandbox boots in 1-2 minutes instead of well under a second; guest user code runs natively. The guest kernel needs Kasa's PVM patch set (images/build-kernel.sh applies it) and kasa-vmm adds the PVM command line itself.",
+                fix: nil))
+        } else {
+            results.append(HostCheck(verdict: .note, subject: "KVM flavour", detail: "hardware virtualization (VT-x/AMD-V)", fix: nil))
+        }
+        return results
+    }
+
+    static func writableDirectoryCheck(_ subject: String, _ directory: String) -> HostCheck {
+        var probe = directory
+        while !HostFile.exists(probe), let slash = probe.lastIndex(of: "/") {
+            probe = slash == probe.startIndex ? "/" : String(probe[..<slash])
+        }
+        let ok = access(probe, W_OK) == 0
+        return HostCheck(verdict: ok ? .pass : .fail, subject: subject,
+                         detail: ok ? "\(directory) (writable)" : "\(probe) is not writable",
+                         fix: ok ? nil : "run as root, or point [runtime] \(subject == "image cache" ? "image_cache_dir" : "state_dir") at a writable directory")
+    }
+}

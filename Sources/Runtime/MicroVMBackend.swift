@@ -1,0 +1,162 @@
+import AgentProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A sandbox in its own microVM: kasa-vmm with the guest kernel, the initrd whose /init
+/// is kata-agent, the rootfs image read-only on virtio-blk (/dev/vda), an rng, and vsock
+/// bridged to a Unix socket in the sandbox's state directory.
+public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var vmmPath: String
+        public var kernel: String
+        public var initrd: String
+        public var extraKernelParameters: String
+        public var memoryMiB: Int
+        public var vcpus: Int
+        /// The sandbox's own directory (created here, removed by tearDown).
+        public var stateDirectory: String
+        public var imageCache: RootfsImageCache
+        /// Console (kernel and agent log) to this process's stderr instead of a file.
+        public var consoleToStandardError: Bool
+        public var debugConsole: Bool
+
+        public init(configuration: RuntimeConfiguration, sandboxID: String, memoryMiB: Int? = nil, vcpus: Int? = nil) {
+            vmmPath = configuration.hypervisor.path
+            kernel = configuration.hypervisor.kernel
+            initrd = configuration.hypervisor.initrd
+            extraKernelParameters = configuration.hypervisor.kernelParams
+            self.memoryMiB = memoryMiB ?? configuration.hypervisor.defaultMemoryMiB
+            self.vcpus = vcpus ?? configuration.hypervisor.defaultVCPUs
+            stateDirectory = configuration.runtime.stateDirectory + "/" + sandboxID
+            imageCache = RootfsImageCache(directory: configuration.runtime.imageCacheDirectory)
+            consoleToStandardError = configuration.runtime.enableDebug
+            debugConsole = configuration.agent.debugConsoleEnabled
+        }
+    }
+
+    public let settings: Settings
+    public var socketPath: String { settings.stateDirectory + "/vsock.sock" }
+    public var consoleLogPath: String { settings.stateDirectory + "/console.log" }
+    /// kasa-vmm's own messages (its stderr).
+    public var vmmLogPath: String { settings.stateDirectory + "/kasa-vmm.log" }
+    /// The image the last launch attached, and whether the cache already had it.
+    public private(set) var rootfsImage: RootfsImageCache.Image?
+
+    private let monitor = Monitor()
+    // Guarded by `monitor`.
+    private var vmm: ChildProcess?
+    private var exitReason: String?
+    private var tearingDown = false
+    private var exitHandlers: [@Sendable (String) -> Void] = []
+
+    public init(settings: Settings) { self.settings = settings }
+
+    /// The guest command line: the console, no reboot on panic loops, and `quiet` unless
+    /// debugging (on kvm_pvm every console byte is a VM exit). kasa-vmm adds the virtio
+    /// and PVM parameters itself.
+    var kernelCommandLine: String {
+        var words = ["console=ttyS0", "reboot=k", "panic=-1"]
+        if !settings.consoleToStandardError { words.append("quiet") }
+        if settings.debugConsole { words.append("agent.debug_console") }
+        if !settings.extraKernelParameters.isEmpty { words.append(settings.extraKernelParameters) }
+        return words.joined(separator: " ")
+    }
+
+    public func launch(rootfs: String) throws(RuntimeError) -> AgentMount {
+        for (role, path, fix) in [("kasa-vmm", settings.vmmPath, "[hypervisor.kasa] path"),
+                                  ("guest kernel", settings.kernel, "[hypervisor.kasa] kernel"),
+                                  ("agent initrd", settings.initrd, "[hypervisor.kasa] initrd")] where !HostFile.exists(path) {
+            throw RuntimeError.host("the \(role) \(path) does not exist: run scripts/install.sh, or set \(fix) in configuration.toml")
+        }
+        let image = try settings.imageCache.image(for: rootfs)
+        rootfsImage = image
+        try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
+        var arguments = [
+            "--kernel", settings.kernel, "--initrd", settings.initrd, "--cmdline", kernelCommandLine,
+            "--memory", String(settings.memoryMiB), "--vcpus", String(settings.vcpus),
+            "--drive", "path=\(image.path),readonly=on", "--rng",
+            "--vsock-uds", socketPath, "--vsock-cid", "3", "--no-stdin",
+            "--parent-pid", String(getpid()),
+        ]
+        arguments += ["--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
+        let child = try ChildProcess(settings.vmmPath, arguments, stdin: .null, stdout: .null,
+                                     stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath))
+        monitor.withLock { vmm = child }
+        child.onExit { [self] status in
+            let reason = "kasa-vmm \(ChildProcess.describe(waitStatus: status))"
+            let handlers = monitor.update { () -> [@Sendable (String) -> Void] in
+                exitReason = reason
+                return tearingDown ? [] : exitHandlers
+            }
+            handlers.forEach { $0(reason) }
+        }
+        var mount = AgentMount()
+        mount.source = "/dev/vda"
+        mount.type = "ext4"
+        mount.options = ["ro"]
+        return mount
+    }
+
+    public func connect(deadline: Double) throws(RuntimeError) -> AgentClient {
+        var attempts = 0
+        var lastProblem = "no attempt"
+        while MonotonicClock.now < deadline {
+            if let failure { throw RuntimeError.sandbox("the VM stopped before its agent answered: \(failure)\(consoleTail())") }
+            attempts += 1
+            switch UnixStream.connect(socketPath) {
+            case .failure(let error):
+                // The bridge's socket appears when the guest driver activates the device.
+                lastProblem = "connect \(socketPath): \(error)"
+            case .success(let descriptor):
+                _ = DescriptorIO.writeAll(descriptor, Array("CONNECT \(AgentService.vsockPort)\n".utf8))
+                let reply = UnixStream.readLine(descriptor, timeout: max(0.1, min(30, deadline - MonotonicClock.now)))
+                if let reply, reply.hasPrefix("OK ") {
+                    return AgentClient(connection: TTRPCClient(descriptor: descriptor))
+                }
+                close(descriptor)
+                // No agent on the port yet: the guest resets the stream and we retry.
+                lastProblem = reply.map { "unexpected reply \($0.debugDescription)" } ?? "the guest refused vsock port \(AgentService.vsockPort)"
+            }
+            usleep(100_000)
+        }
+        throw RuntimeError.sandbox("the agent did not answer within the dial timeout (\(attempts) attempts, last: \(lastProblem))\(consoleTail())")
+    }
+
+    public var failure: String? { monitor.withLock { exitReason } }
+
+    public func onUnexpectedExit(_ handler: @escaping @Sendable (String) -> Void) {
+        let reason: String? = monitor.withLock {
+            if tearingDown { return nil }
+            if let exitReason { return exitReason }
+            exitHandlers.append(handler)
+            return nil
+        }
+        if let reason { handler(reason) }
+    }
+
+    public var stopDiscardsGuestState: Bool { true }
+
+    public func tearDown() {
+        let child = monitor.withLock { () -> ChildProcess? in
+            tearingDown = true
+            return vmm
+        }
+        // SIGKILL straight away: the guest keeps nothing worth a clean shutdown (the
+        // rootfs image is read-only, the container's writes live in guest memory).
+        child?.signal(SIGKILL)
+        child?.wait(timeout: 10)
+        HostFile.removeTree(settings.stateDirectory)
+    }
+
+    /// The end of the console log, for error messages (empty when it goes to stderr).
+    func consoleTail() -> String {
+        guard !settings.consoleToStandardError else { return "" }
+        var text = ""
+        for (name, path) in [("kasa-vmm", vmmLogPath), ("guest console", consoleLogPath)] {
+            let tail = HostFile.tail(path, bytes: 2000)
+            if !tail.isEmpty { text += "\n--- \(name) ---\n" + tail }
+        }
+        return text
+    }
+}

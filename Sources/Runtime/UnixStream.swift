@@ -1,0 +1,71 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Connecting Unix stream sockets and reading a line with a deadline (the hybrid vsock
+/// handshake).
+enum UnixStream {
+    /// A connected socket, or the errno of the failure.
+    static func connect(_ path: String) -> Result<Int32, Errno> {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { return .failure(Errno(errno)) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(descriptor)
+            return .failure(Errno(ENAMETOOLONG))
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else {
+            let code = errno
+            close(descriptor)
+            return .failure(Errno(code))
+        }
+        return .success(descriptor)
+    }
+
+    /// Reads one byte at a time up to "\n" (nothing after the line is consumed: the ttrpc
+    /// stream follows it). nil on EOF, error or timeout.
+    static func readLine(_ descriptor: Int32, timeout: Double, limit: Int = 256) -> String? {
+        var line: [UInt8] = []
+        let deadline = MonotonicClock.now + timeout
+        while line.count < limit {
+            let left = deadline - MonotonicClock.now
+            guard left > 0 else { return nil }
+            var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, Int32(min(left * 1000, 60_000)) + 1)
+            if ready < 0 { if errno == EINTR { continue }; return nil }
+            if ready == 0 { continue }
+            var byte: UInt8 = 0
+            let count = read(descriptor, &byte, 1)
+            if count < 0 { if errno == EINTR { continue }; return nil }
+            if count == 0 { return nil }
+            if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
+            line.append(byte)
+        }
+        return nil
+    }
+}
+
+struct Errno: Error, Equatable, CustomStringConvertible {
+    let code: Int32
+    init(_ code: Int32) { self.code = code }
+    var description: String { HostFile.lastErrorDescription(code) }
+}
+
+/// Seconds on CLOCK_MONOTONIC (deadlines that wall-clock changes cannot move).
+public enum MonotonicClock {
+    public static var now: Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+}

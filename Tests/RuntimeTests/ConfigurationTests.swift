@@ -1,0 +1,79 @@
+@testable import Runtime
+import Foundation
+import Testing
+
+@Suite struct ConfigurationTests {
+    @Test func readsTheDocumentedSubsetAndReportsUnknownKeys() throws {
+        let loaded = try ConfigurationLoader.parse("""
+            [hypervisor.kasa]
+            path = "/opt/kasa/kasa-vmm"
+            kernel = "/opt/kasa/vmlinux"
+            initrd = "/opt/kasa/initrd"
+            kernel_params = "loglevel=3"
+            default_vcpus = 2
+            default_memory = 1024
+            block_device_driver = "virtio-blk"
+
+            [hypervisor.qemu]
+            path = "/usr/bin/qemu-system-x86_64"
+
+            [agent.kata]
+            dial_timeout = 90
+            debug_console_enabled = true
+
+            [runtime]
+            enable_debug = true
+            state_dir = "/tmp/kasa-state"
+            image_cache_dir = "/tmp/kasa-images"
+            """, path: "/etc/test.toml")
+        let configuration = loaded.configuration
+        #expect(configuration.hypervisor.path == "/opt/kasa/kasa-vmm")
+        #expect(configuration.hypervisor.kernel == "/opt/kasa/vmlinux")
+        #expect(configuration.hypervisor.initrd == "/opt/kasa/initrd")
+        #expect(configuration.hypervisor.kernelParams == "loglevel=3")
+        #expect(configuration.hypervisor.defaultVCPUs == 2)
+        #expect(configuration.hypervisor.defaultMemoryMiB == 1024)
+        #expect(configuration.agent.dialTimeoutSeconds == 90)
+        #expect(configuration.effectiveDialTimeout(onPVMHost: true) == 90)
+        #expect(configuration.agent.debugConsoleEnabled)
+        #expect(configuration.runtime.enableDebug)
+        #expect(configuration.runtime.stateDirectory == "/tmp/kasa-state")
+        #expect(configuration.runtime.imageCacheDirectory == "/tmp/kasa-images")
+        #expect(configuration.sourcePath == "/etc/test.toml")
+        #expect(loaded.warnings == [
+            "/etc/test.toml:8: [hypervisor.kasa] block_device_driver: unknown key, ignored",
+            "/etc/test.toml:11: [hypervisor.qemu] path: Kasa does not use the [hypervisor.qemu] table, ignored",
+        ])
+    }
+
+    @Test func theDialTimeoutDefaultDependsOnTheHost() {
+        #expect(RuntimeConfiguration.defaults.effectiveDialTimeout(onPVMHost: false) == 45)
+        #expect(RuntimeConfiguration.defaults.effectiveDialTimeout(onPVMHost: true) == 450)
+    }
+
+    @Test(arguments: [
+        ("[hypervisor.kasa]\ndefault_vcpus = \"two\"\n", "/c.toml:2: [hypervisor.kasa] default_vcpus: expected an integer, found a string (\"two\")"),
+        ("[hypervisor.kasa]\ndefault_memory = 1\n", "/c.toml:2: [hypervisor.kasa] default_memory: 1 is out of range (64...1048576)"),
+        ("[agent.kata]\ndebug_console_enabled = 1\n", "/c.toml:2: [agent.kata] debug_console_enabled: expected true or false, found an integer (1)"),
+        ("[hypervisor.kasa]\nkernel = \"vmlinux\"\n", "/c.toml: [hypervisor.kasa] kernel must be an absolute path, not \"vmlinux\""),
+        ("[runtime\n", "/c.toml: line 1: expected ']' after the key runtime"),
+    ])
+    func badFilesAreErrors(text: String, message: String) {
+        #expect(throws: RuntimeError.configuration(message)) { try ConfigurationLoader.parse(text, path: "/c.toml") }
+    }
+
+    @Test func theFileIsFoundByFlagThenEnvironment() throws {
+        let directory = try RuntimeTestSupport.temporaryDirectory("kasa-config")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = directory + "/a.toml", second = directory + "/b.toml"
+        try "[hypervisor.kasa]\ndefault_vcpus = 3\n".write(toFile: first, atomically: true, encoding: .utf8)
+        try "[hypervisor.kasa]\ndefault_vcpus = 4\n".write(toFile: second, atomically: true, encoding: .utf8)
+        let viaFlag = try ConfigurationLoader.load(explicitPath: first, environment: ["KATA_CONF_FILE": second])
+        #expect(viaFlag.configuration.hypervisor.defaultVCPUs == 3)
+        let viaEnvironment = try ConfigurationLoader.load(explicitPath: nil, environment: ["KATA_CONF_FILE": second])
+        #expect(viaEnvironment.configuration.hypervisor.defaultVCPUs == 4)
+        #expect(throws: RuntimeError.configuration("cannot read configuration file \(directory)/none.toml: No such file or directory")) {
+            try ConfigurationLoader.load(explicitPath: directory + "/none.toml", environment: [:])
+        }
+    }
+}
