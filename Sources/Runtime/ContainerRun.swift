@@ -284,7 +284,7 @@ public final class ContainerRun: @unchecked Sendable {
     private func explain(_ error: RuntimeError) -> RuntimeError {
         let (signal, failure) = monitor.withLock { (abortSignal, backendFailure) }
         if let signal { return .interrupted(signal: signal) }
-        if let failure, case .sandbox = error {
+        if let failure, case .sandbox(let message) = error, !message.contains(failure) {
             let detail = (backend as? MicroVMBackend)?.consoleTail() ?? ""
             return .sandbox("the sandbox stopped unexpectedly: \(failure)\(detail)")
         }

@@ -1,0 +1,205 @@
+import Foundation
+@testable import Runtime
+import Testing
+
+/// `kata-runtime` as users run it: the binary, a configuration file, real output and
+/// exit statuses. The first group needs no VM; the last tests boot real microVMs on
+/// this host's KVM (on kvm_pvm about 2 minutes each: the guest kernel is emulated),
+/// each bounded by a time limit and reporting the VM's console when it fails.
+@Suite(.serialized) struct KataRuntimeCommandTests {
+    /// Products sit beside the test bundle.
+    static let productsDirectory = URL(filePath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "")
+        .deletingLastPathComponent()
+
+    struct Outcome {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    final class Setup {
+        let directory: String
+        let configPath: String
+        var stateDirectory: String { directory + "/state" }
+        var imageCache: String { directory + "/images" }
+
+        init(kernel: String = "/nonexistent/vmlinux", initrd: String = "/nonexistent/initrd", extra: String = "") throws {
+            directory = try RuntimeTestSupport.temporaryDirectory("kasa-cli")
+            configPath = directory + "/configuration.toml"
+            let vmm = KataRuntimeCommandTests.productsDirectory.appending(path: "kasa-vmm").path
+            try """
+                [hypervisor.kasa]
+                path = "\(vmm)"
+                kernel = "\(kernel)"
+                initrd = "\(initrd)"
+                default_memory = 512
+
+                [agent.kata]
+                dial_timeout = 420
+
+                [runtime]
+                state_dir = "\(directory)/state"
+                image_cache_dir = "\(directory)/images"
+                \(extra)
+                """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        }
+
+        deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+        /// Nothing of any sandbox is left: no state, no VMM, no socket.
+        func expectNothingLeft(sourceLocation: SourceLocation = #_sourceLocation) {
+            let states = (try? FileManager.default.contentsOfDirectory(atPath: stateDirectory)) ?? []
+            #expect(states.isEmpty, "sandbox state left: \(states)", sourceLocation: sourceLocation)
+            let vmms = RuntimeTestSupport.processes(mentioning: stateDirectory)
+            #expect(vmms.isEmpty, "processes left: \(vmms)", sourceLocation: sourceLocation)
+        }
+    }
+
+    static func kataRuntime(_ arguments: [String], stdin: String? = nil, timeout: Double = 60) throws -> Outcome {
+        let process = Process()
+        process.executableURL = productsDirectory.appending(path: "kata-runtime")
+        process.arguments = arguments
+        let captured = CapturedStdio(stdin: stdin ?? "")
+        process.standardOutput = captured.output
+        process.standardError = captured.error
+        process.standardInput = captured.input
+        var environment = ProcessInfo.processInfo.environment
+        environment["KATA_CONF_FILE"] = nil
+        process.environment = environment
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.interrupt()
+            Thread.sleep(forTimeInterval: 15)
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        process.waitUntilExit()
+        let (stdout, stderr) = captured.finish()
+        return Outcome(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    }
+
+    // MARK: Without a VM
+
+    @Test func runRefusesBadInputWithOneMessage() throws {
+        let setup = try Setup()
+        let noRootfs = try Self.kataRuntime(["run", "--config", setup.configPath, "--", "true"])
+        #expect(noRootfs.status == 125)
+        #expect(noRootfs.stderr == "kata-runtime: error: give the container's root filesystem: --rootfs DIR or --bundle DIR\n")
+        let missing = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", "/nonexistent/rootfs", "--", "true"])
+        #expect(missing.status == 125)
+        #expect(missing.stderr == "kata-runtime: error: rootfs /nonexistent/rootfs does not exist\n")
+        let noCommand = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", "/"])
+        #expect(noCommand.status == 125)
+        #expect(noCommand.stderr.contains("no command to run"))
+        let badID = try Self.kataRuntime(["run", "--config", setup.configPath, "--id", "../x", "--rootfs", "/", "--", "true"])
+        #expect(badID.status == 125)
+        #expect(badID.stderr.contains("sandbox id \"../x\""))
+        setup.expectNothingLeft()
+    }
+
+    @Test func aBadConfigurationFileIsReportedWithItsLine() throws {
+        let setup = try Setup(extra: "enable_debug = \"yes\"")
+        let run = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", "/", "--", "true"])
+        #expect(run.status == 125)
+        #expect(run.stderr.contains("[runtime] enable_debug: expected true or false, found a string (\"yes\")"), "\(run.stderr)")
+        let env = try Self.kataRuntime(["--config", setup.configPath, "env"])
+        #expect(env.status == 2)
+        let missing = try Self.kataRuntime(["env", "--config", setup.directory + "/missing.toml"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("cannot read configuration file"))
+    }
+
+    @Test func envShowsEffectiveSettingsAndWarnsAboutUnknownKeys() throws {
+        let setup = try Setup(extra: "sandbox_cgroup_only = true")
+        let toml = try Self.kataRuntime(["--config", setup.configPath, "env"])
+        #expect(toml.status == 0)
+        #expect(toml.stdout.contains("# source: \(setup.configPath)"))
+        #expect(toml.stdout.contains("default_memory = 512"))
+        #expect(toml.stdout.contains("dial_timeout = 420"))
+        #expect(toml.stderr.contains("[runtime] sandbox_cgroup_only: unknown key, ignored"), "\(toml.stderr)")
+        let json = try Self.kataRuntime(["env", "--json", "--config", setup.configPath])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let runtime = object?["runtime"] as? [String: Any]
+        #expect(runtime?["state_dir"] as? String == setup.stateDirectory)
+        #expect((object?["hypervisor.kasa"] as? [String: Any])?["default_memory"] as? Int == 512)
+    }
+
+    @Test func checkTellsTheTruthAboutThisHost() throws {
+        let setup = try Setup()
+        let check = try Self.kataRuntime(["check", "--config", setup.configPath])
+        #expect(check.status == 1, "the kernel is missing, so the check must fail")
+        #expect(check.stdout.contains("FAIL  guest kernel: /nonexistent/vmlinux"))
+        #expect(check.stdout.contains("PASS  kasa-vmm"))
+        let pvm = access("/sys/module/kvm_pvm", F_OK) == 0
+        if access("/dev/kvm", R_OK | W_OK) == 0 {
+            #expect(check.stdout.contains("PASS  /dev/kvm"))
+            #expect(check.stdout.contains(pvm ? "INFO  KVM flavour: kvm_pvm" : "INFO  KVM flavour: hardware"), "\(check.stdout)")
+        } else {
+            #expect(check.stdout.contains("FAIL  /dev/kvm"))
+        }
+    }
+
+    @Test func versionNamesTheRuntimeTheProtocolAndTheVMM() throws {
+        let setup = try Setup()
+        let version = try Self.kataRuntime(["version", "--config", setup.configPath])
+        #expect(version.status == 0)
+        #expect(version.stdout.contains("kata-runtime  : 0.1.0"))
+        #expect(version.stdout.contains("agent protocol: 1"))
+        #expect(version.stdout.contains("hypervisor: kasa-vmm"), "\(version.stdout)")
+    }
+
+    /// A VM that dies at boot (here: a kernel file kasa-vmm refuses) ends the run at
+    /// once with kasa-vmm's reason, not after the dial timeout.
+    @Test func aVMThatDiesAtBootIsReportedAndCleanedUp() throws {
+        let rootfs = try RuntimeTestSupport.busyboxRootfs()
+        defer { try? FileManager.default.removeItem(atPath: rootfs) }
+        let setupDirectory = try RuntimeTestSupport.temporaryDirectory("kasa-bad-kernel")
+        defer { try? FileManager.default.removeItem(atPath: setupDirectory) }
+        let kernel = setupDirectory + "/not-a-kernel"
+        try "garbage".write(toFile: kernel, atomically: true, encoding: .utf8)
+        let setup = try Setup(kernel: kernel, initrd: kernel)
+        let started = Date()
+        let run = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", rootfs, "--", "true"])
+        #expect(run.status == 125)
+        #expect(run.stderr.contains("the VM stopped before its agent answered: kasa-vmm exited with status 2"), "\(run.stderr)")
+        #expect(run.stderr.contains("kasa-vmm: error: the kernel is neither an x86-64 ELF vmlinux nor a bzImage"),
+                "kasa-vmm's own message should be shown: \(run.stderr)")
+        #expect(Date().timeIntervalSince(started) < 30)
+        setup.expectNothingLeft()
+    }
+
+    // MARK: Real microVMs
+
+    /// The README's headline: output and exit status of a workload in its own VM, stdin
+    /// piped in; then a second run with a pty that reuses the cached rootfs image.
+    @Test(.timeLimit(.minutes(12)))
+    func runsAWorkloadInAMicroVM() throws {
+        let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
+        let initrd = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_INITRD", script: "images/build-agent-initrd.sh", what: "the agent initrd")
+        let rootfs = try RuntimeTestSupport.busyboxRootfs()
+        defer { try? FileManager.default.removeItem(atPath: rootfs) }
+        let setup = try Setup(kernel: kernel, initrd: initrd)
+
+        let first = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", rootfs, "--",
+                                          "sh", "-c", "read name; echo hello $name; echo to-stderr >&2; exit 7"],
+                                         stdin: "world\n", timeout: 400)
+        #expect(first.status == 7, "stderr: \(first.stderr)")
+        #expect(first.stdout == "hello world\n", "stderr: \(first.stderr)")
+        #expect(first.stderr == "to-stderr\n")
+        setup.expectNothingLeft()
+        let images = try FileManager.default.contentsOfDirectory(atPath: setup.imageCache)
+        #expect(images.count == 1 && images[0].hasSuffix(".ext4"), "\(images)")
+        let imagePath = setup.imageCache + "/" + (images.first ?? "")
+        let inode = try FileManager.default.attributesOfItem(atPath: imagePath)[.systemFileNumber] as? Int
+
+        let second = try Self.kataRuntime(["run", "--config", setup.configPath, "-t", "--rootfs", rootfs, "--",
+                                           "sh", "-c", "test -t 0 && test -t 1 && echo has-a-tty; exit 3"], timeout: 400)
+        #expect(second.status == 3, "stderr: \(second.stderr)")
+        #expect(second.stdout.contains("has-a-tty"), "stdout: \(second.stdout.debugDescription) stderr: \(second.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: setup.imageCache) == images, "the image was not reused")
+        #expect(try FileManager.default.attributesOfItem(atPath: imagePath)[.systemFileNumber] as? Int == inode,
+                "the cached image was rebuilt")
+        setup.expectNothingLeft()
+    }
+}
