@@ -20,6 +20,9 @@ agent_initrd=$(bash images/build-agent-initrd.sh | tail -n 1)
 [ -f "$agent_initrd" ] || { echo "test: error: agent initrd build did not produce a file ('$agent_initrd')" >&2; exit 1; }
 export KASA_TEST_KERNEL="$kernel" KASA_TEST_INITRD="$initrd" KASA_TEST_ROOTFS="$rootfs"
 export KASA_TEST_AGENT_INITRD="$agent_initrd"
+# The same static kata-agent, run as a host process by the Runtime's fast tests.
+KASA_TEST_AGENT=$(bash images/build-agent.sh --print-path | tail -n 1)
+export KASA_TEST_AGENT
 
 # Both packages' tests run even when the first fails; the exit status covers both.
 status=0
