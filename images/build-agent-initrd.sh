@@ -6,6 +6,9 @@
 #
 #   images/build-agent-initrd.sh               build if needed; last stdout line = cpio path
 #   images/build-agent-initrd.sh --print-path  print the path; exit 0 if built, 1 if not
+#   images/build-agent-initrd.sh --with-shell  the debug variant (agent-initrd-shell.cpio):
+#       Debian's static busybox as /bin/sh for the agent's debug console
+#       (debug_console_enabled, `kata-runtime exec`); about 2 MB more to unpack
 #
 # Output: ${KASA_CACHE_DIR:-/var/cache/kasa}/initrd/<key>/agent-initrd.cpio
 # <key> = short sha256 of the agent's own cache key (its path), this script and
@@ -26,12 +29,19 @@ set -euo pipefail
 die() { echo "build-agent-initrd: error: $*" >&2; exit 1; }
 
 print_only=0
-case "${1:-}" in
-    "") ;;
-    --print-path) print_only=1 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
-    *) die "unknown argument '$1' (use --print-path or no argument)" ;;
-esac
+with_shell=0
+for argument in "$@"; do
+    case "$argument" in
+        --print-path) print_only=1 ;;
+        --with-shell) with_shell=1 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        *) die "unknown argument '$argument' (use --print-path and/or --with-shell)" ;;
+    esac
+done
+busybox=/bin/busybox
+if [ "$with_shell" = 1 ] && [ "$print_only" = 0 ]; then
+    [ -x "$busybox" ] || die "--with-shell needs $busybox (apt-get install busybox-static)"
+fi
 
 script_path=$(readlink -f "${BASH_SOURCE[0]}")
 here=$(dirname "$script_path")
@@ -46,9 +56,11 @@ else
 fi
 [ -n "$agent" ] || die "images/build-agent.sh printed no path"
 
-key=$( { echo "$agent"; sha256sum <"$script_path"; sha256sum <"$here/newc-cpio.py"; } | sha256sum | cut -c1-16 )
+key=$( { echo "$agent"; sha256sum <"$script_path"; sha256sum <"$here/newc-cpio.py";
+         [ "$with_shell" = 0 ] || sha256sum <"$busybox" 2>/dev/null || echo none; } | sha256sum | cut -c1-16 )
 out_dir="$cache_root/$key"
 out="$out_dir/agent-initrd.cpio"
+[ "$with_shell" = 0 ] || out="$out_dir/agent-initrd-shell.cpio"
 
 if [ -s "$out" ]; then echo "$out"; exit 0; fi
 if [ "$print_only" = 1 ]; then echo "$out"; exit 1; fi
@@ -62,6 +74,14 @@ trap 'rm -f "$tmp"' EXIT
     echo "dir proc/self"
     echo "link proc/self/exe /init"
     echo "file init 0755 $agent"
+    if [ "$with_shell" = 1 ]; then
+        # The debug console's shell (kata-agent's DebugConsole, `kata-runtime exec`).
+        echo "dir bin"
+        echo "file bin/busybox 0755 $busybox"
+        for applet in sh ls cat ps mount umount dmesg ip free top df grep sed awk vi kill tail head mkdir rm cp mv ln find; do
+            echo "link bin/$applet busybox"
+        done
+    fi
 } | python3 "$here/newc-cpio.py" "$tmp" || die "writing the cpio archive failed"
 chmod 644 "$tmp"
 mv -f "$tmp" "$out"

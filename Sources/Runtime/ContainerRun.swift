@@ -282,7 +282,16 @@ public final class ContainerRun: @unchecked Sendable {
 
     /// An interruption or a dead backend explains any error that followed from it.
     private func explain(_ error: RuntimeError) -> RuntimeError {
-        let (signal, failure) = monitor.withLock { (abortSignal, backendFailure) }
+        var (signal, failure) = monitor.withLock { (abortSignal, backendFailure) }
+        if signal == nil, failure == nil, case .sandbox = error {
+            // A lost connection is usually the backend dying; its reaper may report
+            // that a moment after the failed call did. Wait a little for the reason.
+            let deadline = MonotonicClock.now + 2
+            while failure == nil && MonotonicClock.now < deadline {
+                usleep(20_000)
+                failure = backend.failure
+            }
+        }
         if let signal { return .interrupted(signal: signal) }
         if let failure, case .sandbox(let message) = error, !message.contains(failure) {
             let detail = (backend as? MicroVMBackend)?.consoleTail() ?? ""

@@ -82,7 +82,15 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         arguments += ["--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
         let child = try ChildProcess(settings.vmmPath, arguments, stdin: .null, stdout: .null,
                                      stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath))
-        monitor.withLock { vmm = child }
+        let stopping = monitor.withLock { () -> Bool in
+            vmm = child
+            return tearingDown
+        }
+        if stopping {
+            // Torn down (Ctrl-C) while this was starting: do not leave the VMM behind.
+            child.signal(SIGKILL)
+            throw RuntimeError.sandbox("stopped while starting")
+        }
         child.onExit { [self] status in
             let reason = "kasa-vmm \(ChildProcess.describe(waitStatus: status))"
             let handlers = monitor.update { () -> [@Sendable (String) -> Void] in
@@ -102,6 +110,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         var attempts = 0
         var lastProblem = "no attempt"
         while MonotonicClock.now < deadline {
+            if monitor.withLock({ tearingDown }) { throw RuntimeError.sandbox("stopped while connecting") }
             if let failure { throw RuntimeError.sandbox("the VM stopped before its agent answered: \(failure)\(consoleTail())") }
             attempts += 1
             switch UnixStream.connect(socketPath) {

@@ -23,7 +23,8 @@ import Testing
         var stateDirectory: String { directory + "/state" }
         var imageCache: String { directory + "/images" }
 
-        init(kernel: String = "/nonexistent/vmlinux", initrd: String = "/nonexistent/initrd", extra: String = "") throws {
+        init(kernel: String = "/nonexistent/vmlinux", initrd: String = "/nonexistent/initrd", extra: String = "",
+             debugConsole: Bool = false) throws {
             directory = try RuntimeTestSupport.temporaryDirectory("kasa-cli")
             configPath = directory + "/configuration.toml"
             let vmm = KataRuntimeCommandTests.productsDirectory.appending(path: "kasa-vmm").path
@@ -36,6 +37,7 @@ import Testing
 
                 [agent.kata]
                 dial_timeout = 420
+                debug_console_enabled = \(debugConsole)
 
                 [runtime]
                 state_dir = "\(directory)/state"
@@ -201,5 +203,83 @@ import Testing
         #expect(try FileManager.default.attributesOfItem(atPath: imagePath)[.systemFileNumber] as? Int == inode,
                 "the cached image was rebuilt")
         setup.expectNothingLeft()
+    }
+
+    @Test func execNeedsARunningSandbox() throws {
+        let setup = try Setup()
+        let exec = try Self.kataRuntime(["exec", "--config", setup.configPath, "nothing-here"])
+        #expect(exec.status == 2)
+        #expect(exec.stderr == "kata-runtime: error: no running sandbox nothing-here (no \(setup.stateDirectory)/nothing-here)\n")
+    }
+
+    /// `kata-runtime exec` reaches the guest's shell while a workload runs; then Ctrl-C on
+    /// the run: the workload (a shell as its container's PID 1, which ignores SIGINT) is
+    /// given 10 s, then the sandbox is torn down and the run exits 130.
+    @Test(.timeLimit(.minutes(10)))
+    func theDebugConsoleReachesARunningSandboxAndCtrlCEndsIt() throws {
+        let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
+        let initrd = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_SHELL_INITRD", script: "images/build-agent-initrd.sh",
+                                                     arguments: ["--with-shell"], what: "the agent initrd with a shell")
+        let rootfs = try RuntimeTestSupport.busyboxRootfs()
+        defer { try? FileManager.default.removeItem(atPath: rootfs) }
+        let setup = try Setup(kernel: kernel, initrd: initrd, debugConsole: true)
+        let id = "dbg-\(UUID().uuidString.prefix(6).lowercased())"
+
+        let run = Process()
+        run.executableURL = Self.productsDirectory.appending(path: "kata-runtime")
+        run.arguments = ["run", "--config", setup.configPath, "--id", id, "--rootfs", rootfs, "--", "sh", "-c", "echo started; sleep 600"]
+        let output = Pipe(), errors = Pipe()
+        run.standardOutput = output
+        run.standardError = errors
+        run.standardInput = FileHandle.nullDevice
+        try run.run()
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        let started = LineWatcher(output.fileHandleForReading)
+        #expect(started.wait(for: "started", timeout: 400), "the workload never started; stderr: \(String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self))")
+
+        let exec = try Self.kataRuntime(["exec", "--config", setup.configPath, id],
+                                        stdin: "echo guest-says-$((40+2)); cat /proc/1/cmdline; echo; exit\n", timeout: 120)
+        #expect(exec.status == 0, "stderr: \(exec.stderr)")
+        #expect(exec.stdout.contains("guest-says-42"), "\(exec.stdout.debugDescription)")
+        #expect(exec.stdout.contains("/init"), "PID 1 of the guest is the agent: \(exec.stdout.debugDescription)")
+
+        let interrupted = Date()
+        kill(run.processIdentifier, SIGINT)
+        let deadline = Date().addingTimeInterval(120)
+        while run.isRunning && Date() < deadline { usleep(50_000) }
+        #expect(!run.isRunning, "Ctrl-C did not end the run")
+        run.waitUntilExit()
+        #expect(run.terminationStatus == 130)
+        #expect(Date().timeIntervalSince(interrupted) < 60)
+        setup.expectNothingLeft()
+    }
+}
+
+/// Collects a pipe's output and waits for a line.
+final class LineWatcher: @unchecked Sendable {
+    private let lock = NSCondition()
+    private var text = ""
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            while true {
+                let data = handle.availableData
+                if data.isEmpty { break }
+                lock.lock()
+                text += String(decoding: data, as: UTF8.self)
+                lock.broadcast()
+                lock.unlock()
+            }
+        }
+    }
+
+    func wait(for needle: String, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        lock.lock()
+        defer { lock.unlock() }
+        while !text.contains(needle) {
+            if !lock.wait(until: deadline) { return text.contains(needle) }
+        }
+        return true
     }
 }

@@ -15,11 +15,11 @@ enum RuntimeTestSupport {
         return try artifact(script: "images/build-agent.sh", what: "kata-agent")
     }
 
-    static func artifact(_ variable: String? = nil, script: String, what: String) throws -> String {
+    static func artifact(_ variable: String? = nil, script: String, arguments: [String] = [], what: String) throws -> String {
         if let variable, let path = ProcessInfo.processInfo.environment[variable], !path.isEmpty { return path }
         let process = Process()
         process.executableURL = URL(filePath: "/bin/bash")
-        process.arguments = [packageRoot.appending(path: script).path, "--print-path"]
+        process.arguments = [packageRoot.appending(path: script).path, "--print-path"] + arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
@@ -27,7 +27,7 @@ enum RuntimeTestSupport {
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0, let path = output.split(separator: "\n").last.map(String.init), !path.isEmpty else {
-            throw Missing(description: "\(what) has not been built: run `bash \(script)` (scripts/test.sh does)")
+            throw Missing(description: "\(what) has not been built: run `bash \(([script] + arguments).joined(separator: " "))` (scripts/test.sh does)")
         }
         return path
     }

@@ -7,13 +7,16 @@ import Glibc
 ///   kata-agent                       as the guest's PID 1: set up, serve on vsock port 1024
 ///   kata-agent --listen unix:PATH    as a host process (tests): serve on a Unix socket
 ///   kata-agent --listen vsock:PORT
-/// Options: --state-dir DIR, --cgroup-root DIR (cgroup v2), --version.
+/// Options: --state-dir DIR, --cgroup-root DIR (cgroup v2), --debug-console unix:PATH|vsock:PORT,
+/// --version.
 public enum AgentMain {
     public struct Options: Equatable, Sendable {
         public var endpoint: AgentEndpoint = .vsock(port: AgentService.vsockPort)
         public var stateDirectory = "/run/kasa-agent"
         public var cgroupRoot: String?
         public var printVersion = false
+        /// A root shell for `kata-runtime exec` (DebugConsole); off unless asked for.
+        public var debugConsole: AgentEndpoint?
     }
 
     /// Parses arguments; unknown words are reported but ignored, because the kernel hands
@@ -39,6 +42,15 @@ public enum AgentMain {
                 index += 1
             case "--cgroup-root":
                 if let value { options.cgroupRoot = value }
+                index += 1
+            case "--debug-console":
+                if let value, value.hasPrefix("unix:") {
+                    options.debugConsole = .unix(path: String(value.dropFirst(5)))
+                } else if let value, value.hasPrefix("vsock:"), let port = UInt32(value.dropFirst(6)) {
+                    options.debugConsole = .vsock(port: port)
+                } else {
+                    log("ignoring --debug-console \(value ?? ""): use unix:PATH or vsock:PORT")
+                }
                 index += 1
             case "--version":
                 options.printVersion = true
@@ -79,6 +91,14 @@ public enum AgentMain {
         let configuration = AgentConfiguration(ownsTheMachine: isInit, stateDirectory: options.stateDirectory,
                                                cgroupRoot: options.cgroupRoot)
         let handler = AgentServiceHandler(configuration: configuration, launcher: ContainerProcessLauncher(), log: log)
+        if isInit, options.debugConsole == nil, let commandLine = FileManagerLite.read("/proc/cmdline") {
+            // As PID 1 the agent gets no arguments (docs/performance.md): the host's
+            // wishes come on the kernel command line.
+            options.debugConsole = DebugConsole.endpoint(fromKernelCommandLine: commandLine)
+        }
+        if let endpoint = options.debugConsole {
+            DebugConsole.start(endpoint, log: log)
+        }
         while true {
             do {
                 let listener = try AgentListener(options.endpoint)

@@ -280,3 +280,48 @@ struct AgentServiceTests {
         #expect(!mounts.contains(agent.directory + "/state/containers/layered"), "a layer stayed mounted:\n\(mounts)")
     }
 }
+
+/// The debug console (`kata-runtime exec`): a shell on a pty for each connection.
+@Suite(.timeLimit(.minutes(1)))
+struct DebugConsoleTests {
+    @Test func theKernelCommandLineEnablesIt() {
+        #expect(DebugConsole.endpoint(fromKernelCommandLine: "console=ttyS0 quiet\n") == nil)
+        #expect(DebugConsole.endpoint(fromKernelCommandLine: "console=ttyS0 agent.debug_console quiet\n") == .vsock(port: 1026))
+        #expect(DebugConsole.endpoint(fromKernelCommandLine: "agent.debug_console agent.debug_console_vport=2000") == .vsock(port: 2000))
+        #expect(DebugConsole.endpoint(fromKernelCommandLine: "agent.debug_console_vport=2000") == nil)
+    }
+
+    @Test func aConnectionGetsAShellWithATerminal() throws {
+        guard let executable = ContainerTestSupport.agentExecutable else { throw RunningAgent.Failure(description: "kata-agent was not built next to the tests") }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kasa-console-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["--listen", "unix:\(directory)/agent.sock", "--state-dir", directory + "/state",
+                             "--debug-console", "unix:\(directory)/console.sock"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        var descriptor: Int32 = -1
+        for _ in 0..<500 where descriptor < 0 {
+            descriptor = RunningAgent.connect(directory + "/console.sock")
+            if descriptor < 0 { usleep(10_000) }
+        }
+        guard descriptor >= 0 else { throw RunningAgent.Failure(description: "the debug console never listened") }
+        defer { close(descriptor) }
+        // The pty echoes the input line: the expected text appears only if the shell ran it.
+        _ = DescriptorIO.writeAll(descriptor, Array("test -t 0 && echo tty:$((2+3)); echo $((6*7)); exit\n".utf8))
+        var output: [UInt8] = []
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let bytes = DescriptorIO.readSome(descriptor)
+            if bytes.isEmpty { break }
+            output += bytes
+        }
+        let text = String(decoding: output, as: UTF8.self)
+        #expect(text.contains("tty:5"), "\(text.debugDescription)")
+        #expect(text.contains("42"), "\(text.debugDescription)")
+    }
+}
