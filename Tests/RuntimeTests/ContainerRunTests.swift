@@ -156,3 +156,28 @@ struct ContainerRunTests {
         #expect(!FileManager.default.fileExists(atPath: backend.directory))
     }
 }
+
+extension ContainerRunTests {
+    /// An OCI bundle (config.json + rootfs) runs with its own process, env and cwd.
+    @Test func aBundleRunsWithItsOwnSpec() throws {
+        let fixture = try Fixture()
+        let bundle = try RuntimeTestSupport.temporaryDirectory("kasa-bundle")
+        defer { try? FileManager.default.removeItem(atPath: bundle) }
+        try FileManager.default.createSymbolicLink(atPath: bundle + "/rootfs", withDestinationPath: fixture.rootfs)
+        try """
+            {"ociVersion": "1.1.0",
+             "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/etc",
+                         "args": ["/bin/sh", "-c", "echo $GREETING from $(pwd); exit 5"], "env": ["PATH=/bin", "GREETING=hi"]},
+             "root": {"path": "rootfs"},
+             "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}]}
+            """.write(toFile: bundle + "/config.json", atomically: true, encoding: .utf8)
+        let id = "bundle\(UUID().uuidString.prefix(4).lowercased())"
+        let backend = HostAgentBackend(agentExecutable: fixture.agent, directory: fixture.stateDirectory + "/" + id)
+        let run = ContainerRun(sandboxID: id, backend: backend, workload: try WorkloadSpec.forBundle(bundle, command: [], terminal: false),
+                               dialTimeout: 20, callTimeout: 20)
+        let stdio = CapturedStdio()
+        #expect(try run.run(stdio: stdio.stdio) == 5)
+        #expect(stdio.finish().stdout == "hi from /etc\n")
+        fixture.expectNothingLeft(backend)
+    }
+}
