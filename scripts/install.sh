@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Kasa on a Debian 12 host and runs a container in its own microVM:
-#   - Debian packages (scripts/install-deps.sh), the guest kernel and agent initrd
-#     (images/build-guest.sh, cached in /var/cache/kasa),
+#   - Debian packages (scripts/install-deps.sh), the guest kernel and the agent's root
+#     disk image (images/build-guest.sh, cached in /var/cache/kasa),
 #   - kasa-vmm and kata-runtime (release builds) into /usr/local/bin, the guest files
 #     into /usr/share/kasa, the default configuration.toml where Kata keeps it,
 #   - then `kata-runtime check` and one `kata-runtime run` with a busybox rootfs.
@@ -16,7 +16,7 @@ die() { echo "install: error: $*" >&2; exit 1; }
 
 bash scripts/install-deps.sh
 mapfile -t guest < <(bash images/build-guest.sh)
-[ ${#guest[@]} = 2 ] || die "images/build-guest.sh did not print a kernel and an initrd"
+[ ${#guest[@]} = 2 ] || die "images/build-guest.sh did not print a kernel and an agent image"
 
 echo "install: building kasa-vmm and kata-runtime (release; a few minutes the first time)" >&2
 swift build -c release --product kasa-vmm >&2
@@ -25,7 +25,7 @@ bin=$(swift build -c release --show-bin-path)
 install -m 0755 "$bin/kasa-vmm" "$bin/kata-runtime" /usr/local/bin/
 install -d -m 0755 /usr/share/kasa
 install -m 0644 "${guest[0]}" /usr/share/kasa/vmlinux
-install -m 0644 "${guest[1]}" /usr/share/kasa/kata-agent.initrd
+install -m 0644 "${guest[1]}" /usr/share/kasa/kata-agent.img
 
 config=/usr/share/defaults/kata-containers/configuration.toml
 if [ ! -e "$config" ] || head -n 1 "$config" | grep -q '^# Kasa'; then

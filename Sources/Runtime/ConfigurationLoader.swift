@@ -46,6 +46,11 @@ public enum ConfigurationLoader {
         var configuration = RuntimeConfiguration.defaults
         configuration.sourcePath = path
         var warnings: [String] = []
+        // A file naming only one of image/initrd means that one: the other's built-in
+        // default does not apply (Kata's rule: one boot medium).
+        let kasaTable = document["hypervisor.kasa"]
+        if kasaTable?["initrd"] != nil && kasaTable?["image"] == nil { configuration.hypervisor.image = "" }
+        if kasaTable?["image"] != nil && kasaTable?["initrd"] == nil { configuration.hypervisor.initrd = "" }
         for table in document.tables {
             for entry in table.entries {
                 let place = "\(path):\(entry.line): [\(table.path)] \(entry.key)"
@@ -70,6 +75,7 @@ public enum ConfigurationLoader {
             case "path": configuration.hypervisor.path = try string(entry, place)
             case "kernel": configuration.hypervisor.kernel = try string(entry, place)
             case "initrd": configuration.hypervisor.initrd = try string(entry, place)
+            case "image": configuration.hypervisor.image = try string(entry, place)
             case "kernel_params": configuration.hypervisor.kernelParams = try string(entry, place)
             case "default_vcpus": configuration.hypervisor.defaultVCPUs = try integer(entry, place, in: 1...255)
             case "default_memory": configuration.hypervisor.defaultMemoryMiB = try integer(entry, place, in: 64...1_048_576)
@@ -95,9 +101,17 @@ public enum ConfigurationLoader {
     }
 
     private static func validate(_ configuration: RuntimeConfiguration, path: String) throws(RuntimeError) {
+        let hypervisor = configuration.hypervisor
+        if !hypervisor.image.isEmpty && !hypervisor.initrd.isEmpty {
+            throw RuntimeError.configuration("\(path): [hypervisor.kasa] sets both image and initrd: the guest boots one of them")
+        }
+        if hypervisor.image.isEmpty && hypervisor.initrd.isEmpty {
+            throw RuntimeError.configuration("\(path): [hypervisor.kasa] needs image (or initrd): what the guest boots")
+        }
         let paths = [("[hypervisor.kasa] path", configuration.hypervisor.path),
                      ("[hypervisor.kasa] kernel", configuration.hypervisor.kernel),
-                     ("[hypervisor.kasa] initrd", configuration.hypervisor.initrd),
+                     ("[hypervisor.kasa] " + (hypervisor.image.isEmpty ? "initrd" : "image"),
+                      hypervisor.image.isEmpty ? hypervisor.initrd : hypervisor.image),
                      ("[runtime] state_dir", configuration.runtime.stateDirectory),
                      ("[runtime] image_cache_dir", configuration.runtime.imageCacheDirectory)]
         for (name, value) in paths where !value.hasPrefix("/") {

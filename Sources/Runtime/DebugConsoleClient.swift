@@ -25,7 +25,7 @@ public enum DebugConsoleClient {
         _ = DescriptorIO.writeAll(descriptor, Array("CONNECT \(vsockPort)\n".utf8))
         guard let reply = UnixStream.readLine(descriptor, timeout: 30), reply.hasPrefix("OK ") else {
             close(descriptor)
-            throw RuntimeError.sandbox("sandbox \(sandboxID) does not serve a debug console: set debug_console_enabled = true in [agent.kata] before starting it (and boot an initrd with a shell: images/build-agent-initrd.sh --with-shell)")
+            throw RuntimeError.sandbox("sandbox \(sandboxID) does not serve a debug console: set debug_console_enabled = true in [agent.kata] before starting it (and boot an agent image with a shell: images/build-agent-image.sh --with-shell)")
         }
         return descriptor
     }

@@ -19,7 +19,9 @@ public struct HostCheck: Sendable, Equatable {
         for (role, path, fix) in [
             ("kasa-vmm", configuration.hypervisor.path, "run scripts/install.sh or set [hypervisor.kasa] path"),
             ("guest kernel", configuration.hypervisor.kernel, "run images/build-guest.sh (scripts/install.sh does) or set [hypervisor.kasa] kernel"),
-            ("agent initrd", configuration.hypervisor.initrd, "run images/build-guest.sh (scripts/install.sh does) or set [hypervisor.kasa] initrd"),
+            configuration.hypervisor.image.isEmpty
+                ? ("agent initrd", configuration.hypervisor.initrd, "run images/build-agent-initrd.sh or set [hypervisor.kasa] initrd")
+                : ("agent image", configuration.hypervisor.image, "run images/build-guest.sh (scripts/install.sh does) or set [hypervisor.kasa] image"),
         ] {
             let executable = role == "kasa-vmm"
             let ok = executable ? access(path, X_OK) == 0 : access(path, R_OK) == 0

@@ -100,6 +100,13 @@ public enum HostFile {
         return (directory == "/" ? "" : directory) + "/" + path
     }
 
+    /// realpath(3): symbolic links resolved; the path itself when that fails.
+    public static func resolved(_ path: String) -> String {
+        guard let pointer = realpath(path, nil) else { return path }
+        defer { free(pointer) }
+        return String(cString: pointer)
+    }
+
     /// The directory holding the running executable (/proc/self/exe).
     public static func executableDirectory() -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

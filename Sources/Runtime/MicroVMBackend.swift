@@ -3,13 +3,16 @@ import AgentProtocol
 import Glibc
 #endif
 
-/// A sandbox in its own microVM: kasa-vmm with the guest kernel, the initrd whose /init
-/// is kata-agent, the rootfs image read-only on virtio-blk (/dev/vda), an rng, and vsock
-/// bridged to a Unix socket in the sandbox's state directory.
+/// A sandbox in its own microVM: kasa-vmm with the guest kernel, the agent's read-only
+/// root disk (/dev/vda, /init = kata-agent; or an initrd), the container's rootfs image
+/// read-only on virtio-blk (/dev/vdb), an rng, and vsock bridged to a Unix socket in the
+/// sandbox's state directory.
 public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     public struct Settings: Sendable {
         public var vmmPath: String
         public var kernel: String
+        /// The agent's root disk ("" = boot `initrd`).
+        public var image: String
         public var initrd: String
         public var extraKernelParameters: String
         public var memoryMiB: Int
@@ -24,6 +27,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         public init(configuration: RuntimeConfiguration, sandboxID: String, memoryMiB: Int? = nil, vcpus: Int? = nil) {
             vmmPath = configuration.hypervisor.path
             kernel = configuration.hypervisor.kernel
+            image = configuration.hypervisor.image
             initrd = configuration.hypervisor.initrd
             extraKernelParameters = configuration.hypervisor.kernelParams
             self.memoryMiB = memoryMiB ?? configuration.hypervisor.defaultMemoryMiB
@@ -57,6 +61,10 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     /// and PVM parameters itself.
     var kernelCommandLine: String {
         var words = ["console=ttyS0", "reboot=k", "panic=-1"]
+        if !settings.image.isEmpty {
+            // kasa-vmm adds root=/dev/vda ro for the root drive.
+            words += ["rootfstype=ext4", "init=/init"]
+        }
         if !settings.consoleToStandardError { words.append("quiet") }
         if settings.debugConsole { words.append("agent.debug_console") }
         if !settings.extraKernelParameters.isEmpty { words.append(settings.extraKernelParameters) }
@@ -64,16 +72,21 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     }
 
     public func launch(rootfs: String) throws(RuntimeError) -> AgentMount {
+        let bootsImage = !settings.image.isEmpty
         for (role, path, fix) in [("kasa-vmm", settings.vmmPath, "[hypervisor.kasa] path"),
                                   ("guest kernel", settings.kernel, "[hypervisor.kasa] kernel"),
-                                  ("agent initrd", settings.initrd, "[hypervisor.kasa] initrd")] where !HostFile.exists(path) {
+                                  bootsImage ? ("agent image", settings.image, "[hypervisor.kasa] image")
+                                             : ("agent initrd", settings.initrd, "[hypervisor.kasa] initrd")]
+            where !HostFile.exists(path) {
             throw RuntimeError.host("the \(role) \(path) does not exist: run scripts/install.sh, or set \(fix) in configuration.toml")
         }
         let image = try settings.imageCache.image(for: rootfs)
         rootfsImage = image
         try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
-        var arguments = [
-            "--kernel", settings.kernel, "--initrd", settings.initrd, "--cmdline", kernelCommandLine,
+        // The agent's own disk first (the root, /dev/vda), then the container's.
+        let boot = bootsImage ? ["--drive", "path=\(settings.image),readonly=on,root=on"] : ["--initrd", settings.initrd]
+        var arguments = ["--kernel", settings.kernel] + boot + [
+            "--cmdline", kernelCommandLine,
             "--memory", String(settings.memoryMiB), "--vcpus", String(settings.vcpus),
             "--drive", "path=\(image.path),readonly=on", "--rng",
             "--vsock-uds", socketPath, "--vsock-cid", "3", "--no-stdin",
@@ -100,7 +113,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             handlers.forEach { $0(reason) }
         }
         var mount = AgentMount()
-        mount.source = "/dev/vda"
+        mount.source = bootsImage ? "/dev/vdb" : "/dev/vda"
         mount.type = "ext4"
         mount.options = ["ro"]
         return mount

@@ -23,11 +23,13 @@ public struct RootfsImageCache: Sendable {
     public init(directory: String) { self.directory = directory }
 
     /// The image for `rootfs` (a directory), building it if the cache has none.
-    public func image(for rootfs: String) throws(RuntimeError) -> Image {
-        guard HostFile.isDirectory(rootfs) else {
-            throw RuntimeError.invalidInput(HostFile.exists(rootfs) ? "rootfs \(rootfs) is not a directory"
-                                                                    : "rootfs \(rootfs) does not exist")
+    public func image(for requested: String) throws(RuntimeError) -> Image {
+        guard HostFile.isDirectory(requested) else {
+            throw RuntimeError.invalidInput(HostFile.exists(requested) ? "rootfs \(requested) is not a directory"
+                                                                       : "rootfs \(requested) does not exist")
         }
+        // A bundle's rootfs is often a symbolic link to the tree: walk the tree itself.
+        let rootfs = HostFile.resolved(requested)
         let summary = try DirectoryDigest.summarize(rootfs)
         let path = directory + "/" + String(summary.digest.prefix(32)) + ".ext4"
         if HostFile.exists(path) {

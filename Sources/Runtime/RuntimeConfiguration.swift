@@ -6,6 +6,10 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         /// The kasa-vmm executable.
         public var path: String
         public var kernel: String
+        /// The guest's root disk image whose /init is kata-agent (images/build-agent-image.sh);
+        /// "" when booting `initrd` instead. Exactly one of the two is set.
+        public var image: String
+        /// An initrd whose /init is kata-agent (images/build-agent-initrd.sh); "" when `image` is used.
         public var initrd: String
         /// Appended to the guest command line Kasa builds.
         public var kernelParams: String
@@ -42,7 +46,8 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     public static let defaults = RuntimeConfiguration(
         hypervisor: Hypervisor(path: "/usr/local/bin/kasa-vmm",
                                kernel: "/usr/share/kasa/vmlinux",
-                               initrd: "/usr/share/kasa/kata-agent.initrd",
+                               image: "/usr/share/kasa/kata-agent.img",
+                               initrd: "",
                                kernelParams: "", defaultVCPUs: 1, defaultMemoryMiB: 512),
         agent: Agent(dialTimeoutSeconds: nil, debugConsoleEnabled: false),
         runtime: Runtime(enableDebug: false, stateDirectory: "/run/kasa/sandboxes",

@@ -23,6 +23,7 @@ struct EnvCommand: ParsableCommand {
             ("hypervisor.kasa", [
                 ("path", .string(settings.hypervisor.path)),
                 ("kernel", .string(settings.hypervisor.kernel)),
+                ("image", .string(settings.hypervisor.image)),
                 ("initrd", .string(settings.hypervisor.initrd)),
                 ("kernel_params", .string(settings.hypervisor.kernelParams)),
                 ("default_vcpus", .integer(Int64(settings.hypervisor.defaultVCPUs))),

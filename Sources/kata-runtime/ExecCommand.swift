@@ -12,7 +12,7 @@ struct ExecCommand: ParsableCommand {
         abstract: "Open a shell in a running sandbox's VM (its debug console).",
         discussion: """
             The sandbox must have been started with debug_console_enabled = true ([agent.kata]) \
-            and an initrd that has a shell (images/build-agent-initrd.sh --with-shell). \
+            and an agent image that has a shell (images/build-agent-image.sh --with-shell). \
             Name sandboxes with `kata-runtime run --id NAME`. The shell runs in the guest, \
             outside the container; exit it (or close stdin) to leave.
             """)

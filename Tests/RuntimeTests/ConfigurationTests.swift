@@ -30,6 +30,7 @@ import Testing
         #expect(configuration.hypervisor.path == "/opt/kasa/kasa-vmm")
         #expect(configuration.hypervisor.kernel == "/opt/kasa/vmlinux")
         #expect(configuration.hypervisor.initrd == "/opt/kasa/initrd")
+        #expect(configuration.hypervisor.image == "", "a file that names an initrd boots it, not the default image")
         #expect(configuration.hypervisor.kernelParams == "loglevel=3")
         #expect(configuration.hypervisor.defaultVCPUs == 2)
         #expect(configuration.hypervisor.defaultMemoryMiB == 1024)
@@ -46,6 +47,14 @@ import Testing
         ])
     }
 
+    @Test func anImageReplacesTheDefaultBootMedium() throws {
+        let loaded = try ConfigurationLoader.parse("[hypervisor.kasa]\nimage = \"/opt/agent.img\"\n", path: "/c.toml")
+        #expect(loaded.configuration.hypervisor.image == "/opt/agent.img")
+        #expect(loaded.configuration.hypervisor.initrd == "")
+        #expect(RuntimeConfiguration.defaults.hypervisor.image == "/usr/share/kasa/kata-agent.img")
+        #expect(RuntimeConfiguration.defaults.hypervisor.initrd == "")
+    }
+
     @Test func theDialTimeoutDefaultDependsOnTheHost() {
         #expect(RuntimeConfiguration.defaults.effectiveDialTimeout(onPVMHost: false) == 45)
         #expect(RuntimeConfiguration.defaults.effectiveDialTimeout(onPVMHost: true) == 450)
@@ -57,6 +66,9 @@ import Testing
         ("[agent.kata]\ndebug_console_enabled = 1\n", "/c.toml:2: [agent.kata] debug_console_enabled: expected true or false, found an integer (1)"),
         ("[hypervisor.kasa]\nkernel = \"vmlinux\"\n", "/c.toml: [hypervisor.kasa] kernel must be an absolute path, not \"vmlinux\""),
         ("[runtime\n", "/c.toml: line 1: expected ']' after the key runtime"),
+        ("[hypervisor.kasa]\nimage = \"/a.img\"\ninitrd = \"/b.cpio\"\n", "/c.toml: [hypervisor.kasa] sets both image and initrd: the guest boots one of them"),
+        ("[hypervisor.kasa]\nimage = \"\"\n", "/c.toml: [hypervisor.kasa] needs image (or initrd): what the guest boots"),
+        ("[hypervisor.kasa]\nimage = \"agent.img\"\n", "/c.toml: [hypervisor.kasa] image must be an absolute path, not \"agent.img\""),
     ])
     func badFilesAreErrors(text: String, message: String) {
         #expect(throws: RuntimeError.configuration(message)) { try ConfigurationLoader.parse(text, path: "/c.toml") }

@@ -23,8 +23,9 @@ import Testing
         var stateDirectory: String { directory + "/state" }
         var imageCache: String { directory + "/images" }
 
-        init(kernel: String = "/nonexistent/vmlinux", initrd: String = "/nonexistent/initrd", extra: String = "",
-             debugConsole: Bool = false) throws {
+        /// `boot` is the agent image (or, with `bootKey: "initrd"`, an initrd).
+        init(kernel: String = "/nonexistent/vmlinux", boot: String = "/nonexistent/agent.img", bootKey: String = "image",
+             extra: String = "", debugConsole: Bool = false) throws {
             directory = try RuntimeTestSupport.temporaryDirectory("kasa-cli")
             configPath = directory + "/configuration.toml"
             let vmm = KataRuntimeCommandTests.productsDirectory.appending(path: "kasa-vmm").path
@@ -32,7 +33,7 @@ import Testing
                 [hypervisor.kasa]
                 path = "\(vmm)"
                 kernel = "\(kernel)"
-                initrd = "\(initrd)"
+                \(bootKey) = "\(boot)"
                 default_memory = 512
 
                 [agent.kata]
@@ -159,8 +160,10 @@ import Testing
         let setupDirectory = try RuntimeTestSupport.temporaryDirectory("kasa-bad-kernel")
         defer { try? FileManager.default.removeItem(atPath: setupDirectory) }
         let kernel = setupDirectory + "/not-a-kernel"
-        try "garbage".write(toFile: kernel, atomically: true, encoding: .utf8)
-        let setup = try Setup(kernel: kernel, initrd: kernel)
+        // 4 KiB of garbage: a whole number of sectors, so kasa-vmm takes it as the agent's
+        // disk and refuses it as a kernel.
+        try String(repeating: "garbage!", count: 512).write(toFile: kernel, atomically: true, encoding: .utf8)
+        let setup = try Setup(kernel: kernel, boot: kernel)
         let started = Date()
         let run = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", rootfs, "--", "true"])
         #expect(run.status == 125)
@@ -178,10 +181,10 @@ import Testing
     @Test(.timeLimit(.minutes(12)))
     func runsAWorkloadInAMicroVM() throws {
         let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
-        let initrd = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_INITRD", script: "images/build-agent-initrd.sh", what: "the agent initrd")
+        let image = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_IMAGE", script: "images/build-agent-image.sh", what: "the agent image")
         let rootfs = try RuntimeTestSupport.busyboxRootfs()
         defer { try? FileManager.default.removeItem(atPath: rootfs) }
-        let setup = try Setup(kernel: kernel, initrd: initrd)
+        let setup = try Setup(kernel: kernel, boot: image)
 
         let first = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", rootfs, "--",
                                           "sh", "-c", "read name; echo hello $name; echo to-stderr >&2; exit 7"],
@@ -218,11 +221,11 @@ import Testing
     @Test(.timeLimit(.minutes(10)))
     func theDebugConsoleReachesARunningSandboxAndCtrlCEndsIt() throws {
         let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
-        let initrd = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_SHELL_INITRD", script: "images/build-agent-initrd.sh",
-                                                     arguments: ["--with-shell"], what: "the agent initrd with a shell")
+        let image = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_SHELL_IMAGE", script: "images/build-agent-image.sh",
+                                                    arguments: ["--with-shell"], what: "the agent image with a shell")
         let rootfs = try RuntimeTestSupport.busyboxRootfs()
         defer { try? FileManager.default.removeItem(atPath: rootfs) }
-        let setup = try Setup(kernel: kernel, initrd: initrd, debugConsole: true)
+        let setup = try Setup(kernel: kernel, boot: image, debugConsole: true)
         let id = "dbg-\(UUID().uuidString.prefix(6).lowercased())"
 
         let run = Process()

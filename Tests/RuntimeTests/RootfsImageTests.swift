@@ -62,6 +62,11 @@ import Testing
         #expect(!built.reused)
         let again = try cache.image(for: root)
         #expect(again == RootfsImageCache.Image(path: built.path, reused: true))
+        // Through a symbolic link (a bundle's rootfs often is one): the same tree, the same image.
+        let link = cacheDirectory + "-link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: root)
+        defer { try? FileManager.default.removeItem(atPath: link) }
+        #expect(try cache.image(for: link) == RootfsImageCache.Image(path: built.path, reused: true))
         #expect(try FileManager.default.contentsOfDirectory(atPath: cacheDirectory) == [URL(filePath: built.path).lastPathComponent])
         // The image's own view of a file (debugfs reads ext4 without mounting it).
         let debugfs = try #require(RootfsImageCache.findTool("debugfs"))

@@ -11,7 +11,8 @@ import Glibc
 ///
 /// Each connection gets /bin/sh on a fresh pty, in its own session with the pty as its
 /// controlling terminal (job control, Ctrl-C). The guest image must carry a shell:
-/// images/build-agent-initrd.sh --with-shell adds a static busybox.
+/// images/build-agent-image.sh --with-shell (or build-agent-initrd.sh --with-shell) adds
+/// a static busybox.
 public enum DebugConsole {
     public static let defaultVsockPort: UInt32 = 1026
     static let shell = "/bin/sh"
@@ -51,7 +52,7 @@ public enum DebugConsole {
     static func serve(_ connection: Int32, log: @Sendable (String) -> Void) {
         defer { close(connection) }
         guard access(shell, X_OK) == 0 else {
-            DescriptorIO.writeAll(connection, Array("kata-agent: no \(shell) in this guest: boot an initrd built with images/build-agent-initrd.sh --with-shell\n".utf8))
+            DescriptorIO.writeAll(connection, Array("kata-agent: no \(shell) in this guest: boot an agent image built with images/build-agent-image.sh --with-shell\n".utf8))
             return
         }
         var master: Int32 = -1, slave: Int32 = -1
