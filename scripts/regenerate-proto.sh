@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates the committed Swift code of the host<->guest contract:
-#   guest-agent/Sources/AgentProtocol/Proto/*.proto
+# Regenerates the committed Swift code of Kasa's protobuf messages:
+#   guest-agent/Sources/AgentProtocol/Proto/*.proto  (the host<->guest contract)
 #     -> guest-agent/Sources/AgentProtocol/Generated/*.pb.swift
+#   Sources/ShimProtocol/Proto/*.proto  (containerd's shim API, events, options)
+#     -> Sources/ShimProtocol/Generated/*.pb.swift
 #
 # Messages only (swift-protobuf), never gRPC service code: the ttrpc codec and the
 # service plumbing are hand-written.
@@ -28,9 +30,7 @@ case "${1:-}" in
 esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-target_dir=$root/guest-agent/Sources/AgentProtocol
-proto_dir=$target_dir/Proto
-generated_dir=$target_dir/Generated
+targets=("$root/guest-agent/Sources/AgentProtocol" "$root/Sources/ShimProtocol")
 cache=${KASA_PROTOC_GEN_SWIFT_CACHE:-/var/cache/kasa/protoc-gen-swift}/$SWIFT_PROTOBUF_VERSION
 plugin=$cache/bin/protoc-gen-swift
 
@@ -84,36 +84,42 @@ case "$plugin_version" in
 esac
 
 # --- generate ----------------------------------------------------------------------------
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+stale=0
+generate() {
+    local proto_dir=$1/Proto generated_dir=$1/Generated
+    local work
+    work=$(mktemp -d)
+    shopt -s nullglob
+    local protos=("$proto_dir"/*.proto)
+    if [ ${#protos[@]} -eq 0 ]; then log "no .proto files in $proto_dir"; rm -rf "$work"; exit 1; fi
+    local names=()
+    for p in "${protos[@]}"; do names+=("$(basename "$p")"); done
+    # Sorted, so the invocation (and its output) does not depend on the directory order.
+    IFS=$'\n' names=($(printf '%s\n' "${names[@]}" | LC_ALL=C sort)); unset IFS
 
-shopt -s nullglob
-protos=("$proto_dir"/*.proto)
-if [ ${#protos[@]} -eq 0 ]; then log "no .proto files in $proto_dir"; exit 1; fi
-names=()
-for p in "${protos[@]}"; do names+=("$(basename "$p")"); done
-# Sorted, so the invocation (and its output) does not depend on the directory order.
-IFS=$'\n' names=($(printf '%s\n' "${names[@]}" | LC_ALL=C sort)); unset IFS
+    (cd "$proto_dir" && LC_ALL=C protoc \
+        --plugin=protoc-gen-swift="$plugin" \
+        --proto_path=. --proto_path="$wkt_include" \
+        --swift_opt=Visibility=Public \
+        --swift_opt=FileNaming=DropPath \
+        --swift_out="$work" \
+        "${names[@]}")
 
-(cd "$proto_dir" && LC_ALL=C protoc \
-    --plugin=protoc-gen-swift="$plugin" \
-    --proto_path=. --proto_path="$wkt_include" \
-    --swift_opt=Visibility=Public \
-    --swift_opt=FileNaming=DropPath \
-    --swift_out="$work" \
-    "${names[@]}")
-
-if [ "$mode" = check ]; then
-    if diff -r -u "$generated_dir" "$work" >&2; then
-        log "Generated/ is up to date"
+    if [ "$mode" = check ]; then
+        if diff -r -u "$generated_dir" "$work" >&2; then
+            log "$generated_dir is up to date"
+        else
+            log "$generated_dir is stale: run scripts/regenerate-proto.sh"; stale=1
+        fi
     else
-        log "Generated/ is stale: run scripts/regenerate-proto.sh"; exit 1
+        mkdir -p "$generated_dir"
+        # Replace the whole set, so code for a deleted .proto goes away too.
+        rm -f "$generated_dir"/*.pb.swift
+        cp "$work"/*.pb.swift "$generated_dir"/
+        log "wrote $(cd "$generated_dir" && ls *.pb.swift | tr '\n' ' ')"
     fi
-    exit 0
-fi
+    rm -rf "$work"
+}
 
-mkdir -p "$generated_dir"
-# Replace the whole set, so code for a deleted .proto goes away too.
-rm -f "$generated_dir"/*.pb.swift
-cp "$work"/*.pb.swift "$generated_dir"/
-log "wrote $(cd "$generated_dir" && ls *.pb.swift | tr '\n' ' ')"
+for target in "${targets[@]}"; do generate "$target"; done
+exit $stale
