@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "kasa-vmm", targets: ["kasa-vmm"]),
         .executable(name: "kata-runtime", targets: ["kata-runtime"]),
+        .executable(name: "containerd-shim-kata-v2", targets: ["containerd-shim-kata-v2"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -73,6 +74,19 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // containerd-shim-kata-v2's logic: the task service, its table and events.
+        .target(name: "Shim", dependencies: ["ShimProtocol", "TTRPCNIO", "Runtime", "KasaJSON",
+                                             .product(name: "AgentProtocol", package: "guest-agent"),
+                                             .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .executableTarget(
+            name: "containerd-shim-kata-v2",
+            dependencies: ["Shim", "ShimProtocol", "TTRPCNIO", "Runtime", "KVM", "CLinux",
+                           .product(name: "AgentProtocol", package: "guest-agent"),
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .testTarget(name: "ShimTests", dependencies: ["Shim", "ShimProtocol", "TTRPCNIO",
+                                                      .product(name: "AgentProtocol", package: "guest-agent"),
+                                                      .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(name: "TTRPCNIOTests", dependencies: ["TTRPCNIO", .product(name: "AgentProtocol", package: "guest-agent")]),
         .testTarget(name: "KasaJSONTests", dependencies: ["KasaJSON"]),
         .testTarget(name: "KasaTOMLTests", dependencies: ["KasaTOML"]),

@@ -47,8 +47,6 @@ public final class ContainerRun: @unchecked Sendable {
     private var backendFailure: String?
     private let cancelInput = StdinCancellation()
 
-    static let longCall = 365.0 * 24 * 3600
-
     public init(sandboxID: String, backend: any SandboxBackend, workload: WorkloadSpec, dialTimeout: Double, callTimeout: Double) {
         self.sandboxID = sandboxID
         self.backend = backend
@@ -134,7 +132,7 @@ public final class ContainerRun: @unchecked Sendable {
         var wait = AgentWaitProcessRequest()
         wait.containerID = sandboxID
         wait.execID = sandboxID
-        let status = try call { try agent.call(.waitProcess, wait, returning: AgentWaitProcessResponse.self, timeout: Self.longCall) }.exitStatus
+        let status = try call { try agent.call(.waitProcess, wait, returning: AgentWaitProcessResponse.self, timeout: StreamPumps.longCall) }.exitStatus
         progress?("exited")
         // The streams end when the process and every holder of its pipes are gone;
         // a background child keeping them open must not hold the run forever.
@@ -147,47 +145,13 @@ public final class ContainerRun: @unchecked Sendable {
 
     private func startOutputPump(_ method: AgentServiceMethod, agent: AgentClient, to descriptor: Int32,
                                  pending: PendingCount, monitor done: Monitor) {
-        let id = sandboxID
-        DetachedThread.start {
-            var request = AgentReadStreamRequest()
-            request.containerID = id
-            request.execID = id
-            request.len = 65536
-            var writable = true
-            while let chunk = try? agent.call(method, request, returning: AgentReadStreamResponse.self, timeout: ContainerRun.longCall).data,
-                  !chunk.isEmpty {
-                // A closed host stdout (EPIPE) stops the copy, not the draining: the
-                // workload must never block on a full pipe.
-                if writable { writable = DescriptorIO.writeAll(descriptor, Array(chunk)) }
-            }
+        StreamPumps.output(method, agent: agent, containerID: sandboxID, execID: sandboxID, to: descriptor) {
             done.update { pending.value -= 1 }
         }
     }
 
     private func startInputPump(agent: AgentClient, from descriptor: Int32?) {
-        let id = sandboxID
-        let cancel = cancelInput
-        DetachedThread.start {
-            var close = AgentCloseStdinRequest()
-            close.containerID = id
-            close.execID = id
-            if let descriptor {
-                var write = AgentWriteStreamRequest()
-                write.containerID = id
-                write.execID = id
-                while let bytes = cancel.read(descriptor), !bytes.isEmpty {
-                    var offset = 0
-                    while offset < bytes.count {
-                        write.data = Data(bytes[offset...])
-                        guard let written = try? agent.call(.writeStdin, write, returning: AgentWriteStreamResponse.self,
-                                                            timeout: ContainerRun.longCall).len, written > 0 else { return }
-                        offset += Int(written)
-                    }
-                }
-                if cancel.isCancelled { return }
-            }
-            _ = try? agent.call(.closeStdin, close, timeout: 60)
-        }
+        StreamPumps.input(agent: agent, containerID: sandboxID, execID: sandboxID, from: descriptor, cancel: cancelInput)
     }
 
     // MARK: Control from other threads
@@ -309,23 +273,25 @@ final class PendingCount: @unchecked Sendable {
 
 /// Reads stdin until EOF or cancellation: poll on the descriptor and a wake-up eventfd,
 /// so a pump blocked on an idle terminal ends with the run.
-final class StdinCancellation: @unchecked Sendable {
+public final class StdinCancellation: @unchecked Sendable {
     private let wakeup = clinux_eventfd(0)
     private let monitor = Monitor()
     private var cancelled = false
 
+    public init() {}
+
     deinit { if wakeup >= 0 { close(wakeup) } }
 
-    var isCancelled: Bool { monitor.withLock { cancelled } }
+    public var isCancelled: Bool { monitor.withLock { cancelled } }
 
-    func cancel() {
+    public func cancel() {
         monitor.withLock { cancelled = true }
         var one: UInt64 = 1
         _ = write(wakeup, &one, 8)
     }
 
     /// Bytes read, [] at EOF, nil when cancelled or on error.
-    func read(_ descriptor: Int32) -> [UInt8]? {
+    public func read(_ descriptor: Int32) -> [UInt8]? {
         while !isCancelled {
             var descriptors = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
                                pollfd(fd: wakeup, events: Int16(POLLIN), revents: 0)]

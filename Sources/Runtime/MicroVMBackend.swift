@@ -42,6 +42,10 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     public let settings: Settings
     public var socketPath: String { settings.stateDirectory + "/vsock.sock" }
     public var consoleLogPath: String { settings.stateDirectory + "/console.log" }
+    /// kasa-vmm's pid, written at launch.
+    public var vmmPIDPath: String { settings.stateDirectory + "/kasa-vmm.pid" }
+    /// The running kasa-vmm's pid, if any.
+    public var vmmPID: Int32? { monitor.withLock { vmm?.pid } }
     /// kasa-vmm's own messages (its stderr).
     public var vmmLogPath: String { settings.stateDirectory + "/kasa-vmm.log" }
     /// The image the last launch attached, and whether the cache already had it.
@@ -95,6 +99,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         arguments += ["--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
         let child = try ChildProcess(settings.vmmPath, arguments, stdin: .null, stdout: .null,
                                      stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath))
+        // For whoever cleans up after this process dies (the shim's `delete` command).
+        try? HostFile.write(Array("\(child.pid)\n".utf8), to: vmmPIDPath)
         let stopping = monitor.withLock { () -> Bool in
             vmm = child
             return tearingDown
@@ -158,6 +164,19 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     }
 
     public var stopDiscardsGuestState: Bool { true }
+
+    /// Kills the kasa-vmm recorded in a sandbox state directory and removes the directory:
+    /// the cleanup for a runtime that died without tearing down (`containerd-shim-kata-v2
+    /// delete`). Only a process that is still a kasa-vmm is killed.
+    public static func cleanUpAbandoned(stateDirectory: String) {
+        if let text = HostFile.readText(stateDirectory + "/kasa-vmm.pid"),
+           let pid = Int32(text.split(separator: "\n").first ?? ""), pid > 1,
+           let command = HostFile.readText("/proc/\(pid)/cmdline"), command.contains("kasa-vmm"),
+           command.contains(stateDirectory) {
+            kill(pid, SIGKILL)
+        }
+        HostFile.removeTree(stateDirectory)
+    }
 
     public func tearDown() {
         let child = monitor.withLock { () -> ChildProcess? in

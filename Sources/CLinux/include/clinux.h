@@ -15,4 +15,8 @@ long clinux_getrandom(void *buffer, unsigned long length);
 // started it exits (prctl is variadic, so Swift cannot call it directly). 0 or -1.
 int clinux_set_parent_death_signal(int signal);
 
+// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process
+// (the containerd shim reaps what its VMM leaves). 0 or -1.
+int clinux_become_subreaper(void);
+
 #endif

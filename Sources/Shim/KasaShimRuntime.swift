@@ -1,0 +1,291 @@
+import AgentProtocol
+import Foundation
+import KasaJSON
+import Runtime
+
+/// The shim's runtime: one Kasa microVM per shim (a sandbox), its containers created by
+/// kata-agent over vsock, their streams bridged to containerd's FIFOs. Blocking agent
+/// calls run on threads of their own (`blocking`), never on the task pool.
+///
+/// Not yet: a second container in the same VM (pods need block devices added to a
+/// running VM, which kasa-vmm cannot do yet), Stats/Update/Pause/Resume.
+public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
+    let configuration: RuntimeConfiguration
+    let callTimeout: Double
+    let dialTimeout: Double
+    let log: @Sendable (String) -> Void
+    private let monitor = Monitor()
+    // Guarded by `monitor`.
+    private var backend: MicroVMBackend?
+    private var agent: AgentClient?
+    private var sandboxID: String?
+    private var mountedRootfs: [String: String] = [:]  // container id -> host path we mounted
+    private var stdio: [String: OpenStdio] = [:]  // "container/exec" -> descriptors
+
+    struct OpenStdio {
+        var stdin: Int32?
+        var stdout: Int32?
+        var stderr: Int32?
+        var terminal: Bool
+        let cancel = StdinCancellation()
+    }
+
+    public init(configuration: RuntimeConfiguration, onPVMHost: Bool, log: @escaping @Sendable (String) -> Void) {
+        self.configuration = configuration
+        self.callTimeout = onPVMHost ? 120 : 30
+        self.dialTimeout = Double(configuration.effectiveDialTimeout(onPVMHost: onPVMHost))
+        self.log = log
+    }
+
+    // MARK: ShimRuntime
+
+    public func create(_ container: ShimContainerSpec) async throws -> UInt32 {
+        try await blocking { [self] in try createBlocking(container) }
+    }
+
+    public func start(containerID: String, execID: String) async throws -> UInt32 {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            let exec = execID.isEmpty ? containerID : execID
+            if execID.isEmpty {
+                var start = AgentStartContainerRequest()
+                start.containerID = containerID
+                try call { try agent.call(.startContainer, start, returning: AgentEmpty.self, timeout: callTimeout) }
+            }
+            startPumps(agent: agent, containerID: containerID, execID: exec)
+            return UInt32(monitor.withLock { backend?.vmmPID } ?? 0)
+        }
+    }
+
+    public func wait(containerID: String, execID: String) async throws -> Int32 {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            var wait = AgentWaitProcessRequest()
+            wait.containerID = containerID
+            wait.execID = execID.isEmpty ? containerID : execID
+            return try call { try agent.call(.waitProcess, wait, returning: AgentWaitProcessResponse.self, timeout: 365 * 24 * 3600) }.exitStatus
+        }
+    }
+
+    public func signal(containerID: String, execID: String, signal: UInt32, all: Bool) async throws {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            var request = AgentSignalProcessRequest()
+            request.containerID = containerID
+            request.execID = execID.isEmpty ? containerID : execID
+            request.signal = signal
+            try call { try agent.call(.signalProcess, request, returning: AgentEmpty.self, timeout: callTimeout) }
+        }
+    }
+
+    public func exec(containerID: String, execID: String, processJSON: [UInt8], stdio: ShimStdio) async throws {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            let opened = try openStdio(stdio)
+            monitor.withLock { self.stdio[containerID + "/" + execID] = opened }
+            var request = AgentExecProcessRequest()
+            request.containerID = containerID
+            request.execID = execID
+            request.processJson = Data(processJSON)
+            request.terminal = stdio.terminal
+            try call { try agent.call(.execProcess, request, returning: AgentEmpty.self, timeout: callTimeout) }
+        }
+    }
+
+    public func resizePty(containerID: String, execID: String, rows: UInt32, columns: UInt32) async throws {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            var request = AgentTtyWinResizeRequest()
+            request.containerID = containerID
+            request.execID = execID.isEmpty ? containerID : execID
+            request.rows = rows
+            request.columns = columns
+            try call { try agent.call(.ttyWinResize, request, returning: AgentEmpty.self, timeout: callTimeout) }
+        }
+    }
+
+    public func closeStdin(containerID: String, execID: String) async throws {
+        try await blocking { [self] in
+            let exec = execID.isEmpty ? containerID : execID
+            // containerd says stdin ended: stop copying and tell the agent.
+            monitor.withLock { stdio[containerID + "/" + exec]?.cancel.cancel() }
+            let agent = try connectedAgent()
+            var request = AgentCloseStdinRequest()
+            request.containerID = containerID
+            request.execID = exec
+            try call { try agent.call(.closeStdin, request, returning: AgentEmpty.self, timeout: callTimeout) }
+        }
+    }
+
+    public func delete(containerID: String, execID: String) async throws {
+        try await blocking { [self] in
+            let exec = execID.isEmpty ? containerID : execID
+            closeStdio(containerID + "/" + exec)
+            guard execID.isEmpty else { return }
+            if let agent = monitor.withLock({ agent }) {
+                var remove = AgentRemoveContainerRequest()
+                remove.containerID = containerID
+                remove.timeoutSeconds = 5
+                _ = try? agent.call(.removeContainer, remove, timeout: callTimeout)
+            }
+            tearDownSandbox()
+            unmountRootfs(of: containerID)
+        }
+    }
+
+    public func shutdown() async {
+        await (try? blocking { [self] in
+            tearDownSandbox()
+            for id in monitor.withLock({ Array(mountedRootfs.keys) }) { unmountRootfs(of: id) }
+        }) ?? ()
+    }
+
+    // MARK: Creating
+
+    private func createBlocking(_ container: ShimContainerSpec) throws -> UInt32 {
+        guard monitor.withLock({ sandboxID == nil }) else {
+            throw ShimError(.unimplemented, "a second container in one Kasa VM (a pod) is not supported yet")
+        }
+        let workload = try translate { try WorkloadSpec.forBundle(container.bundle, command: [], terminal: container.stdio.terminal) }
+        let rootfs = try prepareRootfs(container, specRootfs: workload.rootfs)
+        let settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: container.id)
+        let backend = MicroVMBackend(settings: settings)
+        monitor.withLock {
+            self.backend = backend
+            sandboxID = container.id
+        }
+        do {
+            let mount = try translate { try backend.launch(rootfs: rootfs) }
+            let agent = try translate { try backend.connect(deadline: MonotonicClock.now + dialTimeout) }
+            monitor.withLock { self.agent = agent }
+            backend.onUnexpectedExit { [log] reason in log("the sandbox stopped: \(reason)") }
+            var sandbox = AgentCreateSandboxRequest()
+            sandbox.sandboxID = container.id
+            sandbox.hostname = workload.ociSpec["hostname"]?.stringValue ?? ""
+            try call { try agent.call(.createSandbox, sandbox, returning: AgentEmpty.self, timeout: callTimeout) }
+            let opened = try openStdio(container.stdio)
+            monitor.withLock { stdio[container.id + "/" + container.id] = opened }
+            var create = AgentCreateContainerRequest()
+            create.containerID = container.id
+            create.execID = container.id
+            create.ociSpecJson = Data(JSONValue.object(workload.ociSpec).jsonText.utf8)
+            create.rootfs = [mount]
+            create.readonlyRootfs = workload.ociSpec["root"]?["readonly"]?.boolValue ?? false
+            try call { try agent.call(.createContainer, create, returning: AgentEmpty.self, timeout: callTimeout) }
+            return UInt32(backend.vmmPID ?? 0)
+        } catch {
+            closeStdio(container.id + "/" + container.id)
+            tearDownSandbox()
+            unmountRootfs(of: container.id)
+            throw error
+        }
+    }
+
+    /// containerd's mounts (an overlay of the image's layers, or a bind) are made on the
+    /// host at BUNDLE/rootfs, as runc would; the Runtime turns that tree into the VM's
+    /// disk image. Without mounts, the spec's root.path is the tree (`ctr run --rootfs`).
+    private func prepareRootfs(_ container: ShimContainerSpec, specRootfs: String) throws -> String {
+        guard !container.rootfsMounts.isEmpty else { return specRootfs }
+        let target = container.bundle + "/rootfs"
+        try translate { try HostFile.makeDirectories(target) }
+        for mount in container.rootfsMounts {
+            let isBind = mount.type == "bind" || mount.options.contains("bind") || mount.options.contains("rbind")
+            let flags: UInt = isBind ? UInt(MS_BIND | MS_REC) : 0
+            let data = mount.options.filter { !["bind", "rbind", "ro", "rw"].contains($0) }.joined(separator: ",")
+            guard Glibc.mount(mount.source, target, isBind ? nil : mount.type, flags, data.isEmpty ? nil : data) == 0 else {
+                throw ShimError(.invalidArgument, "mount \(mount.type) \(mount.source) on \(target): \(String(cString: strerror(errno)))")
+            }
+        }
+        monitor.withLock { mountedRootfs[container.id] = target }
+        return target
+    }
+
+    private func unmountRootfs(of containerID: String) {
+        guard let path = monitor.withLock({ mountedRootfs.removeValue(forKey: containerID) }) else { return }
+        _ = umount2(path, Int32(MNT_DETACH))
+    }
+
+    // MARK: Streams
+
+    /// FIFOs are opened read-write: that never blocks, whoever opened the other end
+    /// first, and our end closing is the EOF containerd waits for. `file://PATH` appends
+    /// to a file; `binary://` loggers are not supported yet.
+    private func openStdio(_ stdio: ShimStdio) throws -> OpenStdio {
+        func open(_ uri: String, write: Bool) throws -> Int32? {
+            guard !uri.isEmpty else { return nil }
+            if uri.hasPrefix("binary://") { throw ShimError(.unimplemented, "binary:// stdio loggers are not supported yet") }
+            let path = uri.hasPrefix("file://") ? String(uri.dropFirst("file://".count)) : uri
+            let flags = uri.hasPrefix("file://") ? (O_WRONLY | O_CREAT | O_APPEND) : O_RDWR
+            let descriptor = Glibc.open(path, flags | O_CLOEXEC, 0o640)
+            guard descriptor >= 0 else { throw ShimError(.invalidArgument, "cannot open \(path): \(String(cString: strerror(errno)))") }
+            return descriptor
+        }
+        return OpenStdio(stdin: try open(stdio.stdin, write: false), stdout: try open(stdio.stdout, write: true),
+                         stderr: stdio.terminal ? nil : try open(stdio.stderr, write: true), terminal: stdio.terminal)
+    }
+
+    private func startPumps(agent: AgentClient, containerID: String, execID: String) {
+        guard let opened = monitor.withLock({ stdio[containerID + "/" + execID] }) else { return }
+        if let stdout = opened.stdout {
+            StreamPumps.output(.readStdout, agent: agent, containerID: containerID, execID: execID, to: stdout) { close(stdout) }
+        }
+        if let stderr = opened.stderr {
+            StreamPumps.output(.readStderr, agent: agent, containerID: containerID, execID: execID, to: stderr) { close(stderr) }
+        }
+        if let stdin = opened.stdin {
+            StreamPumps.input(agent: agent, containerID: containerID, execID: execID, from: stdin, cancel: opened.cancel) { close(stdin) }
+        }
+    }
+
+    private func closeStdio(_ key: String) {
+        monitor.withLock { stdio.removeValue(forKey: key) }?.cancel.cancel()
+    }
+
+    // MARK: Support
+
+    private func tearDownSandbox() {
+        let (backend, agent) = monitor.withLock { () -> (MicroVMBackend?, AgentClient?) in
+            defer { self.backend = nil; self.agent = nil; sandboxID = nil }
+            return (self.backend, self.agent)
+        }
+        agent?.connection.close()
+        backend?.tearDown()
+    }
+
+    private func connectedAgent() throws -> AgentClient {
+        guard let agent = monitor.withLock({ agent }) else { throw ShimError(.failedPrecondition, "the sandbox is not running") }
+        return agent
+    }
+
+    @discardableResult
+    private func call<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as TTRPCCallError {
+            switch error.code {
+            case .notFound: throw ShimError(.notFound, error.message)
+            case .invalidArgument: throw ShimError(.invalidArgument, error.message)
+            case .failedPrecondition: throw ShimError(.failedPrecondition, error.message)
+            default: throw ShimError(.internalError, "the agent: \(error)")
+            }
+        }
+    }
+
+    private func translate<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as RuntimeError {
+            switch error {
+            case .invalidInput, .configuration: throw ShimError(.invalidArgument, error.description)
+            default: throw ShimError(.internalError, error.description)
+            }
+        }
+    }
+}
+
+/// Runs blocking work on a thread of its own and awaits it.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DetachedThread.start { continuation.resume(with: Result { try body() }) }
+    }
+}

@@ -1,0 +1,191 @@
+import AgentProtocol
+import CLinux
+import Foundation
+import KVM
+import Runtime
+import Shim
+import ShimProtocol
+import SwiftProtobuf
+import TTRPCNIO
+
+/// containerd-shim-kata-v2: containerd's runtime v2 shim for Kasa (docs/containerd.md).
+///   start   (run by containerd, cwd = bundle) listen, spawn the daemon, print the address
+///   serve   (the daemon) serve containerd.task.v2.Task on the listener (fd 3)
+///   delete  (run by containerd after a shim died) clean up, print a DeleteResponse
+@main
+enum ShimMain {
+    static func main() async {
+        let arguments: ShimArguments
+        do {
+            arguments = try ShimArguments(parsing: Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            fail("\(error)")
+        }
+        switch arguments.action {
+        case .start: start(arguments)
+        case .delete: delete(arguments)
+        case .serve: await serve(arguments)
+        }
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("containerd-shim-kata-v2: \(message)\n".utf8))
+        exit(1)
+    }
+
+    // MARK: start
+
+    static func start(_ arguments: ShimArguments) {
+        let bundle = FileManager.default.currentDirectoryPath
+        var arguments = arguments
+        arguments.configPath = runtimeOptionsConfigPath()
+        let group = ShimSocket.group(bundle: bundle, id: arguments.id)
+        let path = ShimSocket.path(containerdAddress: arguments.address, namespace: arguments.namespace, group: group)
+        let address = "unix://" + path
+        try? FileManager.default.createDirectory(atPath: ShimSocket.directory, withIntermediateDirectories: true)
+        if group != arguments.id, canConnect(path) {
+            // The pod's shim is already serving: this container goes to it.
+            writeAddress(address, bundle: bundle)
+            print(address, terminator: "")
+            exit(0)
+        }
+        let listener = listen(path)
+        writeAddress(address, bundle: bundle)
+        guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else {
+            fail("cannot find my own executable")
+        }
+        var serve = arguments
+        serve.action = .serve
+        spawnDaemon(executable, serve.flags() + ["serve"], listener: listener)
+        print(address, terminator: "")
+        exit(0)
+    }
+
+    /// CRI passes runtime options (a protobuf Any holding runtimeoptions.v1.Options) on
+    /// stdin; their config_path selects a configuration.toml.
+    static func runtimeOptionsConfigPath() -> String? {
+        guard isatty(0) == 0 else { return nil }
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        guard !data.isEmpty, let any = try? Google_Protobuf_Any(serializedBytes: [UInt8](data)),
+              let options = try? Runtimeoptions_V1_Options(serializedBytes: [UInt8](any.value)),
+              !options.configPath.isEmpty else { return nil }
+        return options.configPath
+    }
+
+    static func writeAddress(_ address: String, bundle: String) {
+        try? Data(address.utf8).write(to: URL(fileURLWithPath: bundle + "/address"))
+    }
+
+    static func canConnect(_ path: String) -> Bool {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        return withSocketAddress(path) { Glibc.connect(descriptor, $0, $1) } == 0
+    }
+
+    static func listen(_ path: String) -> Int32 {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { fail("socket: \(String(cString: strerror(errno)))") }
+        unlink(path)
+        guard withSocketAddress(path, { bind(descriptor, $0, $1) }) == 0, Glibc.listen(descriptor, 64) == 0 else {
+            fail("listen on \(path): \(String(cString: strerror(errno)))")
+        }
+        return descriptor
+    }
+
+    static func withSocketAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return -1 }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+    }
+
+    /// The daemon: the listener as fd 3, stdio on /dev/null (an inherited pipe would keep
+    /// containerd waiting for EOF), its own session so containerd's signals miss it.
+    static func spawnDaemon(_ executable: String, _ arguments: [String], listener: Int32) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, listener, 3)
+        for target: Int32 in [0, 1, 2] {
+            posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        let setsid: Int32 = 0x80  // POSIX_SPAWN_SETSID (glibc 2.26+; hidden behind _GNU_SOURCE)
+        posix_spawnattr_setflags(&attributes, Int16(setsid))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard result == 0 else { fail("cannot start the shim daemon: \(String(cString: strerror(result)))") }
+    }
+
+    // MARK: serve
+
+    static func serve(_ arguments: ShimArguments) async {
+        _ = clinux_become_subreaper()
+        signal(SIGPIPE, SIG_IGN)
+        // containerd reads the shim's log from the bundle's `log` FIFO.
+        let logDescriptor = open("log", O_RDWR | O_CLOEXEC)
+        if logDescriptor >= 0 { dup2(logDescriptor, 2) }
+        let log: @Sendable (String) -> Void = { message in
+            FileHandle.standardError.write(Data("kasa-shim[\(arguments.id)]: \(message)\n".utf8))
+        }
+        let configuration: RuntimeConfiguration
+        do {
+            let loaded = try ConfigurationLoader.load(explicitPath: arguments.configPath)
+            loaded.warnings.forEach { log("configuration: \($0)") }
+            configuration = loaded.configuration
+        } catch {
+            log("\(error)")
+            exit(1)
+        }
+        let runtime = KasaShimRuntime(configuration: configuration, onPVMHost: KVMSystem.isPVMHost, log: log)
+        let ttrpcAddress = ProcessInfo.processInfo.environment["TTRPC_ADDRESS"] ?? (arguments.address + ".ttrpc")
+        let events = ContainerdEventPublisher(address: ttrpcAddress, namespace: arguments.namespace, log: log)
+        let socketPath = (try? String(contentsOfFile: "address", encoding: .utf8)).map { String($0.dropFirst("unix://".count)) }
+        let service = TaskService(runtime: runtime, events: events, shimPID: UInt32(getpid()), onShutdown: {
+            // Answer Shutdown first, then go.
+            DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) {
+                if let socketPath { unlink(socketPath) }
+                exit(0)
+            }
+        })
+        do {
+            let server = try await TTRPCUnixServer.adopt(listeningDescriptor: 3, service: service, log: log)
+            log("serving")
+            try await server.run()
+        } catch {
+            log("ttrpc server: \(error)")
+            exit(1)
+        }
+    }
+
+    // MARK: delete
+
+    /// containerd's cleanup when a shim is gone: kill the sandbox's VMM, unmount the
+    /// rootfs, remove state; stdout carries only the DeleteResponse.
+    static func delete(_ arguments: ShimArguments) {
+        let bundle = arguments.bundle ?? FileManager.default.currentDirectoryPath
+        let configuration = (try? ConfigurationLoader.load(explicitPath: arguments.configPath))?.configuration ?? .defaults
+        MicroVMBackend.cleanUpAbandoned(stateDirectory: configuration.runtime.stateDirectory + "/" + arguments.id)
+        _ = umount2(bundle + "/rootfs", Int32(MNT_DETACH))
+        let group = ShimSocket.group(bundle: bundle, id: arguments.id)
+        if group == arguments.id {
+            unlink(ShimSocket.path(containerdAddress: arguments.address, namespace: arguments.namespace, group: group))
+        }
+        var response = Containerd_Task_V2_DeleteResponse()
+        response.exitStatus = 137
+        response.exitedAt = Google_Protobuf_Timestamp(date: Date())
+        let bytes = (try? response.serializedData()) ?? Data()
+        FileHandle.standardOutput.write(bytes)
+        exit(0)
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import Testing
+
+/// Real containerd (Debian's 1.6, started here with its own root, state and socket) runs
+/// containers through containerd-shim-kata-v2 in Kasa microVMs, driven with `ctr` as users
+/// do. On kvm_pvm each VM takes a minute or more to boot (docs/kvm-pvm.md): bounded by
+/// time limits, and the shim's log is shown when something fails.
+@Suite(.serialized) struct ContainerdTests {
+    static let productsDirectory = URL(filePath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "")
+        .deletingLastPathComponent()
+    static let packageRoot = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    struct Missing: Error, CustomStringConvertible { let description: String }
+
+    /// A containerd of our own, with the shim on its PATH and a Kasa configuration.
+    final class Containerd {
+        let directory: String
+        let socket: String
+        let process = Process()
+        let log: String
+
+        init() throws {
+            guard access("/usr/bin/containerd", X_OK) == 0, access("/usr/bin/ctr", X_OK) == 0 else {
+                throw Missing(description: "containerd is not installed (scripts/install-deps.sh installs Debian's containerd)")
+            }
+            let kernel = try ContainerdTests.artifact("KASA_TEST_KERNEL", "images/build-kernel.sh")
+            let image = try ContainerdTests.artifact("KASA_TEST_AGENT_IMAGE", "images/build-agent-image.sh")
+            directory = FileManager.default.temporaryDirectory.appending(path: "kasa-containerd-\(UUID().uuidString.prefix(6))").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            socket = directory + "/containerd.sock"
+            log = directory + "/containerd.log"
+            try """
+                version = 2
+                root = "\(directory)/root"
+                state = "\(directory)/state"
+                disabled_plugins = ["io.containerd.grpc.v1.cri"]
+                [grpc]
+                  address = "\(socket)"
+                """.write(toFile: directory + "/config.toml", atomically: true, encoding: .utf8)
+            let vmm = ContainerdTests.productsDirectory.appending(path: "kasa-vmm").path
+            try """
+                [hypervisor.kasa]
+                path = "\(vmm)"
+                kernel = "\(kernel)"
+                image = "\(image)"
+                [agent.kata]
+                dial_timeout = 420
+                [runtime]
+                state_dir = "\(directory)/kasa-state"
+                image_cache_dir = "\(directory)/kasa-images"
+                """.write(toFile: directory + "/kasa.toml", atomically: true, encoding: .utf8)
+            process.executableURL = URL(filePath: "/usr/bin/containerd")
+            process.arguments = ["--config", directory + "/config.toml"]
+            var environment = ProcessInfo.processInfo.environment
+            environment["PATH"] = ContainerdTests.productsDirectory.path + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+            environment["KATA_CONF_FILE"] = directory + "/kasa.toml"
+            process.environment = environment
+            FileManager.default.createFile(atPath: log, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(filePath: log))
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                if (try? ContainerdTests.ctr(self, ["version"]))?.status == 0 { return }
+                usleep(200_000)
+            }
+            throw Missing(description: "containerd did not come up: \(tail)")
+        }
+
+        var tail: String { String((try? String(contentsOfFile: log, encoding: .utf8))?.suffix(3000) ?? "") }
+
+        deinit {
+            process.terminate()
+            process.waitUntilExit()
+            // Anything a test left mounted under the temporary root goes too.
+            if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
+                for line in mounts.split(separator: "\n").reversed() {
+                    let fields = line.split(separator: " ")
+                    if fields.count > 4, fields[4].hasPrefix(directory) { umount2(String(fields[4]), Int32(MNT_DETACH)) }
+                }
+            }
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    static func artifact(_ variable: String, _ script: String) throws -> String {
+        if let path = ProcessInfo.processInfo.environment[variable], !path.isEmpty { return path }
+        let process = Process()
+        process.executableURL = URL(filePath: "/bin/bash")
+        process.arguments = [packageRoot.appending(path: script).path, "--print-path"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let path = output.split(separator: "\n").last.map(String.init) else {
+            throw Missing(description: "\(script) has not been built (scripts/test.sh builds it)")
+        }
+        return path
+    }
+
+    struct Outcome {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static func ctr(_ containerd: Containerd, _ arguments: [String], timeout: Double = 30) throws -> Outcome {
+        let process = Process()
+        process.executableURL = URL(filePath: "/usr/bin/ctr")
+        process.arguments = ["--address", containerd.socket] + arguments
+        let output = Pipe(), error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let collected = Collected()
+        let group = DispatchGroup()
+        for (pipe, isOutput) in [(output, true), (error, false)] {
+            group.enter()
+            DispatchQueue.global().async {
+                collected.set(pipe.fileHandleForReading.readDataToEndOfFile(), isOutput: isOutput)
+                group.leave()
+            }
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(50_000) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        group.wait()
+        let (out, err) = collected.texts
+        return Outcome(status: process.terminationStatus, stdout: out, stderr: err)
+    }
+
+    final class Collected: @unchecked Sendable {
+        private let lock = NSLock()
+        private var output = Data(), error = Data()
+        func set(_ data: Data, isOutput: Bool) { lock.withLock { if isOutput { output = data } else { error = data } } }
+        var texts: (String, String) { lock.withLock { (String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self)) } }
+    }
+
+    static func busyboxRootfs() throws -> String {
+        let output = try artifact("KASA_TEST_BUSYBOX_ROOTFS", "images/build-busybox-rootfs.sh")
+        return output
+    }
+
+    /// `ctr run --rm --runtime io.containerd.kata.v2 --rootfs DIR t1 sh -c 'echo hi; exit 3'`
+    @Test(.timeLimit(.minutes(10)))
+    func ctrRunPrintsTheOutputAndExitStatus() throws {
+        let containerd = try Containerd()
+        let rootfs = try Self.busyboxRootfs()
+        let run = try Self.ctr(containerd, ["run", "--rm", "--runtime", "io.containerd.kata.v2", "--rootfs", rootfs,
+                                            "t1", "sh", "-c", "echo hi from kasa; exit 3"], timeout: 480)
+        let context = "ctr stderr: \(run.stderr)\ncontainerd log:\n\(containerd.tail)"
+        #expect(run.stdout == "hi from kasa\n", "\(context)")
+        #expect(run.status == 3, "\(context)")
+        let tasks = try Self.ctr(containerd, ["task", "ls"])
+        #expect(!tasks.stdout.contains("t1"), "the task was left behind: \(tasks.stdout)")
+        let vmms = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
+        #expect(vmms.isEmpty, "sandbox state left: \(vmms)")
+    }
+}
