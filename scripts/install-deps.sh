@@ -10,7 +10,8 @@ command -v swift >/dev/null || die "no 'swift' on PATH: install the Swift 6 tool
 swift_major=$(swift --version 2>&1 | sed -n 's/.*Swift version \([0-9]*\).*/\1/p' | head -1)
 [ "${swift_major:-0}" -ge 6 ] || die "Swift 6 or newer is needed (found: $(swift --version 2>&1 | head -1))"
 
-packages=(gcc binutils libc6-dev busybox-static python3 cpio e2fsprogs)
+# containerd: the shim's end-to-end tests run Debian's containerd 1.6 (not as a service).
+packages=(gcc binutils libc6-dev busybox-static python3 cpio e2fsprogs containerd)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -15,6 +15,7 @@ rootfs=$(bash images/build-test-rootfs.sh | tail -n 1)
 echo "test: agent initrd (static kata-agent: about 2 minutes when its sources changed; cached afterwards)" >&2
 agent_initrd=$(bash images/build-agent-initrd.sh | tail -n 1)
 agent_image=$(bash images/build-agent-image.sh | tail -n 1)
+busybox_rootfs=$(bash images/build-busybox-rootfs.sh | tail -n 1)
 agent_shell_image=$(bash images/build-agent-image.sh --with-shell | tail -n 1)
 [ -f "$rootfs" ] || { echo "test: error: rootfs build did not produce a file ('$rootfs')" >&2; exit 1; }
 [ -f "$kernel" ] || { echo "test: error: kernel build did not produce a file ('$kernel')" >&2; exit 1; }
@@ -22,6 +23,7 @@ agent_shell_image=$(bash images/build-agent-image.sh --with-shell | tail -n 1)
 [ -f "$agent_initrd" ] || { echo "test: error: agent initrd build did not produce a file ('$agent_initrd')" >&2; exit 1; }
 export KASA_TEST_KERNEL="$kernel" KASA_TEST_INITRD="$initrd" KASA_TEST_ROOTFS="$rootfs"
 export KASA_TEST_AGENT_INITRD="$agent_initrd" KASA_TEST_AGENT_IMAGE="$agent_image" KASA_TEST_AGENT_SHELL_IMAGE="$agent_shell_image"
+export KASA_TEST_BUSYBOX_ROOTFS="$busybox_rootfs"
 # The same static kata-agent, run as a host process by the Runtime's fast tests.
 KASA_TEST_AGENT=$(bash images/build-agent.sh --print-path | tail -n 1)
 export KASA_TEST_AGENT

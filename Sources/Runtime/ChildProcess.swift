@@ -67,7 +67,12 @@ public final class ChildProcess: @unchecked Sendable {
         let environmentStrings = (environment ?? ProcessEnvironment.current.map { "\($0.key)=\($0.value)" }).map { strdup($0) } + [nil]
         defer { environmentStrings.forEach { free($0) } }
         var child: pid_t = 0
-        let result = posix_spawn(&child, executable, &actions, &attributes, argv, environmentStrings)
+        // From the one long-lived spawning thread: a child's PR_SET_PDEATHSIG (kasa-vmm
+        // --parent-pid) fires when the *thread* that forked it ends, so never fork from a
+        // worker thread that may exit before the child should.
+        let result = SpawningThread.shared.perform {
+            posix_spawn(&child, executable, &actions, &attributes, argv, environmentStrings)
+        }
         guard result == 0 else {
             throw RuntimeError.host("cannot start \(executable): \(HostFile.lastErrorDescription(result))")
         }
@@ -153,5 +158,51 @@ public final class ChildProcess: @unchecked Sendable {
         close(descriptors[0])
         let status = child.wait() ?? -1
         return (status, String(decoding: output, as: UTF8.self))
+    }
+}
+
+/// One thread that lives as long as the process and performs every posix_spawn.
+final class SpawningThread: @unchecked Sendable {
+    static let shared = SpawningThread()
+    private let monitor = Monitor()
+    // Guarded by `monitor`.
+    private var job: (() -> Void)?
+    private var generation = 0
+    private var finished = 0
+    private let serial = Monitor()
+
+    private init() {
+        DetachedThread.start { [self] in loop() }
+    }
+
+    private func loop() {
+        while true {
+            var work: (() -> Void)?
+            _ = monitor.wait(until: {
+                work = job
+                return work != nil
+            })
+            work?()
+            monitor.update {
+                job = nil
+                finished += 1
+            }
+        }
+    }
+
+    /// Runs `body` on the spawning thread and returns its result.
+    func perform<T>(_ body: () -> T) -> T {
+        serial.withLock {
+            withoutActuallyEscaping(body) { escapable in
+                var result: T?
+                let target = monitor.update { () -> Int in
+                    job = { result = escapable() }
+                    generation += 1
+                    return generation
+                }
+                _ = monitor.wait(until: { finished >= target })
+                return result!
+            }
+        }
     }
 }

@@ -73,6 +73,8 @@ import Testing
         deinit {
             process.terminate()
             process.waitUntilExit()
+            // Shims outlive containerd by design; a test's must not outlive the test.
+            for pid in ContainerdTests.processes(mentioning: directory) { kill(pid, SIGKILL) }
             // Anything a test left mounted under the temporary root goes too.
             if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
                 for line in mounts.split(separator: "\n").reversed() {
@@ -81,6 +83,16 @@ import Testing
                 }
             }
             try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    /// Processes whose command line mentions `text`.
+    static func processes(mentioning text: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> Int32? in
+            guard let pid = Int32(entry), pid != getpid(),
+                  let bytes = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            return String(decoding: bytes.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(text) ? pid : nil
         }
     }
 
@@ -158,7 +170,11 @@ import Testing
         #expect(run.status == 3, "\(context)")
         let tasks = try Self.ctr(containerd, ["task", "ls"])
         #expect(!tasks.stdout.contains("t1"), "the task was left behind: \(tasks.stdout)")
-        let vmms = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
-        #expect(vmms.isEmpty, "sandbox state left: \(vmms)")
+        let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
+        #expect(states.isEmpty, "sandbox state left: \(states)")
+        // The shim exits after Shutdown and its VMM with it: nothing of t1 runs on.
+        Thread.sleep(forTimeInterval: 1)
+        #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
+                "shim or VMM processes left")
     }
 }
