@@ -12,12 +12,7 @@ public final class HostAgentBackend: SandboxBackend, @unchecked Sendable {
     public let directory: String
     public var socketPath: String { directory + "/agent.sock" }
 
-    private let monitor = Monitor()
-    // Guarded by `monitor`.
-    private var agent: ChildProcess?
-    private var exitReason: String?
-    private var tearingDown = false
-    private var exitHandlers: [@Sendable (String) -> Void] = []
+    private let lifecycle = BackendLifecycle()
 
     /// `directory` is created and, at tearDown, removed.
     public init(agentExecutable: String, directory: String) {
@@ -32,14 +27,9 @@ public final class HostAgentBackend: SandboxBackend, @unchecked Sendable {
         try HostFile.makeDirectories(directory, mode: 0o700)
         let child = try ChildProcess(agentExecutable, ["--listen", "unix:" + socketPath, "--state-dir", directory + "/state"],
                                      stdin: .null, stdout: .file(directory + "/agent.log"), stderr: .file(directory + "/agent.log"))
-        monitor.withLock { agent = child }
-        child.onExit { [self] status in
-            let reason = "kata-agent \(ChildProcess.describe(waitStatus: status))"
-            let handlers = monitor.update { () -> [@Sendable (String) -> Void] in
-                exitReason = reason
-                return tearingDown ? [] : exitHandlers
-            }
-            handlers.forEach { $0(reason) }
+        guard lifecycle.adopt(child, name: "kata-agent") else {
+            child.terminate(grace: 3)
+            throw RuntimeError.sandbox("stopped while starting")
         }
         var mount = AgentMount()
         mount.source = HostFile.absolute(rootfs)
@@ -61,25 +51,16 @@ public final class HostAgentBackend: SandboxBackend, @unchecked Sendable {
         throw RuntimeError.sandbox("the agent did not listen on \(socketPath) in time (\(lastProblem))")
     }
 
-    public var failure: String? { monitor.withLock { exitReason } }
+    public var failure: String? { lifecycle.failure }
 
     public func onUnexpectedExit(_ handler: @escaping @Sendable (String) -> Void) {
-        let reason: String? = monitor.withLock {
-            if tearingDown { return nil }
-            if let exitReason { return exitReason }
-            exitHandlers.append(handler)
-            return nil
-        }
-        if let reason { handler(reason) }
+        lifecycle.onUnexpectedExit(handler)
     }
 
     public var stopDiscardsGuestState: Bool { false }
 
     public func tearDown() {
-        let child = monitor.withLock { () -> ChildProcess? in
-            tearingDown = true
-            return agent
-        }
+        let child = lifecycle.beginTearDown()
         child?.terminate(grace: 3)
         // A host agent's mounts live in the host's namespace: take down whatever a
         // failed removal left before deleting the directory, never through a mount.

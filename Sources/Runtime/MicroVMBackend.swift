@@ -45,18 +45,13 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     /// kasa-vmm's pid, written at launch.
     public var vmmPIDPath: String { settings.stateDirectory + "/kasa-vmm.pid" }
     /// The running kasa-vmm's pid, if any.
-    public var vmmPID: Int32? { monitor.withLock { vmm?.pid } }
+    public var vmmPID: Int32? { lifecycle.process?.pid }
     /// kasa-vmm's own messages (its stderr).
     public var vmmLogPath: String { settings.stateDirectory + "/kasa-vmm.log" }
     /// The image the last launch attached, and whether the cache already had it.
     public private(set) var rootfsImage: RootfsImageCache.Image?
 
-    private let monitor = Monitor()
-    // Guarded by `monitor`.
-    private var vmm: ChildProcess?
-    private var exitReason: String?
-    private var tearingDown = false
-    private var exitHandlers: [@Sendable (String) -> Void] = []
+    private let lifecycle = BackendLifecycle()
 
     public init(settings: Settings) { self.settings = settings }
 
@@ -101,22 +96,10 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
                                      stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath))
         // For whoever cleans up after this process dies (the shim's `delete` command).
         try? HostFile.write(Array("\(child.pid)\n".utf8), to: vmmPIDPath)
-        let stopping = monitor.withLock { () -> Bool in
-            vmm = child
-            return tearingDown
-        }
-        if stopping {
+        guard lifecycle.adopt(child, name: "kasa-vmm") else {
             // Torn down (Ctrl-C) while this was starting: do not leave the VMM behind.
             child.signal(SIGKILL)
             throw RuntimeError.sandbox("stopped while starting")
-        }
-        child.onExit { [self] status in
-            let reason = "kasa-vmm \(ChildProcess.describe(waitStatus: status))"
-            let handlers = monitor.update { () -> [@Sendable (String) -> Void] in
-                exitReason = reason
-                return tearingDown ? [] : exitHandlers
-            }
-            handlers.forEach { $0(reason) }
         }
         var mount = AgentMount()
         mount.source = bootsImage ? "/dev/vdb" : "/dev/vda"
@@ -129,7 +112,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         var attempts = 0
         var lastProblem = "no attempt"
         while MonotonicClock.now < deadline {
-            if monitor.withLock({ tearingDown }) { throw RuntimeError.sandbox("stopped while connecting") }
+            if lifecycle.isTearingDown { throw RuntimeError.sandbox("stopped while connecting") }
             if let failure { throw RuntimeError.sandbox("the VM stopped before its agent answered: \(failure)\(consoleTail())") }
             attempts += 1
             switch UnixStream.connect(socketPath) {
@@ -151,16 +134,10 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         throw RuntimeError.sandbox("the agent did not answer within the dial timeout (\(attempts) attempts, last: \(lastProblem))\(consoleTail())")
     }
 
-    public var failure: String? { monitor.withLock { exitReason } }
+    public var failure: String? { lifecycle.failure }
 
     public func onUnexpectedExit(_ handler: @escaping @Sendable (String) -> Void) {
-        let reason: String? = monitor.withLock {
-            if tearingDown { return nil }
-            if let exitReason { return exitReason }
-            exitHandlers.append(handler)
-            return nil
-        }
-        if let reason { handler(reason) }
+        lifecycle.onUnexpectedExit(handler)
     }
 
     public var stopDiscardsGuestState: Bool { true }
@@ -179,10 +156,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     }
 
     public func tearDown() {
-        let child = monitor.withLock { () -> ChildProcess? in
-            tearingDown = true
-            return vmm
-        }
+        let child = lifecycle.beginTearDown()
         // SIGKILL straight away: the guest keeps nothing worth a clean shutdown (the
         // rootfs image is read-only, the container's writes live in guest memory).
         child?.signal(SIGKILL)

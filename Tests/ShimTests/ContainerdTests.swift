@@ -177,4 +177,54 @@ import Testing
         #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
                 "shim or VMM processes left")
     }
+
+    /// `ctr run -d`, then `ctr task ls / exec / kill / rm` on the running task, with
+    /// `ctr events` watching: create, start, exec-added, exec-started, exit (exec), exit,
+    /// delete, in that order.
+    @Test(.timeLimit(.minutes(10)))
+    func aDetachedTaskIsListedExecedKilledAndRemoved() throws {
+        let containerd = try Containerd()
+        let rootfs = try Self.busyboxRootfs()
+        let events = Process()
+        events.executableURL = URL(filePath: "/usr/bin/ctr")
+        events.arguments = ["--address", containerd.socket, "events"]
+        let eventOutput = Pipe()
+        events.standardOutput = eventOutput
+        events.standardError = FileHandle.nullDevice
+        try events.run()
+        let collected = Collected()
+        DispatchQueue.global().async { collected.set(eventOutput.fileHandleForReading.readDataToEndOfFile(), isOutput: true) }
+
+        let run = try Self.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2", "--rootfs", rootfs,
+                                            "t2", "sh", "-c", "trap 'exit 0' TERM; echo up; while true; do sleep 1; done"], timeout: 480)
+        let context = "ctr run: \(run.stderr)\ncontainerd log:\n\(containerd.tail)"
+        #expect(run.status == 0, "\(context)")
+        let listed = try Self.ctr(containerd, ["task", "ls"])
+        #expect(listed.stdout.contains("t2") && listed.stdout.contains("RUNNING"), "\(listed.stdout) \(context)")
+        let exec = try Self.ctr(containerd, ["task", "exec", "--exec-id", "e1", "t2", "sh", "-c", "echo from-exec; exit 4"], timeout: 120)
+        #expect(exec.stdout == "from-exec\n", "\(exec.stderr) \(context)")
+        #expect(exec.status == 4, "\(exec.stderr)")
+        let killed = try Self.ctr(containerd, ["task", "kill", "--signal", "SIGTERM", "t2"], timeout: 60)
+        #expect(killed.status == 0, "\(killed.stderr)")
+        var stopped = false
+        for _ in 0..<120 where !stopped {
+            stopped = (try Self.ctr(containerd, ["task", "ls"])).stdout.contains("STOPPED")
+            if !stopped { Thread.sleep(forTimeInterval: 0.5) }
+        }
+        #expect(stopped, "the task did not stop after SIGTERM")
+        let removed = try Self.ctr(containerd, ["task", "rm", "t2"], timeout: 60)
+        #expect(removed.status == 0, "\(removed.stderr)")
+        _ = try Self.ctr(containerd, ["container", "rm", "t2"])
+        Thread.sleep(forTimeInterval: 1)
+        events.terminate()
+        events.waitUntilExit()
+        Thread.sleep(forTimeInterval: 0.5)
+        let topics = collected.texts.0.split(separator: "\n").compactMap { line -> String? in
+            line.split(separator: " ").first { $0.hasPrefix("/tasks/") }.map(String.init)
+        }
+        #expect(topics == ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit",
+                           "/tasks/exit", "/tasks/delete"], "ctr events: \(collected.texts.0)")
+        #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
+                "shim or VMM processes left")
+    }
 }
