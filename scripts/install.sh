@@ -2,8 +2,9 @@
 # Installs Kasa on a Debian 12 host and runs a container in its own microVM:
 #   - Debian packages (scripts/install-deps.sh), the guest kernel and the agent's root
 #     disk image (images/build-guest.sh, cached in /var/cache/kasa),
-#   - kasa-vmm and kata-runtime (release builds) into /usr/local/bin, the guest files
-#     into /usr/share/kasa, the default configuration.toml where Kata keeps it,
+#   - kasa-vmm, kata-runtime and containerd-shim-kata-v2 (release builds) into
+#     /usr/local/bin, the guest files into /usr/share/kasa, the default
+#     configuration.toml where Kata keeps it,
 #   - then `kata-runtime check` and one `kata-runtime run` with a busybox rootfs.
 # On hardware KVM the run takes about a second; on a kvm_pvm host (a cloud VM without
 # nested virtualization) the guest kernel is emulated and it takes about two minutes.
@@ -18,11 +19,12 @@ bash scripts/install-deps.sh
 mapfile -t guest < <(bash images/build-guest.sh)
 [ ${#guest[@]} = 2 ] || die "images/build-guest.sh did not print a kernel and an agent image"
 
-echo "install: building kasa-vmm and kata-runtime (release; a few minutes the first time)" >&2
-swift build -c release --product kasa-vmm >&2
-swift build -c release --product kata-runtime >&2
+echo "install: building kasa-vmm, kata-runtime and containerd-shim-kata-v2 (release; a few minutes the first time)" >&2
+for product in kasa-vmm kata-runtime containerd-shim-kata-v2; do
+    swift build -c release --product "$product" >&2
+done
 bin=$(swift build -c release --show-bin-path)
-install -m 0755 "$bin/kasa-vmm" "$bin/kata-runtime" /usr/local/bin/
+install -m 0755 "$bin/kasa-vmm" "$bin/kata-runtime" "$bin/containerd-shim-kata-v2" /usr/local/bin/
 install -d -m 0755 /usr/share/kasa
 install -m 0644 "${guest[0]}" /usr/share/kasa/vmlinux
 install -m 0644 "${guest[1]}" /usr/share/kasa/kata-agent.img
