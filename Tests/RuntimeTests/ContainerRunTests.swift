@@ -7,7 +7,7 @@ import Testing
 /// same container, stream, exit-status and teardown code as with a VM, in seconds.
 /// Root is needed (the agent makes namespaces and mounts); without it the tests fail
 /// with that reason rather than pass unseen.
-@Suite(.serialized, .timeLimit(.minutes(3)))
+@Suite(.serialized, .timeLimit(.minutes(10)))
 struct ContainerRunTests {
     final class Fixture {
         let agent: String

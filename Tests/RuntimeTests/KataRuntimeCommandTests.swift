@@ -178,7 +178,7 @@ import Testing
 
     /// The README's headline: output and exit status of a workload in its own VM, stdin
     /// piped in; then a second run with a pty that reuses the cached rootfs image.
-    @Test(.timeLimit(.minutes(12)))
+    @Test(.timeLimit(.minutes(20)))
     func runsAWorkloadInAMicroVM() throws {
         let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
         let image = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_IMAGE", script: "images/build-agent-image.sh", what: "the agent image")
@@ -218,7 +218,7 @@ import Testing
     /// `kata-runtime exec` reaches the guest's shell while a workload runs; then Ctrl-C on
     /// the run: the workload (a shell as its container's PID 1, which ignores SIGINT) is
     /// given 10 s, then the sandbox is torn down and the run exits 130.
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.timeLimit(.minutes(20)))
     func theDebugConsoleReachesARunningSandboxAndCtrlCEndsIt() throws {
         let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
         let image = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_SHELL_IMAGE", script: "images/build-agent-image.sh",

@@ -159,7 +159,7 @@ import Testing
     }
 
     /// `ctr run --rm --runtime io.containerd.kata.v2 --rootfs DIR t1 sh -c 'echo hi; exit 3'`
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.timeLimit(.minutes(20)))
     func ctrRunPrintsTheOutputAndExitStatus() throws {
         let containerd = try Containerd()
         let rootfs = try Self.busyboxRootfs()
@@ -181,7 +181,7 @@ import Testing
     /// `ctr run -d`, then `ctr task ls / exec / kill / rm` on the running task, with
     /// `ctr events` watching: create, start, exec-added, exec-started, exit (exec), exit,
     /// delete, in that order.
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.timeLimit(.minutes(20)))
     func aDetachedTaskIsListedExecedKilledAndRemoved() throws {
         let containerd = try Containerd()
         let rootfs = try Self.busyboxRootfs()

@@ -17,7 +17,7 @@ import Glibc
     /// Guest time is slow on kvm_pvm: every ttrpc call gets this long.
     static let callTimeout = 120.0
 
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.timeLimit(.minutes(20)))
     func agentRunsAContainerFromAVirtioBlockRootfs() throws {
         let kernel = try RealKernelTests.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh")
         let initrd = try RealKernelTests.artifact("KASA_TEST_AGENT_INITRD", script: "images/build-agent-initrd.sh")

@@ -25,7 +25,7 @@ import VMM
         var description: String { "\(what) has not been built: run `bash \(what)` (scripts/test.sh does) or set the path variable" }
     }
 
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.timeLimit(.minutes(20)))
     func guestKernelRunsInitFromTheInitrd() throws {
         let kernel = try RealKernelTests.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh")
         let initrd = try RealKernelTests.artifact("KASA_TEST_INITRD", script: "images/build-test-initrd.sh")
@@ -42,7 +42,7 @@ import VMM
     /// The same kernel probing virtio-blk and virtio-rng, with its root filesystem on the
     /// block device: the ext4 image's /sbin/init reports what the guest sees and writes a
     /// file, which the test then finds in the image on the host.
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.timeLimit(.minutes(20)))
     func guestKernelBootsFromAVirtioBlockRootAndSeesTheDevices() throws {
         let kernel = try RealKernelTests.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh")
         let cached = try RealKernelTests.artifact("KASA_TEST_ROOTFS", script: "images/build-test-rootfs.sh")
@@ -80,7 +80,7 @@ import VMM
 
     /// vsock end to end: the guest's vsock-echo connects out to `<uds>_5000`, then echoes a
     /// host connection made through the hybrid bridge (`CONNECT 1024`) — 1 MiB each way.
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.timeLimit(.minutes(20)))
     func hostAndGuestTalkOverHybridVsock() throws {
         let kernel = try RealKernelTests.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh")
         let cached = try RealKernelTests.artifact("KASA_TEST_ROOTFS", script: "images/build-test-rootfs.sh")
