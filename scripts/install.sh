@@ -7,7 +7,7 @@
 #     configuration.toml where Kata keeps it,
 #   - then `kata-runtime check` and one `kata-runtime run` with a busybox rootfs.
 # On hardware KVM the run takes about a second; on a kvm_pvm host (a cloud VM without
-# nested virtualization) the guest kernel is emulated and it takes about two minutes.
+# nested virtualization) the guest kernel is emulated and it takes about a minute and a half.
 # Rerunning is cheap: every step is cached or idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,6 @@ fi
 
 /usr/local/bin/kata-runtime check
 rootfs=$(bash images/build-busybox-rootfs.sh | tail -n 1)
-echo "install: running a container in a microVM (hardware KVM: about a second; kvm_pvm: about two minutes)" >&2
+echo "install: running a container in a microVM (hardware KVM: about a second; kvm_pvm: about a minute and a half)" >&2
 exec /usr/local/bin/kata-runtime run --rootfs "$rootfs" -- \
     sh -c 'echo "Hello from a container in its own Kasa microVM ($(uname -sr), $(nproc) vCPU)"'
