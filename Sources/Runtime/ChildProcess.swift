@@ -29,7 +29,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// Starts `executable` with `arguments` (argv[1...]). With `newProcessGroup` a Ctrl-C
     /// on the terminal does not reach the child: the runtime stops it in order instead.
     public init(_ executable: String, _ arguments: [String], stdin: Output = .null, stdout: Output = .inherit,
-                stderr: Output = .inherit, newProcessGroup: Bool = true, environment: [String]? = nil) throws(RuntimeError) {
+                stderr: Output = .inherit, newProcessGroup: Bool = true) throws(RuntimeError) {
         self.executable = executable
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -64,14 +64,13 @@ public final class ChildProcess: @unchecked Sendable {
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let environmentStrings = (environment ?? ProcessEnvironment.current.map { "\($0.key)=\($0.value)" }).map { strdup($0) } + [nil]
-        defer { environmentStrings.forEach { free($0) } }
         var child: pid_t = 0
         // From the one long-lived spawning thread: a child's PR_SET_PDEATHSIG (kasa-vmm
         // --parent-pid) fires when the *thread* that forked it ends, so never fork from a
         // worker thread that may exit before the child should.
         let result = SpawningThread.shared.perform {
-            posix_spawn(&child, executable, &actions, &attributes, argv, environmentStrings)
+            // The child inherits this process's environment as it is.
+            posix_spawn(&child, executable, &actions, &attributes, argv, environ)
         }
         guard result == 0 else {
             throw RuntimeError.host("cannot start \(executable): \(HostFile.lastErrorDescription(result))")

@@ -90,17 +90,9 @@ public final class ContainerRun: @unchecked Sendable {
 
         let health = try call { try agent.call(.check, AgentCheckRequest(), returning: AgentHealthCheckResponse.self, timeout: callTimeout) }
         guard health.status == .serving else { throw RuntimeError.sandbox("the agent reports \(health.status), not serving") }
-        var sandboxRequest = AgentCreateSandboxRequest()
-        sandboxRequest.sandboxID = sandboxID
-        sandboxRequest.hostname = workload.ociSpec["hostname"]?.stringValue ?? ""
+        let sandboxRequest = workload.createSandboxRequest(sandboxID: sandboxID)
         try call { try agent.call(.createSandbox, sandboxRequest, timeout: callTimeout) }
-
-        var create = AgentCreateContainerRequest()
-        create.containerID = sandboxID
-        create.execID = sandboxID
-        create.ociSpecJson = Data(JSONValue.object(workload.ociSpec).jsonText.utf8)
-        create.rootfs = [rootfsMount]
-        create.readonlyRootfs = workload.ociSpec["root"]?["readonly"]?.boolValue ?? false
+        let create = workload.createContainerRequest(containerID: sandboxID, rootfs: rootfsMount)
         try call { try agent.call(.createContainer, create, timeout: callTimeout) }
         progress?("created")
 
@@ -258,8 +250,7 @@ public final class ContainerRun: @unchecked Sendable {
         }
         if let signal { return .interrupted(signal: signal) }
         if let failure, case .sandbox(let message) = error, !message.contains(failure) {
-            let detail = (backend as? MicroVMBackend)?.consoleTail() ?? ""
-            return .sandbox("the sandbox stopped unexpectedly: \(failure)\(detail)")
+            return .sandbox("the sandbox stopped unexpectedly: \(failure)\(backend.failureDetail)")
         }
         return error
     }

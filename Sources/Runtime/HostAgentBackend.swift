@@ -57,6 +57,11 @@ public final class HostAgentBackend: SandboxBackend, @unchecked Sendable {
         lifecycle.onUnexpectedExit(handler)
     }
 
+    public var failureDetail: String {
+        let tail = HostFile.tail(directory + "/agent.log", bytes: 2000)
+        return tail.isEmpty ? "" : "\n--- kata-agent ---\n" + tail
+    }
+
     public var stopDiscardsGuestState: Bool { false }
 
     public func tearDown() {

@@ -113,7 +113,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         var lastProblem = "no attempt"
         while MonotonicClock.now < deadline {
             if lifecycle.isTearingDown { throw RuntimeError.sandbox("stopped while connecting") }
-            if let failure { throw RuntimeError.sandbox("the VM stopped before its agent answered: \(failure)\(consoleTail())") }
+            if let failure { throw RuntimeError.sandbox("the VM stopped before its agent answered: \(failure)\(failureDetail)") }
             attempts += 1
             switch UnixStream.connect(socketPath) {
             case .failure(let error):
@@ -131,7 +131,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             }
             usleep(100_000)
         }
-        throw RuntimeError.sandbox("the agent did not answer within the dial timeout (\(attempts) attempts, last: \(lastProblem))\(consoleTail())")
+        throw RuntimeError.sandbox("the agent did not answer within the dial timeout (\(attempts) attempts, last: \(lastProblem))\(failureDetail)")
     }
 
     public var failure: String? { lifecycle.failure }
@@ -164,8 +164,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         HostFile.removeTree(settings.stateDirectory)
     }
 
-    /// The end of the console log, for error messages (empty when it goes to stderr).
-    func consoleTail() -> String {
+    /// The ends of kasa-vmm's log and the console log (empty when they go to stderr).
+    public var failureDetail: String {
         guard !settings.consoleToStandardError else { return "" }
         var text = ""
         for (name, path) in [("kasa-vmm", vmmLogPath), ("guest console", consoleLogPath)] {

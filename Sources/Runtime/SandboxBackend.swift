@@ -16,6 +16,10 @@ public protocol SandboxBackend: AnyObject, Sendable {
     /// Why the backend is gone ("kasa-vmm exited with status 1 ..."), nil while it runs.
     var failure: String? { get }
 
+    /// What the backend logged, for an error message ("" when there is nothing to show):
+    /// the VM's console and kasa-vmm's messages, or the host agent's log.
+    var failureDetail: String { get }
+
     /// Runs `handler` once if the backend dies on its own.
     func onUnexpectedExit(_ handler: @escaping @Sendable (String) -> Void)
 

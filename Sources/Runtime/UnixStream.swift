@@ -4,32 +4,35 @@ import Glibc
 
 /// Connecting Unix stream sockets and reading a line with a deadline (the hybrid vsock
 /// handshake).
-enum UnixStream {
+public enum UnixStream {
     /// A connected socket, or the errno of the failure.
-    static func connect(_ path: String) -> Result<Int32, Errno> {
+    public static func connect(_ path: String) -> Result<Int32, Errno> {
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { return .failure(Errno(errno)) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(descriptor)
-            return .failure(Errno(ENAMETOOLONG))
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard result == 0 else {
+        guard withAddress(path, { Glibc.connect(descriptor, $0, $1) }) == 0 else {
             let code = errno
             close(descriptor)
             return .failure(Errno(code))
         }
         return .success(descriptor)
+    }
+
+    /// Calls `body` with a sockaddr_un for `path` (connect, bind); -1 with ENAMETOOLONG
+    /// when the path does not fit.
+    public static func withAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            errno = ENAMETOOLONG
+            return -1
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
     }
 
     /// Reads one byte at a time up to "\n" (nothing after the line is consumed: the ttrpc
@@ -55,10 +58,10 @@ enum UnixStream {
     }
 }
 
-struct Errno: Error, Equatable, CustomStringConvertible {
-    let code: Int32
-    init(_ code: Int32) { self.code = code }
-    var description: String { HostFile.lastErrorDescription(code) }
+public struct Errno: Error, Equatable, CustomStringConvertible {
+    public let code: Int32
+    public init(_ code: Int32) { self.code = code }
+    public var description: String { HostFile.lastErrorDescription(code) }
 }
 
 /// Seconds on CLOCK_MONOTONIC (deadlines that wall-clock changes cannot move).

@@ -1,5 +1,6 @@
 import AgentProtocol
 import Foundation
+import Runtime
 import ShimProtocol
 import SwiftProtobuf
 
@@ -45,25 +46,14 @@ public actor ContainerdEventPublisher: EventPublisher {
 
     private func connectedClient() -> TTRPCClient? {
         if let client { return client }
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { return nil }
-        var socketAddress = sockaddr_un()
-        socketAddress.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(address.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: socketAddress.sun_path) else { close(descriptor); return nil }
-        withUnsafeMutableBytes(of: &socketAddress.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        let result = withUnsafePointer(to: &socketAddress) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else {
-            close(descriptor)
-            log("cannot reach containerd's ttrpc socket \(address): \(String(cString: strerror(errno)))")
+        switch UnixStream.connect(address) {
+        case .failure(let error):
+            log("cannot reach containerd's ttrpc socket \(address): \(error)")
             return nil
+        case .success(let descriptor):
+            let client = TTRPCClient(descriptor: descriptor)
+            self.client = client
+            return client
         }
-        let client = TTRPCClient(descriptor: descriptor)
-        self.client = client
-        return client
     }
 }

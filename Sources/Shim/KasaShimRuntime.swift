@@ -159,18 +159,11 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             let agent = try translate { try backend.connect(deadline: MonotonicClock.now + dialTimeout) }
             monitor.withLock { self.agent = agent }
             backend.onUnexpectedExit { [log] reason in log("the sandbox stopped: \(reason)") }
-            var sandbox = AgentCreateSandboxRequest()
-            sandbox.sandboxID = container.id
-            sandbox.hostname = workload.ociSpec["hostname"]?.stringValue ?? ""
+            let sandbox = workload.createSandboxRequest(sandboxID: container.id)
             try call { try agent.call(.createSandbox, sandbox, returning: AgentEmpty.self, timeout: callTimeout) }
             let opened = try openStdio(container.stdio)
             monitor.withLock { stdio[container.id + "/" + container.id] = opened }
-            var create = AgentCreateContainerRequest()
-            create.containerID = container.id
-            create.execID = container.id
-            create.ociSpecJson = Data(JSONValue.object(workload.ociSpec).jsonText.utf8)
-            create.rootfs = [mount]
-            create.readonlyRootfs = workload.ociSpec["root"]?["readonly"]?.boolValue ?? false
+            let create = workload.createContainerRequest(containerID: container.id, rootfs: mount)
             try call { try agent.call(.createContainer, create, returning: AgentEmpty.self, timeout: callTimeout) }
             return UInt32(backend.vmmPID ?? 0)
         } catch {

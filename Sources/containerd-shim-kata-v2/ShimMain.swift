@@ -77,32 +77,19 @@ enum ShimMain {
     }
 
     static func canConnect(_ path: String) -> Bool {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        return withSocketAddress(path) { Glibc.connect(descriptor, $0, $1) } == 0
+        guard case .success(let descriptor) = UnixStream.connect(path) else { return false }
+        close(descriptor)
+        return true
     }
 
     static func listen(_ path: String) -> Int32 {
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { fail("socket: \(String(cString: strerror(errno)))") }
         unlink(path)
-        guard withSocketAddress(path, { bind(descriptor, $0, $1) }) == 0, Glibc.listen(descriptor, 64) == 0 else {
+        guard UnixStream.withAddress(path, { bind(descriptor, $0, $1) }) == 0, Glibc.listen(descriptor, 64) == 0 else {
             fail("listen on \(path): \(String(cString: strerror(errno)))")
         }
         return descriptor
-    }
-
-    static func withSocketAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return -1 }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
     }
 
     /// The daemon: the listener as fd 3, stdio on /dev/null (an inherited pipe would keep
