@@ -123,6 +123,8 @@ public final class MicroVM: Sendable {
             for drive in configuration.drives {
                 devices.append(try BlockDevice(path: drive.path, readOnly: drive.readOnly, identifier: drive.identifier))
             }
+            guard configuration.driveSlots >= 0 else { throw VMMError.deviceSetupFailed("the number of drive slots cannot be negative") }
+            for _ in 0..<configuration.driveSlots { devices.append(BlockDevice(emptyReadOnly: true)) }
         } catch let error as BlockDeviceError {
             throw VMMError.deviceSetupFailed(error.description)
         }
@@ -209,6 +211,38 @@ public final class MicroVM: Sendable {
         // Host-side sockets (the vsock listener and its connections) close with the VM.
         for slot in virtio.slots { (slot.transport.device as? VsockDevice)?.tearDown() }
         return reason
+    }
+
+    /// Puts `path` (read-only) into the first empty drive slot (`VMConfiguration.driveSlots`)
+    /// and tells the guest; returns the drive's index and Linux's name for it. Callable
+    /// from any thread while the VM runs.
+    public func attachDrive(path: String, identifier: String? = nil) throws -> AttachedDrive {
+        for (index, slot) in virtio.slots.enumerated().dropFirst(configuration.drives.count).prefix(configuration.driveSlots) {
+            guard let drive = slot.transport.device as? BlockDevice else { continue }
+            let inserted = try slot.transport.changeConfiguration { () throws -> Bool in
+                // Checked under the transport's lock: two callers cannot fill one slot.
+                guard !drive.hasMedium else { return false }
+                do {
+                    try drive.insertMedium(path: path, identifier: identifier)
+                } catch let error as BlockDeviceError {
+                    throw VMMError.deviceSetupFailed(error.description)
+                }
+                return true
+            }
+            if inserted { return AttachedDrive(index: index, guestName: VirtioDeviceSet.guestDriveName(index)) }
+        }
+        throw VMMError.noFreeDriveSlot(slots: configuration.driveSlots)
+    }
+
+    /// Empties the drive slot at `index` (from `attachDrive`); the guest should have
+    /// unmounted it. Emptying an empty slot is not an error.
+    public func detachDrive(index: Int) throws {
+        let first = configuration.drives.count
+        guard index >= first, index < first + configuration.driveSlots,
+              let drive = virtio.slots[index].transport.device as? BlockDevice else {
+            throw VMMError.notADriveSlot(index: index)
+        }
+        virtio.slots[index].transport.changeConfiguration { drive.ejectMedium() }
     }
 
     /// Ends the VM from any thread; `run` then returns `.stopped`.

@@ -14,6 +14,18 @@ public enum PVMCompatibility: String, Sendable, CaseIterable {
     case auto, on, off
 }
 
+/// A drive slot filled while the VM runs: its index among the virtio devices and the
+/// name Linux gives it (vdc).
+public struct AttachedDrive: Sendable, Equatable {
+    public let index: Int
+    public let guestName: String
+
+    public init(index: Int, guestName: String) {
+        self.index = index
+        self.guestName = guestName
+    }
+}
+
 /// A virtio-blk drive backed by a file or block device.
 public struct DriveConfiguration: Sendable, Equatable {
     public var path: String
@@ -57,6 +69,9 @@ public struct VMConfiguration: Sendable {
     public var preferPVH: Bool
     public var kvmPath: String
     public var drives: [DriveConfiguration] = []
+    /// Empty read-only drives after `drives`, filled while the guest runs
+    /// (`MicroVM.attachDrive`): a pod's later containers get their rootfs this way.
+    public var driveSlots = 0
     public var entropy = false
     public var vsock: VsockConfiguration?
 

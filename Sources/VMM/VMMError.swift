@@ -12,6 +12,8 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooManyDevices(requested: Int, limit: Int)
     case severalRootDrives
     case deviceSetupFailed(String)
+    case noFreeDriveSlot(slots: Int)
+    case notADriveSlot(index: Int)
 
     public var description: String {
         switch self {
@@ -39,6 +41,11 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
             return "more than one drive is marked root=on"
         case .deviceSetupFailed(let reason):
             return reason
+        case .noFreeDriveSlot(let slots):
+            return slots == 0 ? "this VM has no drive slots (start it with --drive-slots N)"
+                : "all \(slots) drive slots are in use; detach one first"
+        case .notADriveSlot(let index):
+            return "drive \(index) is not a drive slot"
         }
     }
 }

@@ -53,11 +53,15 @@ final class VirtioDeviceSet: Sendable {
         self.descriptors = descriptors
         commandLine = parameters.joined(separator: " ")
         if let rootDriveIndex {
-            let name = "vd" + String(UnicodeScalar(UInt8(ascii: "a") + UInt8(rootDriveIndex)))
-            rootParameters = "root=/dev/\(name) \(rootReadOnly ? "ro" : "rw")"
+            rootParameters = "root=/dev/\(VirtioDeviceSet.guestDriveName(rootDriveIndex)) \(rootReadOnly ? "ro" : "rw")"
         } else {
             rootParameters = nil
         }
+    }
+
+    /// Linux names virtio disks in probe order: vda, vdb, ... (fewer than 26 devices here).
+    static func guestDriveName(_ index: Int) -> String {
+        "vd" + String(UnicodeScalar(UInt8(ascii: "a") + UInt8(index)))
     }
 
     deinit {

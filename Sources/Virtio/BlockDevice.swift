@@ -6,6 +6,11 @@ import Glibc
 /// virtio-blk backed by a file or block device: read, write, flush and get-id, with an
 /// optional read-only mode. Requests run synchronously on the thread that delivers the
 /// queue notification (the VMM's event loop).
+///
+/// A drive may also start empty (capacity 0) and get its medium while the guest runs:
+/// `insertMedium`/`ejectMedium`, called through `VirtioMMIOTransport.changeConfiguration`,
+/// which tells the driver (Linux re-reads the capacity on a config-change interrupt). That
+/// is how a pod's later containers reach a running VM without hotplugging a whole device.
 public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     public static let sectorSize: UInt64 = 512
     static let requestHeaderSize = 16
@@ -20,11 +25,13 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
 
     public let deviceType = VirtioDeviceType.block
     public let queueMaximumSizes: [UInt16] = [256]
-    public let path: String
     public let readOnly: Bool
-    public let capacitySectors: UInt64
-    private let descriptor: Int32
-    private let identifier: [UInt8]
+    // The medium, guarded by the transport's lock (every device call holds it); -1 and 0
+    // for an empty drive.
+    public private(set) var path: String
+    public private(set) var capacitySectors: UInt64
+    private var descriptor: Int32
+    private var identifier: [UInt8]
     private var context: VirtioDeviceContext?  // guarded by the transport's lock
 
     public var deviceFeatures: UInt64 {
@@ -35,8 +42,48 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     /// O_DIRECT is not offered: it needs sector-aligned bounce buffers, which this device
     /// does not have yet; the host page cache is used.
     public init(path: String, readOnly: Bool, identifier: String? = nil) throws {
+        let medium = try BlockDevice.open(path, readOnly: readOnly)
+        self.path = path
+        self.readOnly = readOnly
+        self.descriptor = medium.descriptor
+        self.capacitySectors = medium.sectors
+        self.identifier = BlockDevice.identifierBytes(identifier, path: path)
+    }
+
+    /// A drive with no medium yet: capacity 0, every read or write fails until `insertMedium`.
+    public init(emptyReadOnly readOnly: Bool, identifier: String? = nil) {
+        self.path = ""
+        self.readOnly = readOnly
+        self.descriptor = -1
+        self.capacitySectors = 0
+        self.identifier = BlockDevice.identifierBytes(identifier, path: "")
+    }
+
+    public var hasMedium: Bool { descriptor >= 0 }
+
+    /// Puts a file in an empty drive. Call through the transport's `changeConfiguration`.
+    public func insertMedium(path: String, identifier: String? = nil) throws {
+        guard descriptor < 0 else { throw BlockDeviceError.occupied(current: self.path) }
+        let medium = try BlockDevice.open(path, readOnly: readOnly)
+        self.path = path
+        self.descriptor = medium.descriptor
+        self.capacitySectors = medium.sectors
+        self.identifier = BlockDevice.identifierBytes(identifier, path: path)
+    }
+
+    /// Empties the drive (the guest should have stopped using it). Call through the
+    /// transport's `changeConfiguration`.
+    public func ejectMedium() {
+        if descriptor >= 0 { close(descriptor) }
+        descriptor = -1
+        capacitySectors = 0
+        path = ""
+        identifier = BlockDevice.identifierBytes(nil, path: "")
+    }
+
+    private static func open(_ path: String, readOnly: Bool) throws -> (descriptor: Int32, sectors: UInt64) {
         let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
-        let descriptor = open(path, flags)
+        let descriptor = Glibc.open(path, flags)
         if descriptor < 0 { throw BlockDeviceError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         let size = lseek(descriptor, 0, SEEK_END)
         if size < 0 {
@@ -47,15 +94,15 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
             close(descriptor)
             throw BlockDeviceError.sizeNotSectorMultiple(path: path, size: UInt64(size))
         }
-        self.path = path
-        self.readOnly = readOnly
-        self.descriptor = descriptor
-        self.capacitySectors = UInt64(size) / BlockDevice.sectorSize
-        let name = Array((identifier ?? String(path.split(separator: "/").last ?? "kasa")).utf8.prefix(BlockDevice.idLength))
-        self.identifier = name + [UInt8](repeating: 0, count: BlockDevice.idLength - name.count)
+        return (descriptor, UInt64(size) / BlockDevice.sectorSize)
     }
 
-    deinit { close(descriptor) }
+    private static func identifierBytes(_ identifier: String?, path: String) -> [UInt8] {
+        let name = Array((identifier ?? String(path.split(separator: "/").last ?? "kasa")).utf8.prefix(BlockDevice.idLength))
+        return name + [UInt8](repeating: 0, count: BlockDevice.idLength - name.count)
+    }
+
+    deinit { if descriptor >= 0 { close(descriptor) } }
 
     /// Config space: capacity (u64 sectors), size_max (u32), seg_max (u32); the rest reads zero.
     public func readConfiguration(offset: Int, count: Int) -> [UInt8] {
@@ -93,6 +140,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
         // Data buffers: everything between the header and the status byte.
         let data = dataBuffers(chain, statusBuffer: statusBuffer)
         let length = data.reduce(UInt64(0)) { $0 + UInt64($1.length) }
+        if descriptor < 0 && type != .getID { return finish(.ioError) }
         switch type {
         case .read, .write:
             let offset = header.sector.multipliedReportingOverflow(by: BlockDevice.sectorSize)
@@ -176,11 +224,13 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
 public enum BlockDeviceError: Error, Equatable, CustomStringConvertible {
     case cannotOpen(path: String, reason: String)
     case sizeNotSectorMultiple(path: String, size: UInt64)
+    case occupied(current: String)
 
     public var description: String {
         switch self {
         case .cannotOpen(let path, let reason): return "cannot open drive '\(path)': \(reason)"
         case .sizeNotSectorMultiple(let path, let size): return "drive '\(path)' is \(size) bytes, not a multiple of 512"
+        case .occupied(let current): return "the drive already holds '\(current)'"
         }
     }
 }

@@ -88,6 +88,22 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
         }
     }
 
+    /// Changes the device's configuration (a drive's medium) under the lock; when it
+    /// succeeds and the driver is running, bumps the config generation and raises the
+    /// config-change interrupt (virtio 1.x 4.2.2: InterruptStatus bit 1), so the driver
+    /// re-reads the config space.
+    public func changeConfiguration<T>(_ body: () throws -> T) rethrows -> T {
+        try lock.withLock {
+            let result = try body()
+            configurationGeneration &+= 1
+            if active {
+                interruptStatus |= 2
+                raiseInterrupt()
+            }
+            return result
+        }
+    }
+
     /// A queue notification that arrived through an ioeventfd rather than a register write.
     public func notify(queue index: Int) {
         lock.withLock { notifyLocked(UInt32(index)) }

@@ -30,6 +30,8 @@ struct CommandLineOptions {
     var hiddenFeatures: [String] = []
     var pvmCompatibility: PVMCompatibility?
     var drives: [String] = []
+    var driveSlots: Int?
+    var apiSocket: String?
     var entropy = false
     var vsockPath: String?
     var vsockCID: UInt64?
@@ -42,7 +44,7 @@ struct CommandLineOptions {
 
     enum Key {
         case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput, parentPID
-        case hideCPUFeature, pvmCompatibility, drive, entropy, vsockPath, vsockCID, noPVH
+        case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, noPVH
         case verbose, help, version
     }
 
@@ -55,7 +57,7 @@ struct CommandLineOptions {
         let valueName: String?
         let help: String
 
-        var takesNumber: Bool { key == .memory || key == .vcpus || key == .vsockCID || key == .parentPID }
+        var takesNumber: Bool { key == .memory || key == .vcpus || key == .vsockCID || key == .parentPID || key == .driveSlots }
 
         /// `--memory <MiB>`: how an error message names the option.
         var display: String {
@@ -90,6 +92,10 @@ struct CommandLineOptions {
         Option(key: .drive, names: ["drive"], short: nil, valueName: "spec",
                help: "A virtio-blk disk (repeatable): path=FILE[,readonly=on|off][,root=on|off][,id=NAME]. "
                    + "Drives become vda, vdb, ... in order."),
+        Option(key: .driveSlots, names: ["drive-slots"], short: nil, valueName: "n",
+               help: "Add n empty read-only virtio-blk drives after the --drive ones, filled while the guest runs through --api-socket."),
+        Option(key: .apiSocket, names: ["api-socket"], short: nil, valueName: "path",
+               help: "Serve a control socket (JSON lines: attach-drive, detach-drive) at this path."),
         Option(key: .entropy, names: ["rng"], short: nil, valueName: nil,
                help: "Add a virtio-rng device fed by the host's getrandom."),
         Option(key: .vsockPath, names: ["vsock-uds"], short: nil, valueName: "path",
@@ -204,6 +210,8 @@ struct CommandLineOptions {
             }
             pvmCompatibility = choice
         case .drive: drives.append(value)
+        case .driveSlots: driveSlots = try Self.number(value, for: option)
+        case .apiSocket: apiSocket = value
         case .vsockPath: vsockPath = value
         case .vsockCID: vsockCID = try Self.number(value, for: option)
         case .parentPID: parentPID = try Self.number(value, for: option)

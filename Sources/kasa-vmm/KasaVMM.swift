@@ -50,6 +50,7 @@ enum KasaVMM {
         do {
             let configuration = try options.resolveConfiguration()
             let vm = try MicroVM(configuration: configuration)
+            if let path = options.apiSocket { try ControlSocket(path: path).serve(vm) }
             if options.verbose {
                 let host = KVMSystem.isPVMHost ? "kvm_pvm (guest kernel code is emulated; expect slow boots)" : "hardware KVM"
                 log("host: \(host)")
@@ -103,6 +104,10 @@ extension CommandLineOptions {
         configuration.pvmCompatibility = pvmCompatibility ?? file?.pvmCompatibility.flatMap(PVMCompatibility.init(rawValue:)) ?? .auto
         configuration.preferPVH = !noPVH
         configuration.drives = try drives.map(DriveSpecification.parse) + (file?.drives?.map(\.configuration) ?? [])
+        configuration.driveSlots = driveSlots ?? 0
+        if configuration.driveSlots > 0 && apiSocket == nil {
+            throw VMMError.deviceSetupFailed("--drive-slots needs --api-socket (the slots are filled through it)")
+        }
         configuration.entropy = entropy || file?.entropy != nil
         if let path = vsockPath ?? file?.vsock?.udsPath {
             configuration.vsock = VsockConfiguration(guestCID: vsockCID ?? file?.vsock?.guestCID ?? 3, udsPath: path)

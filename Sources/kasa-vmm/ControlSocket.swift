@@ -1,0 +1,109 @@
+import KVM
+import KasaJSON
+import VMM
+import Virtio
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--api-socket PATH`: changes to a running VM, one JSON object per line each way.
+///
+///     {"action": "attach-drive", "path": "/images/app.img"}
+///       -> {"ok": true, "index": 2, "device": "/dev/vdc"}
+///     {"action": "detach-drive", "index": 2}
+///       -> {"ok": true}
+///     anything else -> {"ok": false, "error": "..."}
+///
+/// The socket is created with mode 0600 (only the VMM's user may drive it). One client
+/// is served at a time, on a thread of its own; a malformed request is answered, never
+/// fatal to the VM.
+struct ControlSocket {
+    static let maximumLineLength = 64 * 1024
+
+    let listener: UnixSocketListener
+
+    /// Binds the socket before the guest starts, so a client that sees the file can connect.
+    init(path: String) throws {
+        do {
+            listener = try UnixSocketListener(path: path)
+        } catch {
+            throw VMMError.deviceSetupFailed("--api-socket: \(error)")
+        }
+    }
+
+    /// Serves clients until the process exits.
+    func serve(_ vm: MicroVM) throws {
+        let listener = self.listener
+        _ = try HostThread(name: "kasa-api") {
+            while let client = listener.accept() {
+                ControlSocket.converse(client, vm: vm)
+                close(client)
+            }
+        }
+    }
+    static func converse(_ client: Int32, vm: MicroVM) {
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(pending[..<newline])
+                pending.removeSubrange(...newline)
+                guard send(answer(to: line, vm: vm), to: client) else { return }
+            }
+            if pending.count > maximumLineLength {
+                _ = send(failure("request longer than \(maximumLineLength) bytes"), to: client)
+                return
+            }
+            let count = buffer.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { return }
+            pending += buffer[0..<count]
+        }
+    }
+
+    static func answer(to line: [UInt8], vm: MicroVM) -> JSONValue {
+        let request: JSONValue
+        do {
+            request = try JSONValue(parsing: line)
+        } catch {
+            return failure("not a JSON object: \(error)")
+        }
+        guard let action = request["action"]?.stringValue else { return failure("the request has no \"action\"") }
+        do {
+            switch action {
+            case "attach-drive":
+                guard let path = request["path"]?.stringValue, !path.isEmpty else { return failure("attach-drive needs \"path\"") }
+                let drive = try vm.attachDrive(path: path, identifier: request["id"]?.stringValue)
+                return .object(JSONObject([("ok", .bool(true)), ("index", .number(JSONNumber(drive.index))),
+                                           ("device", .string("/dev/" + drive.guestName))]))
+            case "detach-drive":
+                guard let index = request["index"]?.numberValue?.integer(as: Int.self) else {
+                    return failure("detach-drive needs \"index\"")
+                }
+                try vm.detachDrive(index: index)
+                return .object(JSONObject([("ok", .bool(true))]))
+            default:
+                return failure("unknown action \"\(action)\" (attach-drive, detach-drive)")
+            }
+        } catch {
+            return failure("\(error)")
+        }
+    }
+
+    static func failure(_ message: String) -> JSONValue {
+        .object(JSONObject([("ok", .bool(false)), ("error", .string(message))]))
+    }
+
+    static func send(_ value: JSONValue, to client: Int32) -> Bool {
+        let bytes = Array((value.jsonText + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return false }
+            offset += written
+        }
+        return true
+    }
+
+}
