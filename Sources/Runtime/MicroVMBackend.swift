@@ -23,6 +23,9 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// Console (kernel and agent log) to this process's stderr instead of a file.
         public var consoleToStandardError: Bool
         public var debugConsole: Bool
+        /// Empty drive slots for rootfs images attached later (`attachRootfs`): a pod's
+        /// containers after the first. 0 = no control socket either.
+        public var driveSlots = 0
 
         public init(configuration: RuntimeConfiguration, sandboxID: String, memoryMiB: Int? = nil, vcpus: Int? = nil) {
             vmmPath = configuration.hypervisor.path
@@ -46,6 +49,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     public var vmmPIDPath: String { settings.stateDirectory + "/kasa-vmm.pid" }
     /// The running kasa-vmm's pid, if any.
     public var vmmPID: Int32? { lifecycle.process?.pid }
+    /// kasa-vmm's control socket (drive slots), when `driveSlots` > 0.
+    public var controlSocketPath: String { settings.stateDirectory + "/api.sock" }
     /// kasa-vmm's own messages (its stderr).
     public var vmmLogPath: String { settings.stateDirectory + "/kasa-vmm.log" }
     /// The image the last launch attached, and whether the cache already had it.
@@ -91,6 +96,9 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             "--vsock-uds", socketPath, "--vsock-cid", "3", "--no-stdin",
             "--parent-pid", String(getpid()),
         ]
+        if settings.driveSlots > 0 {
+            arguments += ["--drive-slots", String(settings.driveSlots), "--api-socket", controlSocketPath]
+        }
         arguments += ["--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
         let child = try ChildProcess(settings.vmmPath, arguments, stdin: .null, stdout: .null,
                                      stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath))
@@ -106,6 +114,25 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         mount.type = "ext4"
         mount.options = ["ro"]
         return mount
+    }
+
+    /// Turns `rootfs` into its image (cached) and puts it in one of the running VM's empty
+    /// drive slots; the mount tells the agent where the guest finds it.
+    public func attachRootfs(_ rootfs: String) throws(RuntimeError) -> (mount: AgentMount, driveIndex: Int) {
+        guard settings.driveSlots > 0 else { throw RuntimeError.sandbox("this sandbox was started without drive slots") }
+        guard lifecycle.process != nil, failure == nil else { throw RuntimeError.sandbox("the sandbox's VM is not running") }
+        let image = try settings.imageCache.image(for: rootfs)
+        let drive = try VMMControlClient(socketPath: controlSocketPath).attachDrive(path: image.path)
+        var mount = AgentMount()
+        mount.source = drive.device
+        mount.type = "ext4"
+        mount.options = ["ro"]
+        return (mount, drive.index)
+    }
+
+    /// Empties a drive slot `attachRootfs` filled (after the agent unmounted it).
+    public func detachRootfs(driveIndex: Int) throws(RuntimeError) {
+        try VMMControlClient(socketPath: controlSocketPath).detachDrive(index: driveIndex)
     }
 
     public func connect(deadline: Double) throws(RuntimeError) -> AgentClient {

@@ -7,8 +7,11 @@ import Runtime
 /// kata-agent over vsock, their streams bridged to containerd's FIFOs. Blocking agent
 /// calls run on threads of their own (`blocking`), never on the task pool.
 ///
-/// Not yet: a second container in the same VM (pods need block devices added to a
-/// running VM, which kasa-vmm cannot do yet), Stats/Update/Pause/Resume.
+/// The first container boots the VM with its rootfs on the boot command line. When it is
+/// a Kubernetes pod sandbox (io.kubernetes.cri.container-type=sandbox), the VM also gets
+/// empty drive slots: each later container of the pod has its rootfs image put into one
+/// while the VM runs, and the slot is emptied when that container is deleted. Deleting
+/// the sandbox's own container stops the VM (CRI deletes it last).
 public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     let configuration: RuntimeConfiguration
     let callTimeout: Double
@@ -20,6 +23,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     private var agent: AgentClient?
     private var sandboxID: String?
     private var mountedRootfs: [String: String] = [:]  // container id -> host path we mounted
+    private var attachedDrives: [String: Int] = [:]  // container id -> the drive slot its rootfs is in
     private var stdio: [String: OpenStdio] = [:]  // "container/exec" -> descriptors
 
     struct OpenStdio {
@@ -29,6 +33,10 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         var terminal: Bool
         let cancel = StdinCancellation()
     }
+
+    /// Rootfs slots a pod's VM gets for the containers after the sandbox (virtio-mmio
+    /// leaves room for 19 devices; each slot costs the guest one probe at boot).
+    public static let podDriveSlots = 8
 
     public init(configuration: RuntimeConfiguration, onPVMHost: Bool, log: @escaping @Sendable (String) -> Void) {
         self.configuration = configuration
@@ -128,8 +136,13 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
                 remove.timeoutSeconds = 5
                 _ = try? agent.call(.removeContainer, remove, timeout: callTimeout)
             }
-            tearDownSandbox()
-            unmountRootfs(of: containerID)
+            if monitor.withLock({ sandboxID == containerID }) {
+                tearDownSandbox()
+                for id in monitor.withLock({ Array(mountedRootfs.keys) }) { unmountRootfs(of: id) }
+            } else {
+                detachDrive(of: containerID)
+                unmountRootfs(of: containerID)
+            }
         }
     }
 
@@ -143,12 +156,15 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     // MARK: Creating
 
     private func createBlocking(_ container: ShimContainerSpec) throws -> UInt32 {
-        guard monitor.withLock({ sandboxID == nil }) else {
-            throw ShimError(.unimplemented, "a second container in one Kasa VM (a pod) is not supported yet")
-        }
         let workload = try translate { try WorkloadSpec.forBundle(container.bundle, command: [], terminal: container.stdio.terminal) }
+        if monitor.withLock({ sandboxID != nil }) {
+            return try createInRunningSandbox(container, workload: workload)
+        }
         let rootfs = try prepareRootfs(container, specRootfs: workload.rootfs)
-        let settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: container.id)
+        var settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: container.id)
+        if workload.ociSpec["annotations"]?["io.kubernetes.cri.container-type"]?.stringValue == "sandbox" {
+            settings.driveSlots = KasaShimRuntime.podDriveSlots
+        }
         let backend = MicroVMBackend(settings: settings)
         monitor.withLock {
             self.backend = backend
@@ -161,16 +177,61 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             backend.onUnexpectedExit { [log] reason in log("the sandbox stopped: \(reason)") }
             let sandbox = workload.createSandboxRequest(sandboxID: container.id)
             try call { try agent.call(.createSandbox, sandbox, returning: AgentEmpty.self, timeout: callTimeout) }
-            let opened = try openStdio(container.stdio)
-            monitor.withLock { stdio[container.id + "/" + container.id] = opened }
-            let create = workload.createContainerRequest(containerID: container.id, rootfs: mount)
-            try call { try agent.call(.createContainer, create, returning: AgentEmpty.self, timeout: callTimeout) }
+            try createContainer(container, workload: workload, mount: mount, agent: agent)
             return UInt32(backend.vmmPID ?? 0)
         } catch {
-            closeStdio(container.id + "/" + container.id)
             tearDownSandbox()
             unmountRootfs(of: container.id)
             throw error
+        }
+    }
+
+    /// A pod's later container: its rootfs image goes into an empty drive slot of the
+    /// running VM, then the agent creates it beside the others.
+    private func createInRunningSandbox(_ container: ShimContainerSpec, workload: WorkloadSpec) throws -> UInt32 {
+        guard let (backend, agent) = monitor.withLock({ () -> (MicroVMBackend, AgentClient)? in
+            guard let backend, let agent else { return nil }
+            return (backend, agent)
+        }) else {
+            throw ShimError(.failedPrecondition, "the pod's VM is not running (its sandbox container is being created or was deleted)")
+        }
+        guard backend.settings.driveSlots > 0 else {
+            throw ShimError(.failedPrecondition,
+                            "\(container.id) joins the VM of \(monitor.withLock { sandboxID } ?? "?"), which was not started as a pod sandbox (io.kubernetes.cri.container-type=sandbox): it has no drive slots")
+        }
+        let rootfs = try prepareRootfs(container, specRootfs: workload.rootfs)
+        do {
+            let attached = try translate { try backend.attachRootfs(rootfs) }
+            monitor.withLock { attachedDrives[container.id] = attached.driveIndex }
+            try createContainer(container, workload: workload, mount: attached.mount, agent: agent)
+            return UInt32(backend.vmmPID ?? 0)
+        } catch {
+            detachDrive(of: container.id)
+            unmountRootfs(of: container.id)
+            throw error
+        }
+    }
+
+    private func createContainer(_ container: ShimContainerSpec, workload: WorkloadSpec, mount: AgentMount, agent: AgentClient) throws {
+        let key = container.id + "/" + container.id
+        do {
+            let opened = try openStdio(container.stdio)
+            monitor.withLock { stdio[key] = opened }
+            let create = workload.createContainerRequest(containerID: container.id, rootfs: mount)
+            try call { try agent.call(.createContainer, create, returning: AgentEmpty.self, timeout: callTimeout) }
+        } catch {
+            closeStdio(key)
+            throw error
+        }
+    }
+
+    private func detachDrive(of containerID: String) {
+        guard let index = monitor.withLock({ attachedDrives.removeValue(forKey: containerID) }),
+              let backend = monitor.withLock({ backend }) else { return }
+        do {
+            try backend.detachRootfs(driveIndex: index)
+        } catch {
+            log("could not empty drive slot \(index) of \(containerID): \(error)")
         }
     }
 
@@ -238,7 +299,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
 
     private func tearDownSandbox() {
         let (backend, agent) = monitor.withLock { () -> (MicroVMBackend?, AgentClient?) in
-            defer { self.backend = nil; self.agent = nil; sandboxID = nil }
+            defer { self.backend = nil; self.agent = nil; sandboxID = nil; attachedDrives = [:] }
             return (self.backend, self.agent)
         }
         agent?.connection.close()

@@ -9,6 +9,12 @@ import Glibc
 @main
 enum KasaVMM {
     static func main() {
+        // The signal mask is inherited: a parent that spawned this from a thread blocking
+        // signals (dispatch's worker threads block most) would leave SIGTERM and SIGINT
+        // without effect on the VMM. Start with none blocked.
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
         let options: CommandLineOptions
         do {
             options = try CommandLineOptions.parse(Array(CommandLine.arguments.dropFirst()))

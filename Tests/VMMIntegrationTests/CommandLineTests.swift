@@ -43,7 +43,7 @@ import Testing
     static let allOptions = [
         "--config-file", "--kernel", "--initrd", "--cmdline", "--boot-args", "--memory", "--mem-size-mib",
         "--vcpus", "--vcpu-count", "--console", "--no-stdin", "--hide-cpu-feature", "--pvm-compat",
-        "--drive", "--rng", "--vsock-uds", "--vsock-cid", "--no-pvh", "-v, --verbose", "-h, --help", "--version",
+        "--drive", "--drive-slots", "--api-socket", "--rng", "--vsock-uds", "--vsock-cid", "--no-pvh", "-v, --verbose", "-h, --help", "--version",
     ]
 
     @Test func helpListsEveryOptionAndTheExitCodes() throws {

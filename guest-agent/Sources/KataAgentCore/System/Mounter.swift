@@ -12,6 +12,7 @@ enum Mounter {
         }
         let parsed = MountOptions(parsing: options)
         let flags = parsed.flags, data = parsed.data
+        waitForMedium(source)
         guard Glibc.mount(source, target, type.isEmpty ? nil : type, flags, data.isEmpty ? nil : data) == 0 else {
             throw AgentError(.internal, "mount \(source) on \(target) (\(type)): \(String(cString: strerror(errno)))")
         }
@@ -20,6 +21,22 @@ enum Mounter {
             guard Glibc.mount(nil, target, nil, flags | UInt(MS_REMOUNT), nil) == 0 else {
                 throw AgentError(.internal, "remount \(target) read-only: \(String(cString: strerror(errno)))")
             }
+        }
+    }
+
+    /// A drive the host filled while the VM runs (kasa-vmm's drive slots) exists from boot
+    /// with size 0; the kernel learns the new size from a config-change interrupt handled
+    /// in a work queue, which may not have run when the host's CreateContainer arrives.
+    /// Waits up to `timeout` seconds for a non-zero size; mount reports what is left.
+    static func waitForMedium(_ source: String, timeout: Double = 30) {
+        guard source.hasPrefix("/dev/") else { return }
+        var info = stat()
+        guard stat(source, &info) == 0, info.st_mode & S_IFMT == S_IFBLK else { return }
+        let sizePath = "/sys/class/block/\(source.split(separator: "/").last ?? "")/size"
+        for _ in 0..<Int(timeout * 100) {
+            guard let text = FileManagerLite.read(sizePath), let sectors = UInt64(text.split(separator: "\n").first ?? "") else { return }
+            if sectors > 0 { return }
+            usleep(10_000)
         }
     }
 
