@@ -33,6 +33,12 @@ let package = Package(
         .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux"]),
         .executableTarget(name: "kata-agent", dependencies: ["KataAgentCore"]),
         .testTarget(name: "KataAgentCoreTests", dependencies: ["KataAgentCore", "AgentProtocol"]),
+        // What the agent decodes from the wire, as one fuzz check (frames, requests, OCI
+        // JSON); agent-fuzz runs it under libFuzzer (fuzz/run-fuzz.sh) or replays inputs.
+        .target(name: "AgentFuzzing", dependencies: ["AgentProtocol", "KataAgentCore",
+                                                     .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .executableTarget(name: "agent-fuzz", dependencies: ["AgentFuzzing"]),
+        .testTarget(name: "AgentFuzzingTests", dependencies: ["AgentFuzzing"]),
     ],
     swiftLanguageModes: [.v6]
 )

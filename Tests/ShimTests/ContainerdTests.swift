@@ -227,4 +227,60 @@ import Testing
         #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
                 "shim or VMM processes left")
     }
+
+    /// A pod as CRI makes one: a sandbox container, then containers annotated with its id.
+    /// They reach the same shim and run in the sandbox's one VM, each with its own rootfs
+    /// disk put into a drive slot of the running VM and emptied when it is deleted (the
+    /// second app reuses the first one's slot and must see its own files, not the first's).
+    @Test(.timeLimit(.minutes(20)))
+    func twoContainersOfAPodShareOneVM() throws {
+        let containerd = try Containerd()
+        let busybox = try Self.busyboxRootfs()
+        var appRootfs: [String] = []
+        for marker in ["first", "second"] {
+            let copy = containerd.directory + "/rootfs-\(marker)"
+            let copying = try Process.run(URL(filePath: "/bin/cp"), arguments: ["-a", busybox, copy])
+            copying.waitUntilExit()
+            try #require(copying.terminationStatus == 0, "cp -a \(busybox) \(copy)")
+            try "\(marker) app\n".write(toFile: copy + "/marker", atomically: true, encoding: .utf8)
+            appRootfs.append(copy)
+        }
+        let runtime = ["--runtime", "io.containerd.kata.v2"]
+        func member(_ type: String) -> [String] {
+            ["--annotation", "io.kubernetes.cri.container-type=\(type)", "--annotation", "io.kubernetes.cri.sandbox-id=pod1"]
+        }
+        let sandbox = try Self.ctr(containerd, ["run", "-d"] + runtime + member("sandbox") + ["--rootfs", busybox, "pod1",
+                                                "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"], timeout: 480)
+        let context = { "containerd log:\n\(containerd.tail)" }
+        try #require(sandbox.status == 0, "ctr run pod1: \(sandbox.stderr) \(context())")
+        let vmms = { Self.processes(mentioning: containerd.directory + "/kasa-state").filter { pid in
+            (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("kasa-vmm") == true
+        } }
+        #expect(vmms().count == 1)
+
+        let first = try Self.ctr(containerd, ["run", "--rm"] + runtime + member("container") + ["--rootfs", appRootfs[0], "app1",
+                                              "sh", "-c", "cat /marker; exit 5"], timeout: 300)
+        #expect(first.stdout == "first app\n", "app1: \(first.stderr) \(context())")
+        #expect(first.status == 5, "app1: \(first.stderr)")
+        #expect(vmms().count == 1, "app1 must run in pod1's VM, not a VM of its own")
+        let second = try Self.ctr(containerd, ["run", "--rm"] + runtime + member("container") + ["--rootfs", appRootfs[1], "app2",
+                                               "sh", "-c", "cat /marker; ls /proc | grep -c '^[0-9]'"], timeout: 300)
+        let lines = second.stdout.split(separator: "\n")
+        #expect(lines.first == "second app", "app2 saw another rootfs: \(second.stdout) \(second.stderr) \(context())")
+        #expect(second.status == 0, "app2: \(second.stderr)")
+        #expect(lines.count == 2 && Int(lines[1]).map { $0 <= 3 } == true, "app2 has its own PID namespace: \(second.stdout)")
+
+        let tasks = try Self.ctr(containerd, ["task", "ls"])
+        #expect(tasks.stdout.contains("pod1") && !tasks.stdout.contains("app1") && !tasks.stdout.contains("app2"), "\(tasks.stdout)")
+        _ = try Self.ctr(containerd, ["task", "kill", "--signal", "SIGTERM", "pod1"], timeout: 60)
+        for _ in 0..<120 where !(try Self.ctr(containerd, ["task", "ls"])).stdout.contains("STOPPED") { Thread.sleep(forTimeInterval: 0.5) }
+        let removed = try Self.ctr(containerd, ["task", "rm", "pod1"], timeout: 60)
+        #expect(removed.status == 0, "\(removed.stderr)")
+        _ = try Self.ctr(containerd, ["container", "rm", "pod1"])
+        Thread.sleep(forTimeInterval: 1)
+        #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
+                "shim or VMM processes left")
+        let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
+        #expect(states.isEmpty, "sandbox state left: \(states)")
+    }
 }
