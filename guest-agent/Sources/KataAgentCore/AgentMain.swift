@@ -72,11 +72,8 @@ public enum AgentMain {
             print("kata-agent \(AgentVersion.current) (protocol \(AgentProtocolVersion.current))")
             exit(0)
         }
-        // Whoever started us may have blocked signals (a dispatch worker does); children
-        // inherit that, so start from a clean mask: SIGTERM must end a host-process agent.
-        var none = sigset_t()
-        sigemptyset(&none)
-        sigprocmask(SIG_SETMASK, &none, nil)
+        // Before any thread exists, so that every thread inherits it.
+        SignalForwarder.setMask()
         let isInit = getpid() == 1
         if isInit {
             // Before any thread exists: a root containers can pivot from, the kernel
@@ -91,6 +88,7 @@ public enum AgentMain {
         let configuration = AgentConfiguration(ownsTheMachine: isInit, stateDirectory: options.stateDirectory,
                                                cgroupRoot: options.cgroupRoot)
         let handler = AgentServiceHandler(configuration: configuration, launcher: ContainerProcessLauncher(), log: log)
+        SignalForwarder.start(sandbox: handler.sandbox, isInit: isInit, log: log)
         if isInit, options.debugConsole == nil, let commandLine = FileManagerLite.read("/proc/cmdline") {
             // As PID 1 the agent gets no arguments (docs/performance.md): the host's
             // wishes come on the kernel command line.

@@ -17,7 +17,7 @@ final class RunningAgent {
 
     struct Failure: Error, CustomStringConvertible { let description: String }
 
-    init() throws {
+    init(environment: [String: String] = [:]) throws {
         guard let executable = ContainerTestSupport.agentExecutable else { throw Failure(description: "kata-agent was not built next to the tests") }
         guard getuid() == 0 else { throw Failure(description: "the agent tests create namespaces and mounts: run them as root") }
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("kasa-agent-\(UUID().uuidString.prefix(8))").path
@@ -26,6 +26,9 @@ final class RunningAgent {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["--listen", "unix:" + socketPath, "--state-dir", directory + "/state"]
         process.standardOutput = FileHandle.nullDevice
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         try process.run()
         rootfs = try ContainerTestSupport.Rootfs()
         var descriptor: Int32 = -1
@@ -182,6 +185,56 @@ struct AgentServiceTests {
         try agent.client.call(.signalProcess, signal)
         #expect(try agent.wait("long") == 128 + SIGTERM)
         try agent.remove("long")
+    }
+
+    /// Signals sent to the agent reach the containers (as PID 1 it would drop them): USR1
+    /// is forwarded and the agent keeps serving; TERM is forwarded, then a host-process
+    /// agent ends by it. The trap writes into the rootfs, which is the host directory.
+    @Test func signalsToTheAgentReachTheContainers() throws {
+        let agent = try RunningAgent()
+        try agent.create("sig", "trap 'echo usr1 >> /signals' USR1; trap 'echo term >> /signals; exit 0' TERM; echo up; while true; do sleep 1; done")
+        try agent.start("sig")
+        var read = AgentReadStreamRequest()
+        read.containerID = "sig"
+        read.len = 64
+        #expect(try agent.client.call(.readStdout, read, returning: AgentReadStreamResponse.self, timeout: 30).data == Data("up\n".utf8))
+        let marker = agent.rootfs.path + "/signals"
+        func markerText(becomes expected: String) -> String {
+            for _ in 0..<100 {
+                let text = (try? String(contentsOfFile: marker, encoding: .utf8)) ?? ""
+                if text == expected { return text }
+                usleep(100_000)
+            }
+            return (try? String(contentsOfFile: marker, encoding: .utf8)) ?? "(no file)"
+        }
+        kill(agent.process.processIdentifier, SIGUSR1)
+        #expect(markerText(becomes: "usr1\n") == "usr1\n")
+        #expect(try agent.client.call(.check, AgentCheckRequest(), returning: AgentHealthCheckResponse.self).status == .serving)
+        kill(agent.process.processIdentifier, SIGTERM)
+        #expect(markerText(becomes: "usr1\nterm\n") == "usr1\nterm\n")
+        agent.process.waitUntilExit()
+        #expect(agent.process.terminationReason == .uncaughtSignal && agent.process.terminationStatus == SIGTERM)
+    }
+
+    /// On kvm_pvm the host puts GLIBC_TUNABLES (glibc off AVX) on the guest kernel command
+    /// line, which makes it the agent's environment: every container process gets it
+    /// too, unless its spec sets its own.
+    @Test func glibcTunablesReachContainerProcesses() throws {
+        let agent = try RunningAgent(environment: ["GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2"])
+        try agent.create("inherits", "echo $GLIBC_TUNABLES")
+        try agent.start("inherits")
+        #expect(try agent.readAll(.readStdout, "inherits") == "glibc.cpu.hwcaps=-AVX2\n")
+        #expect(try agent.wait("inherits") == 0)
+
+        var request = AgentCreateContainerRequest()
+        request.containerID = "own"
+        request.execID = "own"
+        let spec = String(decoding: agent.ociSpec("echo $GLIBC_TUNABLES"), as: UTF8.self)
+            .replacingOccurrences(of: #""GREETING=hello""#, with: #""GREETING=hello", "GLIBC_TUNABLES=mine""#)
+        request.ociSpecJson = Data(spec.utf8)
+        try agent.client.call(.createContainer, request)
+        try agent.start("own")
+        #expect(try agent.readAll(.readStdout, "own") == "mine\n")
     }
 
     @Test func killSignalIsReported() throws {

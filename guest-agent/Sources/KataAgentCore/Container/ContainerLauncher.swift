@@ -157,7 +157,8 @@ public enum ContainerLauncher {
 
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(agentExecutable), strdup(initArgument), nil]
         defer { for arg in argv { free(arg) } }
-        let envp: [UnsafeMutablePointer<CChar>?] = [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = InheritedEnvironment.entries.map { strdup($0) } + [nil]
+        defer { for entry in envp { free(entry) } }
         var initPid: pid_t = 0
         let rc = posix_spawn(&initPid, agentExecutable, &actions, &attributes, argv, envp)
         closeHigh()

@@ -106,7 +106,7 @@ enum ContainerProcessSetup {
     /// The spec's environment plus HOME (from the container's /etc/passwd, else "/")
     /// when it has none, as runc does.
     static func environment(for spec: ContainerLaunchSpec) -> [String] {
-        var environment = spec.env
+        var environment = InheritedEnvironment.adding(to: spec.env)
         if !environment.contains(where: { $0.hasPrefix("HOME=") }) {
             environment.append("HOME=" + (homeDirectory(uid: spec.uid) ?? "/"))
         }

@@ -113,7 +113,7 @@ public enum DebugConsole {
         posix_spawnattr_setflags(&attributes, Int16(Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | setsid))
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(shell), strdup("-i"), nil]
         defer { argv.forEach { free($0) } }
-        let environment = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm", "HOME=/", "PS1=kasa-debug# "]
+        let environment = InheritedEnvironment.adding(to: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm", "HOME=/", "PS1=kasa-debug# "])
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
         defer { envp.forEach { free($0) } }
         var pid: pid_t = 0

@@ -10,7 +10,7 @@ enum OCITranslation {
         do {
             return try OCISpec.parse(json)
         } catch {
-            throw AgentError(.invalidArgument, "invalid OCI spec: \(error)")
+            throw AgentError(.invalidArgument, "invalid OCI spec (\(json.count) bytes): \(error)")
         }
     }
 

@@ -142,6 +142,17 @@ final class Sandbox: @unchecked Sendable {
         for process in record.allProcesses { ChildReaper.shared.forget(process.pid) }
     }
 
+    /// Sends `signal` to every container's first process; how many were running.
+    func signalEveryContainer(_ signal: Int32) -> Int {
+        // Not yet started: the process is the launcher's, waiting for StartContainer.
+        let records = monitor.withLock { containers.values.filter(\.started) }
+        var count = 0
+        for record in records where record.initProcess.exitStatus == nil {
+            if (try? record.initProcess.signal(signal)) != nil { count += 1 }
+        }
+        return count
+    }
+
     func process(_ containerID: String, _ execID: String) throws -> ManagedProcess {
         let record = try container(containerID)
         guard let process = monitor.withLock({ record.process(execID) }) else {
