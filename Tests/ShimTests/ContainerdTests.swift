@@ -290,4 +290,35 @@ import Testing
         let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
         #expect(states.isEmpty, "sandbox state left: \(states)")
     }
+
+    /// Bad input reaches the shim before any VM boots: a rootfs that does not exist and a
+    /// spec without process args each give ctr a clear error naming the problem, and
+    /// leave no task, shim, VM or sandbox state behind.
+    @Test(.timeLimit(.minutes(5)))
+    func badInputGetsAClearErrorAndLeavesNothing() throws {
+        let containerd = try Containerd()
+        let runtime = ["--runtime", "io.containerd.kata.v2"]
+        let missing = try Self.ctr(containerd, ["run", "--rm"] + runtime + ["--rootfs", containerd.directory + "/no-such-rootfs",
+                                                "bad1", "sh", "-c", "true"], timeout: 60)
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("no-such-rootfs"), "ctr: \(missing.stderr)")
+
+        let spec = """
+            {"ociVersion": "1.0.2", "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]},
+             "root": {"path": "\(try Self.busyboxRootfs())"}, "linux": {}}
+            """
+        let specPath = containerd.directory + "/no-args.json"
+        try spec.write(toFile: specPath, atomically: true, encoding: .utf8)
+        let noArgs = try Self.ctr(containerd, ["run", "--rm"] + runtime + ["--config", specPath, "bad2"], timeout: 60)
+        #expect(noArgs.status != 0)
+        #expect(noArgs.stderr.contains("process.args"), "ctr: \(noArgs.stderr)")
+
+        let tasks = try Self.ctr(containerd, ["task", "ls"])
+        #expect(!tasks.stdout.contains("bad1") && !tasks.stdout.contains("bad2"), "\(tasks.stdout)")
+        Thread.sleep(forTimeInterval: 1)
+        #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
+                "shim or VMM processes left")
+        let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
+        #expect(states.isEmpty, "sandbox state left: \(states)")
+    }
 }
