@@ -17,14 +17,14 @@ final class RunningAgent {
 
     struct Failure: Error, CustomStringConvertible { let description: String }
 
-    init(environment: [String: String] = [:]) throws {
+    init(environment: [String: String] = [:], arguments: [String] = []) throws {
         guard let executable = ContainerTestSupport.agentExecutable else { throw Failure(description: "kata-agent was not built next to the tests") }
         guard getuid() == 0 else { throw Failure(description: "the agent tests create namespaces and mounts: run them as root") }
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("kasa-agent-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let socketPath = directory + "/agent.sock"
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["--listen", "unix:" + socketPath, "--state-dir", directory + "/state"]
+        process.arguments = ["--listen", "unix:" + socketPath, "--state-dir", directory + "/state"] + arguments
         process.standardOutput = FileHandle.nullDevice
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -192,7 +192,7 @@ struct AgentServiceTests {
     /// agent ends by it. The trap writes into the rootfs, which is the host directory.
     @Test func signalsToTheAgentReachTheContainers() throws {
         let agent = try RunningAgent()
-        try agent.create("sig", "trap 'echo usr1 >> /signals' USR1; trap 'echo term >> /signals; exit 0' TERM; echo up; while true; do sleep 1; done")
+        try agent.create("sig", "trap 'echo usr1 >> /signals' USR1; trap 'echo term >> /signals; exit 0' TERM; echo up; while sleep 1; do :; done")
         try agent.start("sig")
         var read = AgentReadStreamRequest()
         read.containerID = "sig"
@@ -235,6 +235,37 @@ struct AgentServiceTests {
         try agent.client.call(.createContainer, request)
         try agent.start("own")
         #expect(try agent.readAll(.readStdout, "own") == "mine\n")
+    }
+
+    /// GetOOMEvent reports a container once per new `oom_kill` in its cgroup's
+    /// memory.events. The kill itself is the kernel's (this host has no cgroup v2 memory
+    /// controller and kvm_pvm cannot reach an OOM in reasonable time, docs/kvm-pvm.md), so
+    /// the cgroup root here is a plain directory whose files the test writes.
+    @Test func oomKillsInTheCgroupAreReportedOnce() throws {
+        let cgroups = FileManager.default.temporaryDirectory.appendingPathComponent("kasa-fake-cgroup-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: cgroups) }
+        try FileManager.default.createDirectory(atPath: cgroups + "/kasa-hog", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: cgroups + "/kasa-hog/cgroup.procs", contents: nil)
+        try "oom 0\noom_kill 0\n".write(toFile: cgroups + "/kasa-hog/memory.events", atomically: true, encoding: .utf8)
+        let agent = try RunningAgent(arguments: ["--cgroup-root", cgroups])
+        try agent.create("hog", "sleep 30")
+        try agent.start("hog")
+        #expect(throws: TTRPCCallError.self, "no event while oom_kill stays 0") {
+            try agent.client.call(.getOOMEvent, AgentGetOOMEventRequest(), returning: AgentOOMEvent.self, timeout: 1)
+        }
+        // The agent ends that call at its own deadline, a moment after the client gave up;
+        // a kill it found in that moment would go to the abandoned call. Let it end first.
+        usleep(1_000_000)
+        try "oom 1\noom_kill 1\n".write(toFile: cgroups + "/kasa-hog/memory.events", atomically: true, encoding: .utf8)
+        #expect(try agent.client.call(.getOOMEvent, AgentGetOOMEventRequest(), returning: AgentOOMEvent.self, timeout: 10).containerID == "hog")
+        #expect(throws: TTRPCCallError.self, "the same kill is reported once") {
+            try agent.client.call(.getOOMEvent, AgentGetOOMEventRequest(), returning: AgentOOMEvent.self, timeout: 1)
+        }
+        var signal = AgentSignalProcessRequest()
+        signal.containerID = "hog"
+        signal.signal = UInt32(SIGKILL)
+        try agent.client.call(.signalProcess, signal)
+        #expect(try agent.wait("hog") == 128 + SIGKILL)
     }
 
     @Test func killSignalIsReported() throws {

@@ -23,8 +23,7 @@ enum SignalForwarder {
     }
 
     /// The process's starting mask: exactly the forwarded signals blocked. Whoever started
-    /// the agent may have blocked others (a dispatch worker does); those are unblocked,
-    /// so that e.g. SIGKILL-free shutdowns of a host-process agent still work.
+    /// the agent may have blocked others (a dispatch worker does); those are unblocked.
     static func setMask() {
         var set = signalSet
         pthread_sigmask(SIG_SETMASK, &set, nil)
