@@ -109,8 +109,13 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             child.signal(SIGKILL)
             throw RuntimeError.sandbox("stopped while starting")
         }
+        return MicroVMBackend.rootfsMount(device: bootsImage ? "/dev/vdb" : "/dev/vda")
+    }
+
+    /// A rootfs image as the agent mounts it: read-only ext4 (the agent adds the overlay).
+    static func rootfsMount(device: String) -> AgentMount {
         var mount = AgentMount()
-        mount.source = bootsImage ? "/dev/vdb" : "/dev/vda"
+        mount.source = device
         mount.type = "ext4"
         mount.options = ["ro"]
         return mount
@@ -123,11 +128,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         guard lifecycle.process != nil, failure == nil else { throw RuntimeError.sandbox("the sandbox's VM is not running") }
         let image = try settings.imageCache.image(for: rootfs)
         let drive = try VMMControlClient(socketPath: controlSocketPath).attachDrive(path: image.path)
-        var mount = AgentMount()
-        mount.source = drive.device
-        mount.type = "ext4"
-        mount.options = ["ro"]
-        return (mount, drive.index)
+        return (MicroVMBackend.rootfsMount(device: drive.device), drive.index)
     }
 
     /// Empties a drive slot `attachRootfs` filled (after the agent unmounted it).

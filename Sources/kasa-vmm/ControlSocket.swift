@@ -95,15 +95,6 @@ struct ControlSocket {
     }
 
     static func send(_ value: JSONValue, to client: Int32) -> Bool {
-        let bytes = Array((value.jsonText + "\n").utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { return false }
-            offset += written
-        }
-        return true
+        writeFully(client, Array((value.jsonText + "\n").utf8), isSocket: true)
     }
-
 }

@@ -130,14 +130,23 @@ func log(_ message: String) {
 }
 
 func writeStandardOutput(_ text: String) {
-    var text = text
-    text.withUTF8 { bytes in
-        var offset = 0
-        while offset < bytes.count {
-            let written = write(STDOUT_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { return }
-            offset += written
+    writeFully(STDOUT_FILENO, Array(text.utf8))
+}
+
+/// Writes all of `bytes`, retrying short writes; false when the descriptor stops taking
+/// them. On a socket a peer that hung up is an error (MSG_NOSIGNAL), not a SIGPIPE that
+/// would end the VM.
+@discardableResult
+func writeFully(_ descriptor: Int32, _ bytes: [UInt8], isSocket: Bool = false) -> Bool {
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes[offset...].withUnsafeBytes { chunk in
+            isSocket ? send(descriptor, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL))
+                     : write(descriptor, chunk.baseAddress, chunk.count)
         }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return false }
+        offset += written
     }
+    return true
 }
