@@ -4,7 +4,7 @@ import SwiftProtobuf
 /// agent reports it in VersionCheckResponse.protocol_version; bump it when the host must
 /// be able to tell that the agent understands something new.
 public enum AgentProtocolVersion {
-    public static let current: UInt32 = 1
+    public static let current: UInt32 = 2
 }
 
 /// Where and under which name the agent serves AgentService.
@@ -42,6 +42,11 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
     // stats and events
     case statsContainer = "StatsContainer"
     case getOOMEvent = "GetOOMEvent"
+    // container control (protocol 2)
+    case pauseContainer = "PauseContainer"
+    case resumeContainer = "ResumeContainer"
+    case updateContainer = "UpdateContainer"
+    case listProcesses = "ListProcesses"
 
     public var requestType: any SwiftProtobuf.Message.Type {
         switch self {
@@ -61,6 +66,10 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
         case .ttyWinResize: AgentTtyWinResizeRequest.self
         case .statsContainer: AgentStatsContainerRequest.self
         case .getOOMEvent: AgentGetOOMEventRequest.self
+        case .pauseContainer: AgentPauseContainerRequest.self
+        case .resumeContainer: AgentResumeContainerRequest.self
+        case .updateContainer: AgentUpdateContainerRequest.self
+        case .listProcesses: AgentListProcessesRequest.self
         }
     }
 
@@ -74,8 +83,9 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
         case .readStdout, .readStderr: AgentReadStreamResponse.self
         case .statsContainer: AgentStatsContainerResponse.self
         case .getOOMEvent: AgentOOMEvent.self
+        case .listProcesses: AgentListProcessesResponse.self
         case .createSandbox, .destroySandbox, .createContainer, .startContainer, .removeContainer,
-             .execProcess, .signalProcess, .closeStdin, .ttyWinResize:
+             .execProcess, .signalProcess, .closeStdin, .ttyWinResize, .pauseContainer, .resumeContainer, .updateContainer:
             AgentEmpty.self
         }
     }

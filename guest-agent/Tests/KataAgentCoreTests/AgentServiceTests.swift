@@ -83,11 +83,11 @@ final class RunningAgent {
         return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
     }
 
-    func create(_ id: String, _ script: String, terminal: Bool = false, rootfsMounts: [AgentMount] = []) throws {
+    func create(_ id: String, _ script: String, terminal: Bool = false, rootfsMounts: [AgentMount] = [], extra: String = "") throws {
         var request = AgentCreateContainerRequest()
         request.containerID = id
         request.execID = id
-        request.ociSpecJson = ociSpec(script, terminal: terminal)
+        request.ociSpecJson = ociSpec(script, terminal: terminal, extra: extra)
         request.rootfs = rootfsMounts
         try client.call(.createContainer, request)
     }
@@ -266,6 +266,117 @@ struct AgentServiceTests {
         signal.signal = UInt32(SIGKILL)
         try agent.client.call(.signalProcess, signal)
         #expect(try agent.wait("hog") == 128 + SIGKILL)
+    }
+
+    /// Pause and Resume freeze and thaw the container's cgroup; Update writes new limits;
+    /// ListProcesses names the container's processes. The cgroup root is a plain
+    /// directory (no cgroup v2 controllers on this host): the test reads what the agent
+    /// wrote. The real freeze runs in the VM tests.
+    @Test func pauseResumeUpdateAndListReachTheCgroup() throws {
+        let cgroups = FileManager.default.temporaryDirectory.appendingPathComponent("kasa-fake-cgroup-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: cgroups) }
+        let cgroup = cgroups + "/kasa-c"
+        try FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: true)
+        for file in ["cgroup.procs", "cgroup.freeze", "memory.max", "pids.max", "cpu.max"] {
+            FileManager.default.createFile(atPath: cgroup + "/" + file, contents: nil)
+        }
+        func read(_ file: String) -> String { (try? String(contentsOfFile: cgroup + "/" + file, encoding: .utf8)) ?? "?" }
+        let agent = try RunningAgent(arguments: ["--cgroup-root", cgroups])
+        try agent.create("c", "exec sleep 30")
+        try agent.start("c")
+
+        var pause = AgentPauseContainerRequest()
+        pause.containerID = "c"
+        try agent.client.call(.pauseContainer, pause)
+        #expect(read("cgroup.freeze") == "1")
+        var resume = AgentResumeContainerRequest()
+        resume.containerID = "c"
+        try agent.client.call(.resumeContainer, resume)
+        #expect(read("cgroup.freeze") == "0")
+
+        var update = AgentUpdateContainerRequest()
+        update.containerID = "c"
+        update.resourcesJson = Data(#"{"memory": {"limit": 268435456}, "pids": {"limit": 42}, "cpu": {"quota": 50000, "period": 100000}}"#.utf8)
+        try agent.client.call(.updateContainer, update)
+        #expect(read("memory.max") == "268435456")
+        #expect(read("pids.max") == "42")
+        #expect(read("cpu.max") == "50000 100000")
+        update.resourcesJson = Data(#"{"memory": {"limit": -1}}"#.utf8)
+        try agent.client.call(.updateContainer, update)
+        #expect(read("memory.max") == "max", "-1 lifts the limit")
+        #expect(read("pids.max") == "42", "limits not named stay")
+        update.resourcesJson = Data(#"{"memory": {"limit": "lots"}}"#.utf8)
+        let invalid = #expect(throws: TTRPCCallError.self) { try agent.client.call(.updateContainer, update) }
+        #expect(invalid?.code == .invalidArgument)
+
+        // This fake cgroup.procs holds what joining wrote ("0"): the agent falls back to
+        // the processes it started.
+        var list = AgentListProcessesRequest()
+        list.containerID = "c"
+        let listed = try agent.client.call(.listProcesses, list, returning: AgentListProcessesResponse.self).pids
+        #expect(listed.count == 1 && listed[0] > 0, "\(listed)")
+        try "\(listed[0])\n7\n".write(toFile: cgroup + "/cgroup.procs", atomically: true, encoding: .utf8)
+        #expect(try agent.client.call(.listProcesses, list, returning: AgentListProcessesResponse.self).pids == [7, listed[0]].sorted())
+
+        list.containerID = "nope"
+        let unknown = #expect(throws: TTRPCCallError.self) { try agent.client.call(.listProcesses, list) }
+        #expect(unknown?.code == .notFound)
+        var signal = AgentSignalProcessRequest()
+        signal.containerID = "c"
+        signal.signal = UInt32(SIGKILL)
+        try agent.client.call(.signalProcess, signal)
+        #expect(try agent.wait("c") == 128 + SIGKILL)
+        let exited = #expect(throws: TTRPCCallError.self, "an exited container cannot be paused") { try agent.client.call(.pauseContainer, pause) }
+        #expect(exited?.code == .failedPrecondition)
+    }
+
+    @Test func pausingWithoutCgroupsIsAClearError() throws {
+        let agent = try RunningAgent()
+        try agent.create("p", "exec sleep 30")
+        try agent.start("p")
+        var pause = AgentPauseContainerRequest()
+        pause.containerID = "p"
+        let error = #expect(throws: TTRPCCallError.self) { try agent.client.call(.pauseContainer, pause) }
+        #expect(error?.code == .unavailable && error?.message.contains("cgroup") == true, "\(String(describing: error))")
+        try agent.remove("p")
+    }
+
+    /// A pod's container whose spec names IPC and UTS namespaces by path (CRI's pause
+    /// process on the host) joins those of the pod sandbox container; its PID namespace
+    /// stays its own, and a container without such paths shares nothing.
+    @Test func podContainersShareTheSandboxIPCAndUTSNamespaces() throws {
+        let agent = try RunningAgent()
+        var sandbox = AgentCreateSandboxRequest()
+        sandbox.sandboxID = "pod"
+        try agent.client.call(.createSandbox, sandbox)
+        let report = #"echo "$(readlink /proc/self/ns/ipc) $(readlink /proc/self/ns/uts) $(readlink /proc/self/ns/pid)""#
+        try agent.create("pod", report + "; exec sleep 30")
+        try agent.start("pod")
+        var read = AgentReadStreamRequest()
+        read.containerID = "pod"
+        read.len = 4096
+        let podLine = String(decoding: try agent.client.call(.readStdout, read, returning: AgentReadStreamResponse.self, timeout: 30).data, as: UTF8.self)
+        let pod = podLine.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(pod.count == 3, "\(podLine)")
+
+        let hostPaths = #", "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc", "path": "/proc/4242/ns/ipc"}, {"type": "uts", "path": "/proc/4242/ns/uts"}, {"type": "network", "path": "/proc/4242/ns/net"}]}"#
+        try agent.create("app", report, extra: hostPaths)
+        try agent.start("app")
+        let app = try agent.readAll(.readStdout, "app").split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(try agent.wait("app") == 0)
+        try agent.create("solo", report)
+        try agent.start("solo")
+        let solo = try agent.readAll(.readStdout, "solo").split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(try agent.wait("solo") == 0)
+
+        #expect(app.count == 3 && pod.count == 3 && solo.count == 3, "pod \(pod) app \(app) solo \(solo)")
+        guard app.count == 3, pod.count == 3, solo.count == 3 else { return }
+        #expect(app[0] == pod[0] && app[1] == pod[1], "IPC and UTS are the sandbox's: pod \(pod) app \(app)")
+        #expect(app[2] != pod[2], "the PID namespace is the container's own")
+        #expect(solo[0] != pod[0] && solo[1] != pod[1], "no paths, nothing shared: pod \(pod) solo \(solo)")
+        try agent.remove("app")
+        try agent.remove("solo")
+        try agent.remove("pod")
     }
 
     @Test func killSignalIsReported() throws {

@@ -55,8 +55,11 @@ public enum ContainerInit {
         case .create:
             do {
                 if let cgroup = spec.cgroupPath { try joinCgroup(cgroup) }
-                let flags = KASA_CLONE_NEWNS | KASA_CLONE_NEWUTS | KASA_CLONE_NEWIPC | KASA_CLONE_NEWPID
-                try containerCheck(kasa_unshare(Int32(flags)), "unshare mount, uts, ipc and pid namespaces")
+                var flags = Int32(KASA_CLONE_NEWNS | KASA_CLONE_NEWUTS | KASA_CLONE_NEWIPC | KASA_CLONE_NEWPID)
+                if let shared = spec.sharedNamespaces {
+                    for kind in try joinNamespaces(of: shared.pid, only: Set(shared.kinds)) { flags &= ~kind }
+                }
+                try containerCheck(kasa_unshare(flags), "unshare the container's new namespaces")
             } catch {
                 fail(on: syncFd, "\(error)")
             }
@@ -166,12 +169,15 @@ public enum ContainerInit {
 
     /// setns into each namespace of `pid` that is not already ours. Opens them all first:
     /// after joining the mount namespace, /proc is the container's.
-    static func joinNamespaces(of pid: Int32) throws {
+    /// `only` limits it to those names; returns the CLONE_NEW* flags of every namespace
+    /// asked for, joined or already shared.
+    @discardableResult
+    static func joinNamespaces(of pid: Int32, only: Set<String>? = nil) throws -> [Int32] {
         let kinds: [(name: String, flag: Int32)] = [
             ("ipc", Int32(KASA_CLONE_NEWIPC)), ("uts", Int32(KASA_CLONE_NEWUTS)),
             ("net", Int32(KASA_CLONE_NEWNET)), ("cgroup", Int32(KASA_CLONE_NEWCGROUP)),
             ("pid", Int32(KASA_CLONE_NEWPID)), ("mnt", Int32(KASA_CLONE_NEWNS)),
-        ]
+        ].filter { only?.contains($0.name) ?? true }
         var info = stat()
         guard stat("/proc/\(pid)", &info) == 0 else {
             throw ContainerInitFailure(ContainerSys.failure("join the namespaces of pid \(pid)"))
@@ -198,6 +204,7 @@ public enum ContainerInit {
         for entry in opened {
             try containerCheck(kasa_setns(entry.fd, entry.flag), "setns into the \(entry.name) namespace of pid \(pid)")
         }
+        return kinds.map(\.flag)
     }
 }
 

@@ -63,6 +63,20 @@ public struct ContainerLaunchSpec: Codable, Sendable, Equatable {
     /// over `capabilities`; nil (the default, and what older JSON decodes to) means
     /// "use `capabilities` for bounding, effective, permitted and inheritable".
     public var capabilitySets: CapabilitySets?
+    /// With `.create`: namespaces joined from another process instead of made anew (a
+    /// pod's container shares the pod sandbox's IPC and UTS namespaces). nil: none.
+    public var sharedNamespaces: SharedNamespaces?
+
+    /// Namespaces of process `pid` (as the agent sees it) by their /proc/PID/ns names.
+    public struct SharedNamespaces: Codable, Sendable, Equatable {
+        public var pid: Int32
+        /// Any of "ipc", "uts", "net".
+        public var kinds: [String]
+        public init(pid: Int32, kinds: [String]) {
+            self.pid = pid
+            self.kinds = kinds
+        }
+    }
 
     /// Capability names ("CAP_CHOWN"...) per set, as in the OCI spec's process.capabilities.
     public struct CapabilitySets: Codable, Sendable, Equatable {

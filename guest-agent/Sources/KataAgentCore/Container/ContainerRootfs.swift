@@ -44,7 +44,8 @@ enum ContainerRootfs {
             try containerCheck(kasa_mount(nil, "/", nil, UInt(KASA_MS_BIND | KASA_MS_REMOUNT | KASA_MS_RDONLY) | UInt(keep), nil),
                                "remount the root filesystem read-only")
         }
-        if let hostname = spec.hostname {
+        // A pod's shared UTS namespace keeps the sandbox's name.
+        if let hostname = spec.hostname, !(spec.sharedNamespaces?.kinds.contains("uts") ?? false) {
             try containerCheck(kasa_sethostname(hostname, hostname.utf8.count), "sethostname \(hostname)")
         }
     }

@@ -114,6 +114,19 @@ public final class AgentServiceHandler: TTRPCRequestHandler, @unchecked Sendable
             var response = AgentOOMEvent()
             response.containerID = try sandbox.nextOOMEvent(timeout: timeoutSeconds)
             return response
+        case .pauseContainer:
+            try sandbox.setPaused(true, decode(AgentPauseContainerRequest.self, payload).containerID)
+            return AgentEmpty()
+        case .resumeContainer:
+            try sandbox.setPaused(false, decode(AgentResumeContainerRequest.self, payload).containerID)
+            return AgentEmpty()
+        case .updateContainer:
+            try sandbox.update(decode(AgentUpdateContainerRequest.self, payload))
+            return AgentEmpty()
+        case .listProcesses:
+            var response = AgentListProcessesResponse()
+            response.pids = try sandbox.processes(decode(AgentListProcessesRequest.self, payload).containerID)
+            return response
         }
     }
 }

@@ -14,6 +14,9 @@ final class Sandbox: @unchecked Sendable {
     // Guarded by `monitor`.
     private var containers: [String: ContainerRecord] = [:]
     private var reportedOOMKills: [String: UInt64] = [:]
+    /// CreateSandbox's id: the pod sandbox container, whose IPC and UTS namespaces the
+    /// pod's other containers join.
+    private var sandboxID: String?
 
     init(configuration: AgentConfiguration, launcher: any ProcessLauncher, log: @escaping @Sendable (String) -> Void) {
         self.configuration = configuration
@@ -25,6 +28,7 @@ final class Sandbox: @unchecked Sendable {
     // MARK: Sandbox
 
     func create(_ request: AgentCreateSandboxRequest) throws {
+        monitor.withLock { sandboxID = request.sandboxID.isEmpty ? nil : request.sandboxID }
         guard configuration.ownsTheMachine else { return }  // a host process must not touch the host's identity
         if !request.hostname.isEmpty {
             guard sethostname(request.hostname, request.hostname.utf8.count) == 0 else {
@@ -75,6 +79,7 @@ final class Sandbox: @unchecked Sendable {
         do {
             var spec = try OCITranslation.launchSpec(ociJSON: Array(request.ociSpecJson), rootfs: rootfs.path)
             if request.readonlyRootfs { spec.readonlyRootfs = true }
+            spec.sharedNamespaces = try podNamespaces(for: id, ociJSON: Array(request.ociSpecJson))
             spec.cgroupPath = try CgroupManager.create(for: id, root: configuration.cgroupRoot, resources: OCITranslation.resources(ociJSON: Array(request.ociSpecJson)))
             let process = try ProcessSpawner.spawn(containerID: id, execID: execID, spec: spec, launcher: launcher)
             let record = ContainerRecord(id: id, initExecID: execID, initProcess: process, cgroupPath: spec.cgroupPath,
@@ -85,6 +90,25 @@ final class Sandbox: @unchecked Sendable {
             CgroupManager.remove(for: id, root: configuration.cgroupRoot)
             throw error
         }
+    }
+
+    /// A pod's container whose spec names IPC/UTS/network namespaces by path (CRI points
+    /// them at the host's pause process, meaningless in the guest) joins those of the
+    /// pod's sandbox container instead. The network namespace is the VM's for every
+    /// container already. Other containers get their own.
+    private func podNamespaces(for id: String, ociJSON: [UInt8]) throws -> ContainerLaunchSpec.SharedNamespaces? {
+        let named = (try OCITranslation.parse(ociJSON).linux?.namespaces ?? [])
+            .filter { !($0.path ?? "").isEmpty }.map(\.type)
+        let kinds = ["ipc", "uts"].filter(named.contains)
+        guard !kinds.isEmpty else { return nil }
+        guard let sandbox = monitor.withLock({ () -> ContainerRecord? in
+            guard let sandboxID, sandboxID != id else { return nil }
+            return containers[sandboxID]
+        }) else { return nil }
+        guard sandbox.initProcess.exitStatus == nil else {
+            throw AgentError(.failedPrecondition, "the pod sandbox container \(sandbox.id) has exited: its namespaces are gone")
+        }
+        return ContainerLaunchSpec.SharedNamespaces(pid: sandbox.initProcess.pid, kinds: kinds)
     }
 
     func startContainer(_ id: String) throws {
@@ -164,6 +188,43 @@ final class Sandbox: @unchecked Sendable {
     private func container(_ id: String) throws -> ContainerRecord {
         guard let record = monitor.withLock({ containers[id] }) else { throw AgentError(.notFound, "no container \(id)") }
         return record
+    }
+
+    // MARK: Control
+
+    func setPaused(_ paused: Bool, _ id: String) throws {
+        let record = try container(id)
+        guard let cgroup = record.cgroupPath else {
+            throw AgentError(.unavailable, "container \(id) has no cgroup to freeze (no cgroup v2 here)")
+        }
+        guard record.initProcess.exitStatus == nil else {
+            throw AgentError(.failedPrecondition, "container \(id) is not running")
+        }
+        try CgroupManager.setFrozen(paused, in: cgroup)
+    }
+
+    func update(_ request: AgentUpdateContainerRequest) throws {
+        let record = try container(request.containerID)
+        guard let cgroup = record.cgroupPath else {
+            throw AgentError(.unavailable, "container \(request.containerID) has no cgroup to update (no cgroup v2 here)")
+        }
+        let resources: OCISpec.Resources
+        do {
+            resources = try OCISpec.decode(OCISpec.Resources.self, from: Array(request.resourcesJson), what: "resources")
+        } catch {
+            throw AgentError(.invalidArgument, "invalid resources: \(error)")
+        }
+        try CgroupManager.apply(ContainerResources(memoryLimit: resources.memory?.limit, cpuQuota: resources.cpu?.quota,
+                                                   cpuPeriod: resources.cpu?.period, pidsLimit: resources.pids?.limit), to: cgroup)
+    }
+
+    /// The container's processes: its cgroup's, or (without cgroups) the ones the agent
+    /// started that still run.
+    func processes(_ id: String) throws -> [Int32] {
+        let record = try container(id)
+        if let cgroup = record.cgroupPath, let pids = CgroupManager.processes(in: cgroup), !pids.isEmpty { return pids }
+        let processes = monitor.withLock { record.allProcesses }
+        return processes.filter { $0.exitStatus == nil && $0.pid > 0 }.map(\.pid).sorted()
     }
 
     // MARK: Stats and OOM

@@ -32,20 +32,54 @@ enum CgroupManager {
         guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
             throw AgentError(.internal, "cannot create cgroup \(path): \(String(cString: strerror(errno)))")
         }
+        // A new cgroup has no limits: only positive ones need writing.
+        func positive(_ value: Int64?) -> Int64? { value.flatMap { $0 > 0 ? $0 : nil } }
+        try apply(ContainerResources(memoryLimit: positive(resources.memoryLimit), cpuQuota: positive(resources.cpuQuota),
+                                     cpuPeriod: positive(resources.cpuQuota) == nil ? nil : resources.cpuPeriod,
+                                     pidsLimit: positive(resources.pidsLimit)), to: path)
+        return path
+    }
+
+    /// Writes the limits `resources` names; the others stay as they are. A limit of -1
+    /// (memory, cpu quota) or 0 (pids, as in OCI) removes it.
+    static func apply(_ resources: ContainerResources, to path: String) throws {
         func set(_ file: String, _ value: String) throws {
             guard FileManagerLite.write(value, to: path + "/" + file, create: false) else {
                 throw AgentError(.invalidArgument, "cannot set \(file) = \(value) in \(path): \(String(cString: strerror(errno)))")
             }
         }
-        if let limit = resources.memoryLimit, limit > 0 {
-            try set("memory.max", String(limit))
-            FileManagerLite.write("0", to: path + "/memory.swap.max", create: false)
+        if let limit = resources.memoryLimit {
+            try set("memory.max", limit > 0 ? String(limit) : "max")
+            if limit > 0 { FileManagerLite.write("0", to: path + "/memory.swap.max", create: false) }
         }
-        if let limit = resources.pidsLimit, limit > 0 { try set("pids.max", String(limit)) }
-        if let quota = resources.cpuQuota, quota > 0 {
-            try set("cpu.max", "\(quota) \(resources.cpuPeriod ?? 100_000)")
+        if let limit = resources.pidsLimit { try set("pids.max", limit > 0 ? String(limit) : "max") }
+        if let quota = resources.cpuQuota {
+            try set("cpu.max", "\(quota > 0 ? String(quota) : "max") \(resources.cpuPeriod ?? 100_000)")
+        } else if let period = resources.cpuPeriod {
+            let quota = FileManagerLite.read(path + "/cpu.max")?.split(separator: " ").first.map(String.init) ?? "max"
+            try set("cpu.max", "\(quota) \(period)")
         }
-        return path
+    }
+
+    /// Freezes (or thaws) every process in the cgroup and waits until the kernel says it
+    /// is done: freezing completes asynchronously (cgroup.events `frozen`).
+    static func setFrozen(_ frozen: Bool, in path: String, timeout: Double = 10) throws {
+        guard FileManagerLite.write(frozen ? "1" : "0", to: path + "/cgroup.freeze", create: false) else {
+            throw AgentError(.internal, "cannot write \(path)/cgroup.freeze: \(String(cString: strerror(errno)))")
+        }
+        let deadline = monotonicSeconds() + timeout
+        while let state = keyed("cgroup.events", "frozen", in: path), state != (frozen ? 1 : 0) {
+            guard monotonicSeconds() < deadline else {
+                throw AgentError(.deadlineExceeded, "\(path) did not \(frozen ? "freeze" : "thaw") within \(Int(timeout)) s")
+            }
+            usleep(10_000)
+        }
+    }
+
+    /// Every process in the cgroup (cgroup.procs), ascending.
+    static func processes(in path: String) -> [Int32]? {
+        guard let text = FileManagerLite.read(path + "/cgroup.procs") else { return nil }
+        return text.split(separator: "\n").compactMap { Int32(String($0).trimmed) }.filter { $0 > 0 }.sorted()
     }
 
     static func remove(for id: String, root: String?) {

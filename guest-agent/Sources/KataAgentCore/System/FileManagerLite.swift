@@ -21,7 +21,9 @@ enum FileManagerLite {
 
     @discardableResult
     static func write(_ text: String, to path: String, create: Bool = true) -> Bool {
-        let descriptor = open(path, O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0), 0o644)
+        // O_TRUNC is a no-op on cgroupfs and sysfs (as with the shell's `>`) and keeps a
+        // shorter value from leaving the tail of a longer one in a plain file.
+        let descriptor = open(path, O_WRONLY | O_CLOEXEC | O_TRUNC | (create ? O_CREAT : 0), 0o644)
         guard descriptor >= 0 else { return false }
         defer { close(descriptor) }
         let bytes = Array(text.utf8)
