@@ -28,12 +28,24 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Starts `executable` with `arguments` (argv[1...]). With `newProcessGroup` a Ctrl-C
     /// on the terminal does not reach the child: the runtime stops it in order instead.
+    /// `passing` descriptors become the child's 3, 4, 5... in that order; `environment`
+    /// (KEY=VALUE) replaces this process's own.
     public init(_ executable: String, _ arguments: [String], stdin: Output = .null, stdout: Output = .inherit,
-                stderr: Output = .inherit, newProcessGroup: Bool = true) throws(RuntimeError) {
+                stderr: Output = .inherit, newProcessGroup: Bool = true, passing: [Int32] = [],
+                environment: [String]? = nil) throws(RuntimeError) {
         self.executable = executable
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
+        // Copies above every target first, so no dup2 overwrites a source still to come.
+        let passed = passing.map { fcntl($0, F_DUPFD_CLOEXEC, 64) }
+        defer { passed.filter { $0 >= 0 }.forEach { close($0) } }
+        if let failed = passed.firstIndex(where: { $0 < 0 }) {
+            throw RuntimeError.host("cannot pass descriptor \(passing[failed]) to \(executable): \(HostFile.lastErrorDescription(errno))")
+        }
+        for (index, descriptor) in passed.enumerated() {
+            posix_spawn_file_actions_adddup2(&actions, descriptor, Int32(3 + index))
+        }
         for (target, output) in [(Int32(0), stdin), (1, stdout), (2, stderr)] {
             switch output {
             case .inherit: break
@@ -64,13 +76,16 @@ public final class ChildProcess: @unchecked Sendable {
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let envp = environment.map { $0.map { strdup($0) } + [nil] }
+        defer { envp?.forEach { free($0) } }
         var child: pid_t = 0
         // From the one long-lived spawning thread: a child's PR_SET_PDEATHSIG (kasa-vmm
         // --parent-pid) fires when the *thread* that forked it ends, so never fork from a
         // worker thread that may exit before the child should.
         let result = SpawningThread.shared.perform {
             // The child inherits this process's environment as it is.
-            posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+            envp.map { posix_spawn(&child, executable, &actions, &attributes, argv, $0) }
+                ?? posix_spawn(&child, executable, &actions, &attributes, argv, environ)
         }
         guard result == 0 else {
             throw RuntimeError.host("cannot start \(executable): \(HostFile.lastErrorDescription(result))")
@@ -134,11 +149,23 @@ public final class ChildProcess: @unchecked Sendable {
         return "killed by signal \(signal)"
     }
 
+    /// A pipe whose ends close on exec. Made on the spawning thread, so no child of ours
+    /// can be started between pipe(2) and the flag and inherit it (Glibc hides pipe2).
+    public static func closeOnExecPipe() throws(RuntimeError) -> (read: Int32, write: Int32) {
+        var descriptors: [Int32] = [-1, -1]
+        let failure = SpawningThread.shared.perform { () -> Int32 in
+            guard pipe(&descriptors) == 0 else { return errno }
+            for descriptor in descriptors { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
+            return 0
+        }
+        guard failure == 0 else { throw RuntimeError.host("pipe: \(HostFile.lastErrorDescription(failure))") }
+        return (descriptors[0], descriptors[1])
+    }
+
     /// Runs a command to completion, its stdout and stderr captured together.
     public static func run(_ executable: String, _ arguments: [String]) throws(RuntimeError) -> (status: Int32, output: String) {
-        var descriptors: [Int32] = [0, 0]
-        guard pipe(&descriptors) == 0 else { throw RuntimeError.host("pipe: \(HostFile.lastErrorDescription())") }
-        for descriptor in descriptors { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
+        let pipe = try closeOnExecPipe()
+        let descriptors = [pipe.read, pipe.write]
         let child: ChildProcess
         do {
             child = try ChildProcess(executable, arguments, stdin: .null, stdout: .descriptor(descriptors[1]),

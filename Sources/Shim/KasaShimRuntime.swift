@@ -17,6 +17,8 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     let callTimeout: Double
     let dialTimeout: Double
     let log: @Sendable (String) -> Void
+    /// containerd's namespace of this shim's containers (binary:// loggers are told it).
+    let namespace: String
     private let monitor = Monitor()
     // Guarded by `monitor`.
     private var backend: MicroVMBackend?
@@ -32,14 +34,18 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         var stderr: Int32?
         var terminal: Bool
         let cancel = StdinCancellation()
+        /// The stream pumps own the descriptors once started.
+        var pumping = false
     }
 
     /// Rootfs slots a pod's VM gets for the containers after the sandbox (virtio-mmio
     /// leaves room for 19 devices; each slot costs the guest one probe at boot).
     public static let podDriveSlots = 8
 
-    public init(configuration: RuntimeConfiguration, onPVMHost: Bool, log: @escaping @Sendable (String) -> Void) {
+    public init(configuration: RuntimeConfiguration, onPVMHost: Bool, namespace: String = "default",
+                log: @escaping @Sendable (String) -> Void) {
         self.configuration = configuration
+        self.namespace = namespace
         self.callTimeout = onPVMHost ? 120 : 30
         self.dialTimeout = Double(configuration.effectiveDialTimeout(onPVMHost: onPVMHost))
         self.log = log
@@ -89,7 +95,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     public func exec(containerID: String, execID: String, processJSON: [UInt8], stdio: ShimStdio) async throws {
         try await blocking { [self] in
             let agent = try connectedAgent()
-            let opened = try openStdio(stdio)
+            let opened = try openStdio(stdio, containerID: containerID)
             monitor.withLock { self.stdio[containerID + "/" + execID] = opened }
             var request = AgentExecProcessRequest()
             request.containerID = containerID
@@ -143,6 +149,59 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
                 detachDrive(of: containerID)
                 unmountRootfs(of: containerID)
             }
+        }
+    }
+
+    public func setPaused(containerID: String, _ paused: Bool) async throws {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            if paused {
+                var request = AgentPauseContainerRequest()
+                request.containerID = containerID
+                try call { try agent.call(.pauseContainer, request, returning: AgentEmpty.self, timeout: callTimeout) }
+            } else {
+                var request = AgentResumeContainerRequest()
+                request.containerID = containerID
+                try call { try agent.call(.resumeContainer, request, returning: AgentEmpty.self, timeout: callTimeout) }
+            }
+        }
+    }
+
+    public func update(containerID: String, resourcesJSON: [UInt8]) async throws {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            var request = AgentUpdateContainerRequest()
+            request.containerID = containerID
+            request.resourcesJson = Data(resourcesJSON)
+            try call { try agent.call(.updateContainer, request, returning: AgentEmpty.self, timeout: callTimeout) }
+        }
+    }
+
+    public func stats(containerID: String) async throws -> ShimContainerStats {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            var request = AgentStatsContainerRequest()
+            request.containerID = containerID
+            let answer = try call { try agent.call(.statsContainer, request, returning: AgentStatsContainerResponse.self, timeout: callTimeout) }
+            var stats = ShimContainerStats()
+            stats.cpuUsageMicroseconds = answer.cpu.usageUsec
+            stats.cpuUserMicroseconds = answer.cpu.userUsec
+            stats.cpuSystemMicroseconds = answer.cpu.systemUsec
+            stats.memoryUsageBytes = answer.memory.usageBytes
+            stats.memoryLimitBytes = answer.memory.limitBytes
+            stats.pids = answer.pids.current
+            stats.pidsLimit = answer.pids.limit
+            return stats
+        }
+    }
+
+    public func processes(containerID: String) async throws -> [UInt32] {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            var request = AgentListProcessesRequest()
+            request.containerID = containerID
+            return try call { try agent.call(.listProcesses, request, returning: AgentListProcessesResponse.self, timeout: callTimeout) }
+                .pids.map { UInt32(bitPattern: $0) }
         }
     }
 
@@ -215,7 +274,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     private func createContainer(_ container: ShimContainerSpec, workload: WorkloadSpec, mount: AgentMount, agent: AgentClient) throws {
         let key = container.id + "/" + container.id
         do {
-            let opened = try openStdio(container.stdio)
+            let opened = try openStdio(container.stdio, containerID: container.id)
             monitor.withLock { stdio[key] = opened }
             let create = workload.createContainerRequest(containerID: container.id, rootfs: mount)
             try call { try agent.call(.createContainer, create, returning: AgentEmpty.self, timeout: callTimeout) }
@@ -263,23 +322,43 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
 
     /// FIFOs are opened read-write: that never blocks, whoever opened the other end
     /// first, and our end closing is the EOF containerd waits for. `file://PATH` appends
-    /// to a file; `binary://` loggers are not supported yet.
-    private func openStdio(_ stdio: ShimStdio) throws -> OpenStdio {
-        func open(_ uri: String, write: Bool) throws -> Int32? {
+    /// to a file; a `binary://` logger gets stdout and stderr through pipes.
+    private func openStdio(_ stdio: ShimStdio, containerID: String) throws -> OpenStdio {
+        var opened: [Int32] = []
+        func open(_ uri: String) throws -> Int32? {
             guard !uri.isEmpty else { return nil }
-            if uri.hasPrefix("binary://") { throw ShimError(.unimplemented, "binary:// stdio loggers are not supported yet") }
             let path = uri.hasPrefix("file://") ? String(uri.dropFirst("file://".count)) : uri
             let flags = uri.hasPrefix("file://") ? (O_WRONLY | O_CREAT | O_APPEND) : O_RDWR
             let descriptor = Glibc.open(path, flags | O_CLOEXEC, 0o640)
             guard descriptor >= 0 else { throw ShimError(.invalidArgument, "cannot open \(path): \(String(cString: strerror(errno)))") }
+            opened.append(descriptor)
             return descriptor
         }
-        return OpenStdio(stdin: try open(stdio.stdin, write: false), stdout: try open(stdio.stdout, write: true),
-                         stderr: stdio.terminal ? nil : try open(stdio.stderr, write: true), terminal: stdio.terminal)
+        do {
+            if BinaryLogger.isLogger(stdio.stdin) {
+                throw ShimError(.invalidArgument, "stdin cannot be a binary:// logger")
+            }
+            let stdin = try open(stdio.stdin)
+            if BinaryLogger.isLogger(stdio.stdout) || BinaryLogger.isLogger(stdio.stderr) {
+                let logger = try BinaryLogger.start(uri: BinaryLogger.isLogger(stdio.stdout) ? stdio.stdout : stdio.stderr,
+                                                    containerID: containerID, namespace: namespace)
+                if stdio.terminal { close(logger.stderr) }
+                return OpenStdio(stdin: stdin, stdout: logger.stdout, stderr: stdio.terminal ? nil : logger.stderr,
+                                 terminal: stdio.terminal)
+            }
+            return OpenStdio(stdin: stdin, stdout: try open(stdio.stdout),
+                             stderr: stdio.terminal ? nil : try open(stdio.stderr), terminal: stdio.terminal)
+        } catch {
+            opened.forEach { close($0) }
+            throw error
+        }
     }
 
     private func startPumps(agent: AgentClient, containerID: String, execID: String) {
-        guard let opened = monitor.withLock({ stdio[containerID + "/" + execID] }) else { return }
+        guard let opened = monitor.withLock({ () -> OpenStdio? in
+            stdio[containerID + "/" + execID]?.pumping = true
+            return stdio[containerID + "/" + execID]
+        }) else { return }
         if let stdout = opened.stdout {
             StreamPumps.output(.readStdout, agent: agent, containerID: containerID, execID: execID, to: stdout) { close(stdout) }
         }
@@ -291,8 +370,13 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         }
     }
 
+    /// Once pumping, the pumps close the descriptors when their streams end; before that
+    /// (a process deleted without being started) they are closed here, so a FIFO reader
+    /// or a logger sees the end.
     private func closeStdio(_ key: String) {
-        monitor.withLock { stdio.removeValue(forKey: key) }?.cancel.cancel()
+        guard let opened = monitor.withLock({ stdio.removeValue(forKey: key) }) else { return }
+        opened.cancel.cancel()
+        if !opened.pumping { [opened.stdin, opened.stdout, opened.stderr].compactMap { $0 }.forEach { close($0) } }
     }
 
     // MARK: Support
@@ -320,6 +404,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             case .notFound: throw ShimError(.notFound, error.message)
             case .invalidArgument: throw ShimError(.invalidArgument, error.message)
             case .failedPrecondition: throw ShimError(.failedPrecondition, error.message)
+            case .unimplemented, .unavailable: throw ShimError(.unimplemented, "the agent: \(error.message)")
             default: throw ShimError(.internalError, "the agent: \(error)")
             }
         }

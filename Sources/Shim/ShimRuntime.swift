@@ -17,8 +17,28 @@ public protocol ShimRuntime: Sendable {
     func closeStdin(containerID: String, execID: String) async throws
     /// Removes the container (or forgets the exec) after its process ended.
     func delete(containerID: String, execID: String) async throws
+    /// Freezes (`paused`) or thaws every process of the container.
+    func setPaused(containerID: String, _ paused: Bool) async throws
+    /// New resource limits: an OCI LinuxResources object, as JSON.
+    func update(containerID: String, resourcesJSON: [UInt8]) async throws
+    func stats(containerID: String) async throws -> ShimContainerStats
+    /// The container's processes, as the guest numbers them.
+    func processes(containerID: String) async throws -> [UInt32]
     /// Stops the sandbox and releases everything on the host.
     func shutdown() async
+}
+
+/// A container's resource use, from its cgroup in the guest. Limits of 0 mean none.
+public struct ShimContainerStats: Sendable, Equatable {
+    public var cpuUsageMicroseconds: UInt64 = 0
+    public var cpuUserMicroseconds: UInt64 = 0
+    public var cpuSystemMicroseconds: UInt64 = 0
+    public var memoryUsageBytes: UInt64 = 0
+    public var memoryLimitBytes: UInt64 = 0
+    public var pids: UInt64 = 0
+    public var pidsLimit: UInt64 = 0
+
+    public init() {}
 }
 
 /// Where containerd wants a process's streams: FIFO paths (or file://, binary:// URIs);

@@ -45,8 +45,12 @@ public final class TaskService: TTRPCService {
             case "Pids": response = try await pids(Containerd_Task_V2_PidsRequest(serializedBytes: payload))
             case "Connect": response = try await connect(Containerd_Task_V2_ConnectRequest(serializedBytes: payload))
             case "Shutdown": response = try await shutdown(Containerd_Task_V2_ShutdownRequest(serializedBytes: payload))
-            case "Stats", "Update", "Pause", "Resume", "Checkpoint":
-                return TTRPCResponse(code: .unimplemented, message: "\(request.method) is not implemented by the Kasa shim yet")
+            case "Pause": response = try await setPaused(Containerd_Task_V2_PauseRequest(serializedBytes: payload).id, true)
+            case "Resume": response = try await setPaused(Containerd_Task_V2_ResumeRequest(serializedBytes: payload).id, false)
+            case "Update": response = try await update(Containerd_Task_V2_UpdateTaskRequest(serializedBytes: payload))
+            case "Stats": response = try await stats(Containerd_Task_V2_StatsRequest(serializedBytes: payload))
+            case "Checkpoint":
+                return TTRPCResponse(code: .unimplemented, message: "Checkpoint: a VM sandbox cannot be checkpointed by the Kasa shim")
             default:
                 return TTRPCResponse(code: .unimplemented, message: "unknown method \(request.method)")
             }
@@ -238,15 +242,70 @@ public final class TaskService: TTRPCService {
         return response
     }
 
+    /// The container's processes as the guest numbers them (the host has none of them).
     func pids(_ request: Containerd_Task_V2_PidsRequest) async throws -> Containerd_Task_V2_PidsResponse {
-        _ = try await table.process(TaskTable.Key(containerID: request.id, execID: ""))
+        let container = try await table.process(TaskTable.Key(containerID: request.id, execID: ""))
         var response = Containerd_Task_V2_PidsResponse()
-        for key in await table.keys(of: request.id) {
-            guard let process = try? await table.process(key), process.status == .running else { continue }
+        guard container.status == .running || container.status == .paused else { return response }
+        for pid in try await runtime.processes(containerID: request.id) {
             var info = Containerd_V1_Types_ProcessInfo()
-            info.pid = process.pid
+            info.pid = pid
             response.processes.append(info)
         }
+        return response
+    }
+
+    func setPaused(_ id: String, _ paused: Bool) async throws -> Google_Protobuf_Empty {
+        let key = TaskTable.Key(containerID: id, execID: "")
+        let process = try await table.process(key)
+        guard process.status == (paused ? .running : .paused) else {
+            throw ShimError(.failedPrecondition, "container \(id) is \(process.status), not \(paused ? "running" : "paused")")
+        }
+        try await runtime.setPaused(containerID: id, paused)
+        try await table.update(key) { if $0.status != .stopped { $0.status = paused ? .paused : .running } }
+        if paused {
+            var event = Containerd_Events_TaskPaused()
+            event.containerID = id
+            await events.publish(topic: TaskTopic.paused, event: event)
+        } else {
+            var event = Containerd_Events_TaskResumed()
+            event.containerID = id
+            await events.publish(topic: TaskTopic.resumed, event: event)
+        }
+        return Google_Protobuf_Empty()
+    }
+
+    func update(_ request: Containerd_Task_V2_UpdateTaskRequest) async throws -> Google_Protobuf_Empty {
+        let process = try await table.process(TaskTable.Key(containerID: request.id, execID: ""))
+        guard process.status == .running || process.status == .paused else {
+            throw ShimError(.failedPrecondition, "container \(request.id) is \(process.status): only a running container is updated")
+        }
+        guard request.hasResources, !request.resources.value.isEmpty else {
+            throw ShimError(.invalidArgument, "Update: no resources given")
+        }
+        guard request.resources.typeURL.hasSuffix("LinuxResources") else {
+            throw ShimError(.invalidArgument, "Update: resources of type \(request.resources.typeURL) are not OCI LinuxResources")
+        }
+        try await runtime.update(containerID: request.id, resourcesJSON: [UInt8](request.resources.value))
+        return Google_Protobuf_Empty()
+    }
+
+    /// containerd's cgroup v2 metrics message, in an Any with the bare type name its
+    /// typeurl package resolves.
+    func stats(_ request: Containerd_Task_V2_StatsRequest) async throws -> Containerd_Task_V2_StatsResponse {
+        _ = try await table.process(TaskTable.Key(containerID: request.id, execID: ""))
+        let stats = try await runtime.stats(containerID: request.id)
+        var metrics = Io_Containerd_Cgroups_V2_Metrics()
+        metrics.pids.current = stats.pids
+        metrics.pids.limit = stats.pidsLimit
+        metrics.cpu.usageUsec = stats.cpuUsageMicroseconds
+        metrics.cpu.userUsec = stats.cpuUserMicroseconds
+        metrics.cpu.systemUsec = stats.cpuSystemMicroseconds
+        metrics.memory.usage = stats.memoryUsageBytes
+        metrics.memory.usageLimit = stats.memoryLimitBytes
+        var response = Containerd_Task_V2_StatsResponse()
+        response.stats.typeURL = Io_Containerd_Cgroups_V2_Metrics.protoMessageName
+        response.stats.value = try metrics.serializedData()
         return response
     }
 

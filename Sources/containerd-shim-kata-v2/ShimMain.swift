@@ -134,7 +134,8 @@ enum ShimMain {
             log("\(error)")
             exit(1)
         }
-        let runtime = KasaShimRuntime(configuration: configuration, onPVMHost: KVMSystem.isPVMHost, log: log)
+        let runtime = KasaShimRuntime(configuration: configuration, onPVMHost: KVMSystem.isPVMHost,
+                                      namespace: arguments.namespace.isEmpty ? "default" : arguments.namespace, log: log)
         let ttrpcAddress = ProcessInfo.processInfo.environment["TTRPC_ADDRESS"] ?? (arguments.address + ".ttrpc")
         let events = ContainerdEventPublisher(address: ttrpcAddress, namespace: arguments.namespace, log: log)
         let socketPath = (try? String(contentsOfFile: "address", encoding: .utf8)).map { String($0.dropFirst("unix://".count)) }

@@ -60,6 +60,24 @@ actor FakeRuntime: ShimRuntime {
     func closeStdin(containerID: String, execID: String) async throws { record("closeStdin", containerID, execID) }
     func delete(containerID: String, execID: String) async throws { record("delete", containerID, execID) }
     func shutdown() async { record("shutdown", "") }
+
+    func setPaused(containerID: String, _ paused: Bool) async throws { record(paused ? "pause" : "resume", containerID) }
+    func update(containerID: String, resourcesJSON: [UInt8]) async throws {
+        record("update " + String(decoding: resourcesJSON, as: UTF8.self), containerID)
+    }
+    func stats(containerID: String) async throws -> ShimContainerStats {
+        var stats = ShimContainerStats()
+        stats.cpuUsageMicroseconds = 1500
+        stats.memoryUsageBytes = 4 << 20
+        stats.memoryLimitBytes = 256 << 20
+        stats.pids = 2
+        return stats
+    }
+    /// Guest pids: one per started process of the container that has not exited.
+    func processes(containerID: String) async throws -> [UInt32] {
+        let running = calls.filter { $0.name == "start" && $0.id == containerID && exits[$0.id + "/" + $0.exec] == nil }
+        return running.indices.map { UInt32(1 + $0) }
+    }
 }
 
 actor RecordingPublisher: EventPublisher {
@@ -202,6 +220,52 @@ struct TaskServiceTests {
         for _ in 0..<100 where await events.topics.count < 6 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(await events.topics == [TaskTopic.create, TaskTopic.start, TaskTopic.execAdded, TaskTopic.execStarted,
                                         TaskTopic.exit, TaskTopic.exit])
+    }
+
+    /// `ctr task pause/resume/update/metrics`: the runtime is asked, State follows, the
+    /// paused and resumed events are published, and Stats answers with containerd's
+    /// cgroup v2 metrics message under its bare type name.
+    @Test func pauseResumeUpdateAndStats() async throws {
+        _ = try await call("Create", createRequest("t5"), Containerd_Task_V2_CreateTaskResponse.self)
+        var pause = Containerd_Task_V2_PauseRequest()
+        pause.id = "t5"
+        let notStarted = await #expect(throws: TTRPCCallError.self) { _ = try await call("Pause", pause) }
+        #expect(notStarted?.code == .failedPrecondition)
+        var start = Containerd_Task_V2_StartRequest()
+        start.id = "t5"
+        _ = try await call("Start", start, Containerd_Task_V2_StartResponse.self)
+        _ = try await call("Pause", pause)
+        var stateRequest = Containerd_Task_V2_StateRequest()
+        stateRequest.id = "t5"
+        #expect(try await call("State", stateRequest, Containerd_Task_V2_StateResponse.self).status == .paused)
+        let twice = await #expect(throws: TTRPCCallError.self) { _ = try await call("Pause", pause) }
+        #expect(twice?.code == .failedPrecondition)
+        var resume = Containerd_Task_V2_ResumeRequest()
+        resume.id = "t5"
+        _ = try await call("Resume", resume)
+        #expect(try await call("State", stateRequest, Containerd_Task_V2_StateResponse.self).status == .running)
+
+        var update = Containerd_Task_V2_UpdateTaskRequest()
+        update.id = "t5"
+        update.resources.typeURL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+        update.resources.value = Data(#"{"memory":{"limit":268435456}}"#.utf8)
+        _ = try await call("Update", update)
+        update.resources.typeURL = "types.containerd.io/opencontainers/runtime-spec/1/WindowsResources"
+        let windows = await #expect(throws: TTRPCCallError.self) { _ = try await call("Update", update) }
+        #expect(windows?.code == .invalidArgument)
+
+        var statsRequest = Containerd_Task_V2_StatsRequest()
+        statsRequest.id = "t5"
+        let stats = try await call("Stats", statsRequest, Containerd_Task_V2_StatsResponse.self).stats
+        #expect(stats.typeURL == "io.containerd.cgroups.v2.Metrics")
+        let metrics = try Io_Containerd_Cgroups_V2_Metrics(serializedBytes: [UInt8](stats.value))
+        #expect(metrics.memory.usage == 4 << 20 && metrics.memory.usageLimit == 256 << 20)
+        #expect(metrics.cpu.usageUsec == 1500 && metrics.pids.current == 2)
+
+        let calls = await runtime.calls.map(\.name)
+        #expect(calls.contains("pause") && calls.contains("resume"))
+        #expect(calls.contains(#"update {"memory":{"limit":268435456}}"#))
+        #expect(await events.topics == [TaskTopic.create, TaskTopic.start, TaskTopic.paused, TaskTopic.resumed])
     }
 
     @Test func badRequestsGetTheRightStatus() async throws {
