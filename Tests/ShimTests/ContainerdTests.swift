@@ -16,7 +16,7 @@ import Testing
     final class Containerd {
         let directory: String
         let socket: String
-        let process = Process()
+        private(set) var process = Process()
         let log: String
 
         init() throws {
@@ -49,14 +49,20 @@ import Testing
                 state_dir = "\(directory)/kasa-state"
                 image_cache_dir = "\(directory)/kasa-images"
                 """.write(toFile: directory + "/kasa.toml", atomically: true, encoding: .utf8)
+            FileManager.default.createFile(atPath: log, contents: nil)
+            try launch()
+        }
+
+        private func launch() throws {
+            process = Process()
             process.executableURL = URL(filePath: "/usr/bin/containerd")
             process.arguments = ["--config", directory + "/config.toml"]
             var environment = ProcessInfo.processInfo.environment
             environment["PATH"] = ContainerdTests.productsDirectory.path + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
             environment["KATA_CONF_FILE"] = directory + "/kasa.toml"
             process.environment = environment
-            FileManager.default.createFile(atPath: log, contents: nil)
             let handle = try FileHandle(forWritingTo: URL(filePath: log))
+            handle.seekToEndOfFile()
             process.standardOutput = handle
             process.standardError = handle
             try process.run()
@@ -68,11 +74,33 @@ import Testing
             throw Missing(description: "containerd did not come up: \(tail)")
         }
 
+        /// Stops containerd (SIGTERM, as systemd does) and starts it again on the same
+        /// root and state; shims keep running meanwhile.
+        func restart() throws {
+            stop()
+            try launch()
+        }
+
+        /// SIGTERM, then waits for the exit by /proc: Foundation's own reaping can miss the
+        /// SIGCHLD in this process (seen: waitUntilExit never returned, the child a zombie).
+        func stop() {
+            let pid = process.processIdentifier
+            kill(pid, SIGTERM)
+            let deadline = Date().addingTimeInterval(30)
+            func ended() -> Bool {
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+                return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+            }
+            while !ended() && Date() < deadline { usleep(100_000) }
+            if !ended() { kill(pid, SIGKILL) }
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
+
         var tail: String { String((try? String(contentsOfFile: log, encoding: .utf8))?.suffix(3000) ?? "") }
 
         deinit {
-            process.terminate()
-            process.waitUntilExit()
+            stop()
             // Shims outlive containerd by design; a test's must not outlive the test.
             for pid in ContainerdTests.processes(mentioning: directory) { kill(pid, SIGKILL) }
             // Anything a test left mounted under the temporary root goes too.
@@ -320,5 +348,138 @@ import Testing
                 "shim or VMM processes left")
         let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
         #expect(states.isEmpty, "sandbox state left: \(states)")
+    }
+
+    /// Containerd's binary:// logger contract, end to end: a shell-script logger writing
+    /// the container's two streams to files.
+    static func loggerScript(in directory: String) throws -> String {
+        let path = directory + "/logger.sh"
+        try """
+            #!/bin/sh
+            echo "$CONTAINER_NAMESPACE/$CONTAINER_ID" > "\(directory)/logger-for"
+            cat <&3 > "\(directory)/logged-stdout" 5>&- 4<&- &
+            cat <&4 > "\(directory)/logged-stderr" 5>&- 3<&- &
+            exec 5>&-
+            wait
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+        return path
+    }
+
+    static func waitFor(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        return try condition()
+    }
+
+    /// A running task as operators handle one: its output to a binary:// logger, `ctr task
+    /// ps` (the guest's pids), `ctr task metrics` (the guest cgroup's figures), pause and
+    /// resume (the guest freezes it: its output stops, then goes on). Then the shim is
+    /// killed with SIGKILL: containerd's cleanup (`containerd-shim-kata-v2 delete`) must
+    /// leave no VM, shim, socket or sandbox state.
+    @Test(.timeLimit(.minutes(20)))
+    func aRunningTaskIsLoggedListedMeasuredPausedAndCleanedUpAfterItsShimDies() throws {
+        let containerd = try Containerd()
+        let rootfs = try Self.busyboxRootfs()
+        let logger = try Self.loggerScript(in: containerd.directory)
+        let script = "echo to-stderr >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"
+        let run = try Self.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2", "--log-uri", "binary://" + logger,
+                                            "--rootfs", rootfs, "t7", "sh", "-c", script], timeout: 480)
+        let context = { "containerd log:\n\(containerd.tail)" }
+        try #require(run.status == 0, "ctr run: \(run.stderr) \(context())")
+        func logged(_ name: String) -> String {
+            (try? String(contentsOfFile: containerd.directory + "/" + name, encoding: .utf8)) ?? ""
+        }
+        #expect(Self.waitFor(120) { logged("logged-stdout").contains("tick 2") }, "stdout through the logger: \(logged("logged-stdout"))")
+        #expect(logged("logged-stderr") == "to-stderr\n")
+        #expect(logged("logger-for") == "default/t7\n")
+
+        let ps = try Self.ctr(containerd, ["task", "ps", "t7"], timeout: 120)
+        let pids = ps.stdout.split(separator: "\n").dropFirst().compactMap { Int($0.split(separator: " ").first ?? "") }
+        #expect(ps.status == 0 && pids.count >= 2, "sh and its sleep: \(ps.stdout) \(ps.stderr)")
+        let metrics = try Self.ctr(containerd, ["task", "metrics", "t7"], timeout: 120)
+        let memory = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("memory.usage ") }
+            .flatMap { Int($0.split(separator: " ").last ?? "") }
+        #expect(metrics.status == 0 && (memory ?? 0) > 0, "the guest cgroup's memory: \(metrics.stdout) \(metrics.stderr)")
+        #expect(metrics.stdout.contains("pids.current"), "\(metrics.stdout)")
+
+        let paused = try Self.ctr(containerd, ["task", "pause", "t7"], timeout: 120)
+        #expect(paused.status == 0, "\(paused.stderr) \(context())")
+        #expect(try Self.ctr(containerd, ["task", "ls"]).stdout.contains("PAUSED"))
+        let atPause = logged("logged-stdout")
+        Thread.sleep(forTimeInterval: 4)
+        #expect(logged("logged-stdout") == atPause, "a frozen task prints nothing")
+        let resumed = try Self.ctr(containerd, ["task", "resume", "t7"], timeout: 120)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try Self.ctr(containerd, ["task", "ls"]).stdout.contains("RUNNING"))
+        #expect(Self.waitFor(60) { logged("logged-stdout").count > atPause.count }, "the task goes on after resume")
+
+        let shims = Self.processes(mentioning: "containerd-shim-kata-v2").filter { pid in
+            (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(containerd.directory) == true
+        }
+        try #require(shims.count == 1, "one shim: \(shims)")
+        kill(shims[0], SIGKILL)
+        let cleaned = try Self.waitFor(120) {
+            let listed = try Self.ctr(containerd, ["task", "ls"]).stdout
+            return Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty
+                && !listed.contains("t7")
+        }
+        let afterDeath = try Self.ctr(containerd, ["task", "ls"]).stdout
+        #expect(cleaned, "after the shim died: \(afterDeath) \(context())")
+        let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
+        #expect(states.isEmpty, "sandbox state left: \(states)")
+        let sockets = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/containerd/s")) ?? []).filter { name in
+            (try? String(contentsOfFile: containerd.directory + "/state/io.containerd.runtime.v2.task/default/t7/address",
+                         encoding: .utf8))?.contains(name) == true
+        }
+        #expect(sockets.isEmpty, "shim socket left: \(sockets)")
+        #expect(!FileManager.default.fileExists(atPath: containerd.directory + "/state/io.containerd.runtime.v2.task/default/t7"),
+                "bundle left")
+        _ = try Self.ctr(containerd, ["container", "rm", "t7"])
+    }
+
+    /// An image built here (images/build-oci-archive.sh: busybox plus a second layer) is
+    /// imported with `ctr images import` and runs from the overlayfs snapshotter's mounts.
+    /// containerd is restarted while the task runs: it reconnects to the shim, and the
+    /// task is still listed, exec'd into, killed and removed.
+    @Test(.timeLimit(.minutes(20)))
+    func anImportedImageRunsAndSurvivesAContainerdRestart() throws {
+        let containerd = try Containerd()
+        let archive = containerd.directory + "/busybox-image.tar"
+        let name = "docker.io/kasa/busybox:test"
+        let build = try Process.run(URL(filePath: "/bin/bash"), arguments: [
+            Self.packageRoot.appending(path: "images/build-oci-archive.sh").path, try Self.busyboxRootfs(), archive, name])
+        build.waitUntilExit()
+        try #require(build.terminationStatus == 0, "images/build-oci-archive.sh failed")
+        let imported = try Self.ctr(containerd, ["images", "import", "--snapshotter", "overlayfs", archive], timeout: 120)
+        try #require(imported.status == 0, "ctr images import: \(imported.stderr)")
+
+        let run = try Self.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2", "--snapshotter", "overlayfs", name,
+                                            "t8", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"], timeout: 480)
+        let context = { "containerd log:\n\(containerd.tail)" }
+        try #require(run.status == 0, "ctr run: \(run.stderr) \(context())")
+        #expect(try Self.ctr(containerd, ["task", "ls"]).stdout.contains("RUNNING"))
+
+        try containerd.restart()
+        let listed = try Self.ctr(containerd, ["task", "ls"], timeout: 60)
+        #expect(listed.stdout.contains("t8") && listed.stdout.contains("RUNNING"), "after the restart: \(listed.stdout) \(context())")
+        let exec = try Self.ctr(containerd, ["task", "exec", "--exec-id", "e1", "t8", "cat", "/etc/kasa-image"], timeout: 180)
+        #expect(exec.stdout == name + "\n", "the image's second layer: \(exec.stdout) \(exec.stderr) \(context())")
+        #expect(exec.status == 0)
+
+        _ = try Self.ctr(containerd, ["task", "kill", "--signal", "SIGTERM", "t8"], timeout: 60)
+        let stopped = try Self.waitFor(60) { (try Self.ctr(containerd, ["task", "ls"])).stdout.contains("STOPPED") }
+        #expect(stopped, "the task did not stop")
+        let removed = try Self.ctr(containerd, ["task", "rm", "t8"], timeout: 60)
+        #expect(removed.status == 0, "\(removed.stderr)")
+        _ = try Self.ctr(containerd, ["container", "rm", "t8"])
+        #expect(Self.waitFor(10) {
+            Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty
+        }, "shim or VMM processes left")
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        #expect(!mounts.contains(containerd.directory + "/state"), "the rootfs mount is left")
     }
 }
