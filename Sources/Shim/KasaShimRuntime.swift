@@ -88,6 +88,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             request.containerID = containerID
             request.execID = execID.isEmpty ? containerID : execID
             request.signal = signal
+            request.all = all && execID.isEmpty
             try call { try agent.call(.signalProcess, request, returning: AgentEmpty.self, timeout: callTimeout) }
         }
     }

@@ -330,6 +330,35 @@ struct AgentServiceTests {
         #expect(exited?.code == .failedPrecondition)
     }
 
+    /// Kill with `all` reaches every process in the container's cgroup, including ones
+    /// the agent never started (here a process the test put into the fake cgroup).
+    @Test func signalAllReachesEveryProcessInTheCgroup() throws {
+        let cgroups = FileManager.default.temporaryDirectory.appendingPathComponent("kasa-fake-cgroup-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: cgroups) }
+        try FileManager.default.createDirectory(atPath: cgroups + "/kasa-all", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: cgroups + "/kasa-all/cgroup.procs", contents: nil)
+        let agent = try RunningAgent(arguments: ["--cgroup-root", cgroups])
+        try agent.create("all", "exec sleep 30")
+        try agent.start("all")
+        let stray = try Process.run(URL(fileURLWithPath: "/bin/sleep"), arguments: ["60"])
+        defer { kill(stray.processIdentifier, SIGKILL) }
+        try "\(stray.processIdentifier)\n".write(toFile: cgroups + "/kasa-all/cgroup.procs", atomically: true, encoding: .utf8)
+
+        var signal = AgentSignalProcessRequest()
+        signal.containerID = "all"
+        signal.signal = UInt32(SIGKILL)
+        signal.all = true
+        try agent.client.call(.signalProcess, signal)
+        #expect(try agent.wait("all") == 128 + SIGKILL)
+        func ended(_ pid: Int32) -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+            return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+        }
+        var waited = 0
+        while !ended(stray.processIdentifier) && waited < 100 { usleep(50_000); waited += 1 }
+        #expect(ended(stray.processIdentifier), "the process in the cgroup got the signal too")
+    }
+
     @Test func pausingWithoutCgroupsIsAClearError() throws {
         let agent = try RunningAgent()
         try agent.create("p", "exec sleep 30")

@@ -323,6 +323,10 @@ public nonisolated struct AgentSignalProcessRequest: Sendable {
 
   public var signal: UInt32 = 0
 
+  /// Every process in the container, not only the one named (containerd's Kill `all`;
+  /// protocol 2).
+  public var all: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1152,7 +1156,7 @@ nonisolated extension AgentExecProcessRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension AgentSignalProcessRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SignalProcessRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}signal\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}signal\0\u{1}all\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1163,6 +1167,7 @@ nonisolated extension AgentSignalProcessRequest: SwiftProtobuf.Message, SwiftPro
       case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.signal) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.all) }()
       default: break
       }
     }
@@ -1178,6 +1183,9 @@ nonisolated extension AgentSignalProcessRequest: SwiftProtobuf.Message, SwiftPro
     if self.signal != 0 {
       try visitor.visitSingularUInt32Field(value: self.signal, fieldNumber: 3)
     }
+    if self.all != false {
+      try visitor.visitSingularBoolField(value: self.all, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1185,6 +1193,7 @@ nonisolated extension AgentSignalProcessRequest: SwiftProtobuf.Message, SwiftPro
     if lhs.containerID != rhs.containerID {return false}
     if lhs.execID != rhs.execID {return false}
     if lhs.signal != rhs.signal {return false}
+    if lhs.all != rhs.all {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

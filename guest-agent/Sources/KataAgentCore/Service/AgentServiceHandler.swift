@@ -75,7 +75,11 @@ public final class AgentServiceHandler: TTRPCRequestHandler, @unchecked Sendable
             return AgentEmpty()
         case .signalProcess:
             let request = try decode(AgentSignalProcessRequest.self, payload)
-            try sandbox.process(request.containerID, request.execID).signal(Int32(request.signal))
+            if request.all {
+                try sandbox.signalAll(request.containerID, Int32(request.signal))
+            } else {
+                try sandbox.process(request.containerID, request.execID).signal(Int32(request.signal))
+            }
             return AgentEmpty()
         case .waitProcess:
             let request = try decode(AgentWaitProcessRequest.self, payload)

@@ -227,6 +227,20 @@ final class Sandbox: @unchecked Sendable {
         return processes.filter { $0.exitStatus == nil && $0.pid > 0 }.map(\.pid).sorted()
     }
 
+    /// `signal` to every process of the container: its cgroup's (forks of forks too) and
+    /// the ones the agent started.
+    func signalAll(_ id: String, _ signal: Int32) throws {
+        let record = try container(id)
+        guard monitor.withLock({ record.started }) else {
+            throw AgentError(.failedPrecondition, "container \(id) is not started")
+        }
+        var pids = Set(monitor.withLock { record.allProcesses }.filter { $0.exitStatus == nil }.map(\.pid))
+        if let cgroup = record.cgroupPath { pids.formUnion(CgroupManager.processes(in: cgroup) ?? []) }
+        for pid in pids where pid > 1 && pid != getpid() {  // never the agent (PID 1 in the guest)
+            _ = kill(pid, signal)
+        }
+    }
+
     // MARK: Stats and OOM
 
     func stats(_ id: String) throws -> AgentStatsContainerResponse {
