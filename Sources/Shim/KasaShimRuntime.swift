@@ -206,6 +206,15 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         }
     }
 
+    public func nextOOMKill() async throws -> String {
+        try await blocking { [self] in
+            let agent = try connectedAgent()
+            // The agent answers when a container's memory.events counts a new oom_kill.
+            return try call { try agent.call(.getOOMEvent, AgentGetOOMEventRequest(), returning: AgentOOMEvent.self,
+                                             timeout: 365 * 24 * 3600) }.containerID
+        }
+    }
+
     public func shutdown() async {
         await (try? blocking { [self] in
             tearDownSandbox()

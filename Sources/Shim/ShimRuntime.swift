@@ -24,6 +24,9 @@ public protocol ShimRuntime: Sendable {
     func stats(containerID: String) async throws -> ShimContainerStats
     /// The container's processes, as the guest numbers them.
     func processes(containerID: String) async throws -> [UInt32]
+    /// Blocks until the kernel's OOM killer hits a container of the sandbox; its id.
+    /// Throws when the sandbox is gone.
+    func nextOOMKill() async throws -> String
     /// Stops the sandbox and releases everything on the host.
     func shutdown() async
 }

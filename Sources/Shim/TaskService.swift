@@ -16,6 +16,7 @@ public final class TaskService: TTRPCService {
     /// Called after a Shutdown that leaves nothing to serve (the daemon exits).
     let onShutdown: @Sendable () -> Void
     let table = TaskTable()
+    private let oomWatch = OOMWatch()
 
     public init(runtime: any ShimRuntime, events: any EventPublisher, shimPID: UInt32,
                 onShutdown: @escaping @Sendable () -> Void) {
@@ -82,6 +83,7 @@ public final class TaskService: TTRPCService {
             throw error
         }
         try await table.update(key) { $0.pid = pid; $0.status = .created }
+        if await oomWatch.begin() { watchOOMKills() }
         var event = Containerd_Events_TaskCreate()
         event.containerID = request.id
         event.bundle = request.bundle
@@ -327,6 +329,24 @@ public final class TaskService: TTRPCService {
         return Google_Protobuf_Empty()
     }
 
+    /// Publishes `/tasks/oom` for each OOM kill the sandbox reports, for as long as the
+    /// shim has containers. The first Create starts it.
+    private func watchOOMKills() {
+        Task { [self] in
+            while await table.containerCount > 0 {
+                do {
+                    let id = try await runtime.nextOOMKill()
+                    var event = Containerd_Events_TaskOOM()
+                    event.containerID = id
+                    await events.publish(topic: TaskTopic.oom, event: event)
+                } catch {
+                    try? await Task.sleep(for: .seconds(1))  // the sandbox is starting or gone
+                }
+            }
+            await oomWatch.end()
+        }
+    }
+
     private func describe(_ key: TaskTable.Key) -> String {
         key.execID.isEmpty ? "container \(key.containerID)" : "exec \(key.execID) of \(key.containerID)"
     }
@@ -343,4 +363,15 @@ extension ShimError.Kind {
         case .internalError: .internal
         }
     }
+}
+
+/// Whether the OOM watcher runs: one per shim.
+actor OOMWatch {
+    private var running = false
+    /// True when the caller should start the watcher.
+    func begin() -> Bool {
+        defer { running = true }
+        return !running
+    }
+    func end() { running = false }
 }

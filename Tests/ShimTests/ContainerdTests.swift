@@ -376,7 +376,9 @@ import Testing
     }
 
     /// A running task as operators handle one: its output to a binary:// logger, `ctr task
-    /// ps` (the guest's pids), `ctr task metrics` (the guest cgroup's figures), pause and
+    /// ps` (the guest's pids), `ctr task metrics` (the guest cgroup's figures, its memory
+    /// limit from `--memory-limit`), an exec that the guest's OOM killer ends (exit 137 and
+    /// a /tasks/oom event), pause and
     /// resume (the guest freezes it: its output stops, then goes on). Then the shim is
     /// killed with SIGKILL: containerd's cleanup (`containerd-shim-kata-v2 delete`) must
     /// leave no VM, shim, socket or sandbox state.
@@ -385,9 +387,22 @@ import Testing
         let containerd = try Containerd()
         let rootfs = try Self.busyboxRootfs()
         let logger = try Self.loggerScript(in: containerd.directory)
+        // `ctr events` into a file, read while it runs.
+        let eventLog = containerd.directory + "/events.log"
+        FileManager.default.createFile(atPath: eventLog, contents: nil)
+        let events = Process()
+        events.executableURL = URL(filePath: "/usr/bin/ctr")
+        events.arguments = ["--address", containerd.socket, "events"]
+        events.standardOutput = try FileHandle(forWritingTo: URL(filePath: eventLog))
+        events.standardError = FileHandle.nullDevice
+        try events.run()
+        defer { kill(events.processIdentifier, SIGKILL) }
+        let eventText = { (try? String(contentsOfFile: eventLog, encoding: .utf8)) ?? "" }
+
         let script = "echo to-stderr >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"
+        let limit = 64 << 20
         let run = try Self.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2", "--log-uri", "binary://" + logger,
-                                            "--rootfs", rootfs, "t7", "sh", "-c", script], timeout: 480)
+                                            "--memory-limit", String(limit), "--rootfs", rootfs, "t7", "sh", "-c", script], timeout: 480)
         let context = { "containerd log:\n\(containerd.tail)" }
         try #require(run.status == 0, "ctr run: \(run.stderr) \(context())")
         func logged(_ name: String) -> String {
@@ -405,6 +420,17 @@ import Testing
             .flatMap { Int($0.split(separator: " ").last ?? "") }
         #expect(metrics.status == 0 && (memory ?? 0) > 0, "the guest cgroup's memory: \(metrics.stdout) \(metrics.stderr)")
         #expect(metrics.stdout.contains("pids.current"), "\(metrics.stdout)")
+        let reportedLimit = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("memory.usage_limit ") }
+            .flatMap { Int($0.split(separator: " ").last ?? "") }
+        #expect(reportedLimit == limit, "the spec's memory limit is the guest cgroup's: \(metrics.stdout)")
+
+        // An exec that outgrows the container's memory limit: awk doubles a string (user
+        // space copies, page faults only) until the guest's OOM killer ends it.
+        let hog = try Self.ctr(containerd, ["task", "exec", "--exec-id", "hog", "t7", "awk",
+                                            "BEGIN { s = \"x\"; for (i = 0; i < 40; i++) s = s s; print length(s) }"], timeout: 300)
+        #expect(hog.status == 137, "the OOM killer ends the exec: \(hog.status) \(hog.stdout) \(hog.stderr)")
+        let oomSeen = Self.waitFor(30) { eventText().contains("/tasks/oom") }
+        #expect(oomSeen, "ctr events shows the OOM: \(eventText()) \(context())")
 
         let paused = try Self.ctr(containerd, ["task", "pause", "t7"], timeout: 120)
         #expect(paused.status == 0, "\(paused.stderr) \(context())")

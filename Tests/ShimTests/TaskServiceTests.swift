@@ -73,6 +73,17 @@ actor FakeRuntime: ShimRuntime {
         stats.pids = 2
         return stats
     }
+    private var oomKills: [String] = []
+    private var oomWaiters: [CheckedContinuation<String, Never>] = []
+    /// The OOM killer hits `containerID`.
+    func oomKill(_ containerID: String) {
+        if oomWaiters.isEmpty { oomKills.append(containerID) } else { oomWaiters.removeFirst().resume(returning: containerID) }
+    }
+    func nextOOMKill() async throws -> String {
+        if !oomKills.isEmpty { return oomKills.removeFirst() }
+        return await withCheckedContinuation { oomWaiters.append($0) }
+    }
+
     /// Guest pids: one per started process of the container that has not exited.
     func processes(containerID: String) async throws -> [UInt32] {
         let running = calls.filter { $0.name == "start" && $0.id == containerID && exits[$0.id + "/" + $0.exec] == nil }
@@ -83,10 +94,12 @@ actor FakeRuntime: ShimRuntime {
 actor RecordingPublisher: EventPublisher {
     private(set) var topics: [String] = []
     private(set) var exits: [Containerd_Events_TaskExit] = []
+    private(set) var ooms: [String] = []
 
     func publish(topic: String, event: any SwiftProtobuf.Message) async {
         topics.append(topic)
         if let exit = event as? Containerd_Events_TaskExit { exits.append(exit) }
+        if let oom = event as? Containerd_Events_TaskOOM { ooms.append(oom.containerID) }
     }
 }
 
@@ -224,7 +237,8 @@ struct TaskServiceTests {
 
     /// `ctr task pause/resume/update/metrics`: the runtime is asked, State follows, the
     /// paused and resumed events are published, and Stats answers with containerd's
-    /// cgroup v2 metrics message under its bare type name.
+    /// cgroup v2 metrics message under its bare type name. An OOM kill the runtime
+    /// reports becomes a /tasks/oom event.
     @Test func pauseResumeUpdateAndStats() async throws {
         _ = try await call("Create", createRequest("t5"), Containerd_Task_V2_CreateTaskResponse.self)
         var pause = Containerd_Task_V2_PauseRequest()
@@ -262,10 +276,13 @@ struct TaskServiceTests {
         #expect(metrics.memory.usage == 4 << 20 && metrics.memory.usageLimit == 256 << 20)
         #expect(metrics.cpu.usageUsec == 1500 && metrics.pids.current == 2)
 
+        await runtime.oomKill("t5")
+        for _ in 0..<100 where await events.topics.count < 5 { try await Task.sleep(for: .milliseconds(10)) }
         let calls = await runtime.calls.map(\.name)
         #expect(calls.contains("pause") && calls.contains("resume"))
         #expect(calls.contains(#"update {"memory":{"limit":268435456}}"#))
-        #expect(await events.topics == [TaskTopic.create, TaskTopic.start, TaskTopic.paused, TaskTopic.resumed])
+        #expect(await events.topics == [TaskTopic.create, TaskTopic.start, TaskTopic.paused, TaskTopic.resumed, TaskTopic.oom])
+        #expect(await events.ooms == ["t5"])
     }
 
     @Test func badRequestsGetTheRightStatus() async throws {
