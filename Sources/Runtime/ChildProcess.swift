@@ -209,6 +209,9 @@ final class SpawningThread: @unchecked Sendable {
                 return work != nil
             })
             work?()
+            // Dropped before the caller is told: its closure must not outlive perform's
+            // withoutActuallyEscaping (the runtime checks, and traps, when it does).
+            work = nil
             monitor.update {
                 job = nil
                 finished += 1
