@@ -1,3 +1,4 @@
+import AgentProtocol
 import Foundation
 @testable import Runtime
 import Testing
@@ -148,7 +149,7 @@ import Testing
         let version = try Self.kataRuntime(["version", "--config", setup.configPath])
         #expect(version.status == 0)
         #expect(version.stdout.contains("kata-runtime  : 0.1.0"))
-        #expect(version.stdout.contains("agent protocol: 1"))
+        #expect(version.stdout.contains("agent protocol: \(AgentProtocolVersion.current)"), "\(version.stdout)")
         #expect(version.stdout.contains("hypervisor: kasa-vmm"), "\(version.stdout)")
     }
 
