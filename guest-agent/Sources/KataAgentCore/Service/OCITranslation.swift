@@ -17,8 +17,7 @@ enum OCITranslation {
     /// The container's first process. `rootfs` is where the agent mounted the request's
     /// rootfs; without one, the spec's own absolute root.path is used (host-process mode,
     /// or a rootfs shared into the guest).
-    static func launchSpec(ociJSON: [UInt8], rootfs: String?) throws -> ContainerLaunchSpec {
-        let spec = try parse(ociJSON)
+    static func launchSpec(_ spec: OCISpec, rootfs: String?) throws -> ContainerLaunchSpec {
         let root: String
         if let rootfs {
             root = rootfs
@@ -39,10 +38,19 @@ enum OCITranslation {
         }
     }
 
-    static func resources(ociJSON: [UInt8]) throws -> ContainerResources {
-        let resources = try parse(ociJSON).linux?.resources
-        return ContainerResources(memoryLimit: resources?.memory?.limit, cpuQuota: resources?.cpu?.quota,
-                                  cpuPeriod: resources?.cpu?.period, pidsLimit: resources?.pids?.limit)
+    /// linux.resources (at create, or an update's LinuxResources) in cgroup terms.
+    static func resources(_ resources: OCISpec.Resources?) -> ContainerResources {
+        ContainerResources(memoryLimit: resources?.memory?.limit, cpuQuota: resources?.cpu?.quota,
+                           cpuPeriod: resources?.cpu?.period, pidsLimit: resources?.pids?.limit)
+    }
+
+    /// An update's LinuxResources JSON.
+    static func resources(json: [UInt8]) throws -> ContainerResources {
+        do {
+            return resources(try OCISpec.decode(OCISpec.Resources.self, from: json, what: "resources"))
+        } catch {
+            throw AgentError(.invalidArgument, "invalid resources: \(error)")
+        }
     }
 
     /// An exec: the process JSON joined to the running container.

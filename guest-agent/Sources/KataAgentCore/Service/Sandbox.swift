@@ -77,10 +77,12 @@ final class Sandbox: @unchecked Sendable {
         let rootfs = try RootfsPreparer.prepare(containerID: id, mounts: request.rootfs, stateDirectory: configuration.stateDirectory,
                                                 readonlyRootfs: request.readonlyRootfs)
         do {
-            var spec = try OCITranslation.launchSpec(ociJSON: Array(request.ociSpecJson), rootfs: rootfs.path)
+            let oci = try OCITranslation.parse(Array(request.ociSpecJson))
+            var spec = try OCITranslation.launchSpec(oci, rootfs: rootfs.path)
             if request.readonlyRootfs { spec.readonlyRootfs = true }
-            spec.sharedNamespaces = try podNamespaces(for: id, ociJSON: Array(request.ociSpecJson))
-            spec.cgroupPath = try CgroupManager.create(for: id, root: configuration.cgroupRoot, resources: OCITranslation.resources(ociJSON: Array(request.ociSpecJson)))
+            spec.sharedNamespaces = try podNamespaces(for: id, named: oci.linux?.namespaces ?? [])
+            spec.cgroupPath = try CgroupManager.create(for: id, root: configuration.cgroupRoot,
+                                                       resources: OCITranslation.resources(oci.linux?.resources))
             let process = try ProcessSpawner.spawn(containerID: id, execID: execID, spec: spec, launcher: launcher)
             let record = ContainerRecord(id: id, initExecID: execID, initProcess: process, cgroupPath: spec.cgroupPath,
                                          mountedPaths: rootfs.mountedPaths, launchSpec: spec)
@@ -96,9 +98,8 @@ final class Sandbox: @unchecked Sendable {
     /// them at the host's pause process, meaningless in the guest) joins those of the
     /// pod's sandbox container instead. The network namespace is the VM's for every
     /// container already. Other containers get their own.
-    private func podNamespaces(for id: String, ociJSON: [UInt8]) throws -> ContainerLaunchSpec.SharedNamespaces? {
-        let named = (try OCITranslation.parse(ociJSON).linux?.namespaces ?? [])
-            .filter { !($0.path ?? "").isEmpty }.map(\.type)
+    private func podNamespaces(for id: String, named namespaces: [OCISpec.Namespace]) throws -> ContainerLaunchSpec.SharedNamespaces? {
+        let named = namespaces.filter { !($0.path ?? "").isEmpty }.map(\.type)
         let kinds = ["ipc", "uts"].filter(named.contains)
         guard !kinds.isEmpty else { return nil }
         guard let sandbox = monitor.withLock({ () -> ContainerRecord? in
@@ -193,10 +194,7 @@ final class Sandbox: @unchecked Sendable {
     // MARK: Control
 
     func setPaused(_ paused: Bool, _ id: String) throws {
-        let record = try container(id)
-        guard let cgroup = record.cgroupPath else {
-            throw AgentError(.unavailable, "container \(id) has no cgroup to freeze (no cgroup v2 here)")
-        }
+        let (record, cgroup) = try cgroup(of: id, "to freeze")
         guard record.initProcess.exitStatus == nil else {
             throw AgentError(.failedPrecondition, "container \(id) is not running")
         }
@@ -204,18 +202,8 @@ final class Sandbox: @unchecked Sendable {
     }
 
     func update(_ request: AgentUpdateContainerRequest) throws {
-        let record = try container(request.containerID)
-        guard let cgroup = record.cgroupPath else {
-            throw AgentError(.unavailable, "container \(request.containerID) has no cgroup to update (no cgroup v2 here)")
-        }
-        let resources: OCISpec.Resources
-        do {
-            resources = try OCISpec.decode(OCISpec.Resources.self, from: Array(request.resourcesJson), what: "resources")
-        } catch {
-            throw AgentError(.invalidArgument, "invalid resources: \(error)")
-        }
-        try CgroupManager.apply(ContainerResources(memoryLimit: resources.memory?.limit, cpuQuota: resources.cpu?.quota,
-                                                   cpuPeriod: resources.cpu?.period, pidsLimit: resources.pids?.limit), to: cgroup)
+        let (_, cgroup) = try cgroup(of: request.containerID, "to update")
+        try CgroupManager.apply(OCITranslation.resources(json: Array(request.resourcesJson)), to: cgroup)
     }
 
     /// The container's processes: its cgroup's, or (without cgroups) the ones the agent
@@ -223,8 +211,7 @@ final class Sandbox: @unchecked Sendable {
     func processes(_ id: String) throws -> [Int32] {
         let record = try container(id)
         if let cgroup = record.cgroupPath, let pids = CgroupManager.processes(in: cgroup), !pids.isEmpty { return pids }
-        let processes = monitor.withLock { record.allProcesses }
-        return processes.filter { $0.exitStatus == nil && $0.pid > 0 }.map(\.pid).sorted()
+        return runningProcesses(of: record).sorted()
     }
 
     /// `signal` to every process of the container: its cgroup's (forks of forks too) and
@@ -234,21 +221,31 @@ final class Sandbox: @unchecked Sendable {
         guard monitor.withLock({ record.started }) else {
             throw AgentError(.failedPrecondition, "container \(id) is not started")
         }
-        var pids = Set(monitor.withLock { record.allProcesses }.filter { $0.exitStatus == nil }.map(\.pid))
+        var pids = Set(runningProcesses(of: record))
         if let cgroup = record.cgroupPath { pids.formUnion(CgroupManager.processes(in: cgroup) ?? []) }
         for pid in pids where pid > 1 && pid != getpid() {  // never the agent (PID 1 in the guest)
             _ = kill(pid, signal)
         }
     }
 
+    /// Pids of the processes the agent started in the container that have not exited.
+    private func runningProcesses(of record: ContainerRecord) -> [Int32] {
+        monitor.withLock { record.allProcesses }.filter { $0.exitStatus == nil && $0.pid > 0 }.map(\.pid)
+    }
+
+    /// The container and its cgroup; UNAVAILABLE, naming `purpose`, without one.
+    private func cgroup(of id: String, _ purpose: String) throws -> (ContainerRecord, String) {
+        let record = try container(id)
+        guard let cgroup = record.cgroupPath else {
+            throw AgentError(.unavailable, "container \(id) has no cgroup \(purpose) (no cgroup v2 here)")
+        }
+        return (record, cgroup)
+    }
+
     // MARK: Stats and OOM
 
     func stats(_ id: String) throws -> AgentStatsContainerResponse {
-        let record = try container(id)
-        guard let cgroup = record.cgroupPath else {
-            throw AgentError(.unavailable, "container \(id) has no cgroup (no cgroup v2 here)")
-        }
-        return CgroupManager.stats(of: cgroup)
+        CgroupManager.stats(of: try cgroup(of: id, "to measure").1)
     }
 
     /// Waits for a container to report a new OOM kill (memory.events oom_kill grows).
