@@ -28,33 +28,35 @@ struct BinaryLogger {
             guard let value = item.value, !value.isEmpty else { return [item.name] }
             return [item.name, value]
         }
-        var output: [Int32] = [-1, -1], errors: [Int32] = [-1, -1], ready: [Int32] = [-1, -1]
-        defer { (output + errors + ready).filter { $0 >= 0 }.forEach { close($0) } }
-        do {
-            for index in 0..<3 {
+        // Every descriptor made here is closed on the way out except the two write ends
+        // handed to the caller.
+        var owned: [Int32] = []
+        defer { owned.forEach { close($0) } }
+        func makePipe() throws -> (read: Int32, write: Int32) {
+            do {
                 let pipe = try ChildProcess.closeOnExecPipe()
-                switch index {
-                case 0: output = [pipe.read, pipe.write]
-                case 1: errors = [pipe.read, pipe.write]
-                default: ready = [pipe.read, pipe.write]
-                }
+                owned += [pipe.read, pipe.write]
+                return pipe
+            } catch {
+                throw ShimError(.internalError, "pipes for the stdio logger: \(error)")
             }
-        } catch {
-            throw ShimError(.internalError, "pipes for the stdio logger: \(error)")
         }
+        let output = try makePipe(), errors = try makePipe(), ready = try makePipe()
         let environment = ProcessInfo.processInfo.environment
             .filter { $0.key != "CONTAINER_ID" && $0.key != "CONTAINER_NAMESPACE" }
             .map { "\($0.key)=\($0.value)" } + ["CONTAINER_ID=\(containerID)", "CONTAINER_NAMESPACE=\(namespace)"]
         let process: ChildProcess
         do {
             process = try ChildProcess(path, arguments, stdin: .null, stdout: .null, stderr: .inherit,
-                                       passing: [output[0], errors[0], ready[1]], environment: environment)
+                                       passing: [output.read, errors.read, ready.write], environment: environment)
         } catch {
             throw ShimError(.internalError, "stdio logger \(path): \(error)")
         }
-        close(ready[1]); ready[1] = -1
+        // Only the logger may hold the ready pipe's write end: its closing is the signal.
+        close(ready.write)
+        owned.removeAll { $0 == ready.write }
         // Ready is the logger closing its end: end of file here (or its exit).
-        var poller = pollfd(fd: ready[0], events: Int16(POLLIN), revents: 0)
+        var poller = pollfd(fd: ready.read, events: Int16(POLLIN), revents: 0)
         let deadline = Date().addingTimeInterval(readyTimeout)
         var signalled = false
         while !signalled, Date() < deadline {
@@ -62,7 +64,7 @@ struct BinaryLogger {
             if waited < 0 && errno == EINTR { continue }
             guard waited > 0 else { break }
             var scratch = [UInt8](repeating: 0, count: 64)
-            signalled = read(ready[0], &scratch, scratch.count) <= 0
+            signalled = read(ready.read, &scratch, scratch.count) <= 0
         }
         guard signalled else {
             process.terminate(grace: 1)
@@ -71,9 +73,7 @@ struct BinaryLogger {
         if let status = process.wait(timeout: 0), status != 0 {
             throw ShimError(.internalError, "stdio logger \(path) \(ChildProcess.describe(waitStatus: status)) before the container started")
         }
-        let logger = BinaryLogger(stdout: output[1], stderr: errors[1], process: process)
-        output[1] = -1  // now the caller's
-        errors[1] = -1
-        return logger
+        owned.removeAll { $0 == output.write || $0 == errors.write }  // now the caller's
+        return BinaryLogger(stdout: output.write, stderr: errors.write, process: process)
     }
 }

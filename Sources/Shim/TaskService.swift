@@ -329,11 +329,11 @@ public final class TaskService: TTRPCService {
         return Google_Protobuf_Empty()
     }
 
-    /// Publishes `/tasks/oom` for each OOM kill the sandbox reports, for as long as the
-    /// shim has containers. The first Create starts it.
+    /// Publishes `/tasks/oom` for each OOM kill the sandbox reports, for the shim's life
+    /// (it exits once its last container is gone). The first Create starts it.
     private func watchOOMKills() {
         Task { [self] in
-            while await table.containerCount > 0 {
+            while true {
                 do {
                     let id = try await runtime.nextOOMKill()
                     var event = Containerd_Events_TaskOOM()
@@ -343,7 +343,6 @@ public final class TaskService: TTRPCService {
                     try? await Task.sleep(for: .seconds(1))  // the sandbox is starting or gone
                 }
             }
-            await oomWatch.end()
         }
     }
 
@@ -365,13 +364,12 @@ extension ShimError.Kind {
     }
 }
 
-/// Whether the OOM watcher runs: one per shim.
+/// Whether the OOM watcher was started: one per shim.
 actor OOMWatch {
-    private var running = false
-    /// True when the caller should start the watcher.
+    private var started = false
+    /// True the first time only: the caller starts the watcher.
     func begin() -> Bool {
-        defer { running = true }
-        return !running
+        defer { started = true }
+        return !started
     }
-    func end() { running = false }
 }

@@ -97,6 +97,12 @@ import Testing
             _ = waitpid(pid, &status, 0)
         }
 
+        /// Processes this containerd's tasks left (shims, VMMs, loggers): everything whose
+        /// command line mentions its directory, but containerd itself and `excluding`.
+        func leftovers(excluding others: [Int32] = []) -> [Int32] {
+            ContainerdTests.processes(mentioning: directory).filter { $0 != process.processIdentifier && !others.contains($0) }
+        }
+
         var tail: String { String((try? String(contentsOfFile: log, encoding: .utf8))?.suffix(3000) ?? "") }
 
         deinit {
@@ -202,7 +208,7 @@ import Testing
         #expect(states.isEmpty, "sandbox state left: \(states)")
         // The shim exits after Shutdown and its VMM with it: nothing of t1 runs on.
         Thread.sleep(forTimeInterval: 1)
-        #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
+        #expect(containerd.leftovers().isEmpty,
                 "shim or VMM processes left")
     }
 
@@ -252,7 +258,7 @@ import Testing
         }
         #expect(topics == ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit",
                            "/tasks/exit", "/tasks/delete"], "ctr events: \(collected.texts.0)")
-        #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
+        #expect(containerd.leftovers().isEmpty,
                 "shim or VMM processes left")
     }
 
@@ -313,7 +319,7 @@ import Testing
         #expect(removed.status == 0, "\(removed.stderr)")
         _ = try Self.ctr(containerd, ["container", "rm", "pod1"])
         Thread.sleep(forTimeInterval: 1)
-        #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
+        #expect(containerd.leftovers().isEmpty,
                 "shim or VMM processes left")
         let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
         #expect(states.isEmpty, "sandbox state left: \(states)")
@@ -344,7 +350,7 @@ import Testing
         let tasks = try Self.ctr(containerd, ["task", "ls"])
         #expect(!tasks.stdout.contains("bad1") && !tasks.stdout.contains("bad2"), "\(tasks.stdout)")
         Thread.sleep(forTimeInterval: 1)
-        #expect(Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty,
+        #expect(containerd.leftovers().isEmpty,
                 "shim or VMM processes left")
         let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
         #expect(states.isEmpty, "sandbox state left: \(states)")
@@ -448,10 +454,7 @@ import Testing
         kill(shims[0], SIGKILL)
         let cleaned = try Self.waitFor(120) {
             let listed = try Self.ctr(containerd, ["task", "ls"]).stdout
-            let left = Self.processes(mentioning: containerd.directory).filter {
-                $0 != containerd.process.processIdentifier && $0 != events.processIdentifier
-            }
-            return left.isEmpty && !listed.contains("t7")
+            return containerd.leftovers(excluding: [events.processIdentifier]).isEmpty && !listed.contains("t7")
         }
         let afterDeath = try Self.ctr(containerd, ["task", "ls"]).stdout
         #expect(cleaned, "after the shim died: \(afterDeath) \(context())")
@@ -503,7 +506,7 @@ import Testing
         #expect(removed.status == 0, "\(removed.stderr)")
         _ = try Self.ctr(containerd, ["container", "rm", "t8"])
         #expect(Self.waitFor(10) {
-            Self.processes(mentioning: containerd.directory).filter { $0 != containerd.process.processIdentifier }.isEmpty
+            containerd.leftovers().isEmpty
         }, "shim or VMM processes left")
         let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
         #expect(!mounts.contains(containerd.directory + "/state"), "the rootfs mount is left")
