@@ -26,6 +26,16 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// Empty drive slots for rootfs images attached later (`attachRootfs`): a pod's
         /// containers after the first. 0 = no control socket either.
         public var driveSlots = 0
+        /// The agent's limit on one container's set-up and exec, in seconds
+        /// (`agent.container_init_timeout`; nil: the agent's 30). Set below the host's own
+        /// call timeout, so that the agent's precise error arrives before the host gives up.
+        public var containerInitTimeout: Int?
+
+        /// The agent's container set-up limit for a host that waits `callTimeout` seconds for
+        /// each agent call: three quarters of it.
+        public static func containerInitTimeout(forCallTimeout callTimeout: Double) -> Int {
+            max(1, Int(callTimeout * 3 / 4))
+        }
 
         public init(configuration: RuntimeConfiguration, sandboxID: String, memoryMiB: Int? = nil, vcpus: Int? = nil) {
             vmmPath = configuration.hypervisor.path
@@ -71,6 +81,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         }
         if !settings.consoleToStandardError { words.append("quiet") }
         if settings.debugConsole { words.append("agent.debug_console") }
+        if let seconds = settings.containerInitTimeout { words.append("agent.container_init_timeout=\(seconds)") }
         if !settings.extraKernelParameters.isEmpty { words.append(settings.extraKernelParameters) }
         return words.joined(separator: " ")
     }

@@ -231,6 +231,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         }
         let rootfs = try prepareRootfs(container, specRootfs: workload.rootfs)
         var settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: container.id)
+        settings.containerInitTimeout = MicroVMBackend.Settings.containerInitTimeout(forCallTimeout: callTimeout)
         if workload.ociSpec["annotations"]?["io.kubernetes.cri.container-type"]?.stringValue == "sandbox" {
             settings.driveSlots = KasaShimRuntime.podDriveSlots
         }

@@ -83,10 +83,13 @@ struct RunCommand: ParsableCommand {
         }
 
         let onPVMHost = KVMSystem.isPVMHost
-        let backend = MicroVMBackend(settings: .init(configuration: configuration, sandboxID: sandboxID, memoryMiB: memory, vcpus: vcpus))
+        let callTimeout: Double = onPVMHost ? 120 : 30
+        var settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: sandboxID, memoryMiB: memory, vcpus: vcpus)
+        settings.containerInitTimeout = MicroVMBackend.Settings.containerInitTimeout(forCallTimeout: callTimeout)
+        let backend = MicroVMBackend(settings: settings)
         let run = ContainerRun(sandboxID: sandboxID, backend: backend, workload: workload,
                                dialTimeout: Double(configuration.effectiveDialTimeout(onPVMHost: onPVMHost)),
-                               callTimeout: onPVMHost ? 120 : 30)
+                               callTimeout: callTimeout)
         if configuration.runtime.enableDebug {
             let start = MonotonicClock.now
             run.progress = { step in

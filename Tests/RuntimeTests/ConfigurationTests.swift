@@ -89,3 +89,18 @@ import Testing
         }
     }
 }
+
+/// What the host asks of the guest on its kernel command line.
+@Suite struct GuestCommandLineTests {
+    @Test func theAgentIsToldToGiveUpOnAContainerBeforeTheHostDoes() {
+        var settings = MicroVMBackend.Settings(configuration: .defaults, sandboxID: "s1")
+        #expect(!MicroVMBackend(settings: settings).kernelCommandLine.contains("agent.container_init_timeout"))
+        for callTimeout in [30.0, 120.0] {
+            let seconds = MicroVMBackend.Settings.containerInitTimeout(forCallTimeout: callTimeout)
+            #expect(seconds > 0 && Double(seconds) < callTimeout - 5, "\(seconds) s for a \(callTimeout) s call")
+            settings.containerInitTimeout = seconds
+            let words = MicroVMBackend(settings: settings).kernelCommandLine.split(separator: " ")
+            #expect(words.contains("agent.container_init_timeout=\(seconds)"), "\(words)")
+        }
+    }
+}

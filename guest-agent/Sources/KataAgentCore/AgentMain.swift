@@ -8,7 +8,7 @@ import Glibc
 ///   kata-agent --listen unix:PATH    as a host process (tests): serve on a Unix socket
 ///   kata-agent --listen vsock:PORT
 /// Options: --state-dir DIR, --cgroup-root DIR (cgroup v2), --debug-console unix:PATH|vsock:PORT,
-/// --version.
+/// --container-init-timeout SECONDS, --version.
 public enum AgentMain {
     public struct Options: Equatable, Sendable {
         public var endpoint: AgentEndpoint = .vsock(port: AgentService.vsockPort)
@@ -17,6 +17,8 @@ public enum AgentMain {
         public var printVersion = false
         /// A root shell for `kata-runtime exec` (DebugConsole); off unless asked for.
         public var debugConsole: AgentEndpoint?
+        /// How long container set-up may take (AgentKernelParameters); nil = 30 seconds.
+        public var containerInitTimeout: Duration?
     }
 
     /// Parses arguments; unknown words are reported but ignored, because the kernel hands
@@ -50,6 +52,13 @@ public enum AgentMain {
                     options.debugConsole = .vsock(port: port)
                 } else {
                     log("ignoring --debug-console \(value ?? ""): use unix:PATH or vsock:PORT")
+                }
+                index += 1
+            case "--container-init-timeout":
+                if let value, let seconds = Int(value), (1...3600).contains(seconds) {
+                    options.containerInitTimeout = .seconds(seconds)
+                } else {
+                    log("ignoring --container-init-timeout \(value ?? ""): use whole seconds, 1 to 3600")
                 }
                 index += 1
             case "--version":
@@ -87,13 +96,17 @@ public enum AgentMain {
         signal(SIGPIPE, SIG_IGN)
         let configuration = AgentConfiguration(ownsTheMachine: isInit, stateDirectory: options.stateDirectory,
                                                cgroupRoot: options.cgroupRoot)
-        let handler = AgentServiceHandler(configuration: configuration, launcher: ContainerProcessLauncher(), log: log)
-        SignalForwarder.start(sandbox: handler.sandbox, isInit: isInit, log: log)
-        if isInit, options.debugConsole == nil, let commandLine = FileManagerLite.read("/proc/cmdline") {
+        if isInit, let commandLine = FileManagerLite.read("/proc/cmdline") {
             // As PID 1 the agent gets no arguments (docs/performance.md): the host's
             // wishes come on the kernel command line.
-            options.debugConsole = DebugConsole.endpoint(fromKernelCommandLine: commandLine)
+            options.debugConsole = options.debugConsole ?? DebugConsole.endpoint(fromKernelCommandLine: commandLine)
+            options.containerInitTimeout = options.containerInitTimeout
+                ?? AgentKernelParameters.containerInitTimeout(fromKernelCommandLine: commandLine)
         }
+        let launcher = ContainerProcessLauncher(timeout: options.containerInitTimeout ?? .seconds(30))
+        let handler = AgentServiceHandler(configuration: configuration, launcher: launcher, log: log)
+        SignalForwarder.start(sandbox: handler.sandbox, isInit: isInit, log: log)
+        if options.containerInitTimeout != nil { log("container set-up may take \(launcher.timeout)") }
         if let endpoint = options.debugConsole {
             DebugConsole.start(endpoint, log: log)
         }

@@ -203,7 +203,7 @@ public enum ContainerLauncher {
                 let said = text.isEmpty ? "nothing" : "\"\(text)\""
                 throw fail(.setupFailed("container init (\(agentExecutable)) exited with \(how) and reported \(said) instead of a pid"))
             }
-            return ContainerLaunch(pid: pid, startFd: startFd, execErrorFd: execFd)
+            return ContainerLaunch(pid: pid, startFd: startFd, execErrorFd: execFd, startTimeout: timeout)
         }
     }
 
@@ -225,8 +225,13 @@ public final class ContainerLaunch: Sendable {
     public let pid: Int32
     private let descriptors: Mutex<(start: Int32, execError: Int32)?>
 
-    init(pid: Int32, startFd: Int32, execErrorFd: Int32) {
+    /// The launch's own limit, which `start()` keeps: a guest slow enough to need a long
+    /// set-up needs as long to exec.
+    let startTimeout: Duration
+
+    init(pid: Int32, startFd: Int32, execErrorFd: Int32, startTimeout: Duration) {
         self.pid = pid
+        self.startTimeout = startTimeout
         self.descriptors = Mutex((startFd, execErrorFd))
     }
 
@@ -234,9 +239,9 @@ public final class ContainerLaunch: Sendable {
         abort()
     }
 
-    /// `start(timeout:)` with 30 seconds.
+    /// `start(timeout:)` with the launch's timeout.
     public func start() throws(ContainerLaunchError) {
-        try start(timeout: .seconds(30))
+        try start(timeout: startTimeout)
     }
 
     /// Lets the process exec and waits (at most `timeout`) to learn whether the exec

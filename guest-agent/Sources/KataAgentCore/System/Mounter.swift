@@ -13,6 +13,7 @@ enum Mounter {
         let parsed = MountOptions(parsing: options)
         let flags = parsed.flags, data = parsed.data
         waitForMedium(source)
+        try BlockDeviceRelease.waitUntilReleased(source)
         guard Glibc.mount(source, target, type.isEmpty ? nil : type, flags, data.isEmpty ? nil : data) == 0 else {
             throw AgentError(.internal, "mount \(source) on \(target) (\(type)): \(String(cString: strerror(errno)))")
         }
