@@ -304,6 +304,13 @@ import Testing
                 "app1: \(first.stderr) \(context())")
         #expect(first.status == 5, "app1: \(first.stderr)")
         #expect(vmms().count == 1, "app1 must run in pod1's VM, not a VM of its own")
+        // A container whose command does not exist fails at start; its drive slot is then
+        // refilled with app2's image, which app2 must see (not a stale view of this one's).
+        let broken = try Self.ctr(containerd, ["run", "--rm"] + runtime + member("container") + ["--rootfs", appRootfs[0], "broken",
+                                               "/no-such-binary"], timeout: 300)
+        #expect(broken.status != 0 && broken.stderr.contains("no-such-binary"), "broken: \(broken.stdout) \(broken.stderr)")
+        _ = try Self.ctr(containerd, ["task", "rm", "-f", "broken"], timeout: 60)
+        _ = try Self.ctr(containerd, ["container", "rm", "broken"])
         let second = try Self.ctr(containerd, ["run", "--rm"] + runtime + member("container") + ["--rootfs", appRootfs[1], "app2",
                                                "sh", "-c", "cat /marker; ls /proc | grep -c '^[0-9]'"], timeout: 300)
         let lines = second.stdout.split(separator: "\n")
