@@ -84,7 +84,7 @@ let package = Package(
                            .product(name: "AgentProtocol", package: "guest-agent"),
                            .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
-        .testTarget(name: "ShimTests", dependencies: ["Shim", "ShimProtocol", "TTRPCNIO",
+        .testTarget(name: "ShimTests", dependencies: ["Shim", "ShimProtocol", "TTRPCNIO", "Runtime",
                                                       .product(name: "AgentProtocol", package: "guest-agent"),
                                                       .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(name: "TTRPCNIOTests", dependencies: ["TTRPCNIO", .product(name: "AgentProtocol", package: "guest-agent")]),

@@ -1,4 +1,8 @@
+import AgentProtocol
 import Foundation
+import Runtime
+import ShimProtocol
+import SwiftProtobuf
 import Testing
 
 /// Real containerd (Debian's 1.6, started here with its own root, state and socket) runs
@@ -264,8 +268,9 @@ import Testing
 
     /// A pod as CRI makes one: a sandbox container, then containers annotated with its id.
     /// They reach the same shim and run in the sandbox's one VM, each with its own rootfs
-    /// disk put into a drive slot of the running VM and emptied when it is deleted (the
-    /// second app reuses the first one's slot and must see its own files, not the first's).
+    /// disk put into a drive slot of the running VM and emptied when it is deleted (later
+    /// containers reuse earlier ones' slots, one of them after a failed start, and must see
+    /// their own files).
     @Test(.timeLimit(.minutes(20)))
     func twoContainersOfAPodShareOneVM() throws {
         let containerd = try Containerd()
@@ -439,6 +444,18 @@ import Testing
             .flatMap { Int($0.split(separator: " ").last ?? "") }
         #expect(reportedLimit == limit, "the spec's memory limit is the guest cgroup's: \(metrics.stdout)")
 
+        // Update is CRI's UpdateContainerResources; ctr 1.6 has no command for it, so it
+        // goes to the shim's socket as containerd sends it (LinuxResources as JSON).
+        let newLimit = 96 << 20
+        let address = try String(contentsOfFile: containerd.directory + "/state/io.containerd.runtime.v2.task/default/t7/address",
+                                 encoding: .utf8)
+        try Self.updateTask(shimAddress: address, id: "t7", resourcesJSON: #"{"memory":{"limit":\#(newLimit)},"pids":{"limit":77}}"#)
+        let updated = try Self.ctr(containerd, ["task", "metrics", "t7"], timeout: 120)
+        func figure(_ name: String) -> Int? {
+            updated.stdout.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
+        }
+        #expect(figure("memory.usage_limit") == newLimit, "after Update: \(updated.stdout) \(updated.stderr)")
+        #expect(figure("pids.limit") == 77, "after Update: \(updated.stdout)")
 
         let paused = try Self.ctr(containerd, ["task", "pause", "t7"], timeout: 120)
         #expect(paused.status == 0, "\(paused.stderr) \(context())")
@@ -475,6 +492,24 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: containerd.directory + "/state/io.containerd.runtime.v2.task/default/t7"),
                 "bundle left")
         _ = try Self.ctr(containerd, ["container", "rm", "t7"])
+    }
+
+    /// Task.Update straight to a shim (containerd's bundle `address` file names its socket).
+    static func updateTask(shimAddress: String, id: String, resourcesJSON: String) throws {
+        let path = shimAddress.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "unix://", with: "")
+        let descriptor: Int32
+        switch UnixStream.connect(path) {
+        case .success(let connected): descriptor = connected
+        case .failure(let error): throw Missing(description: "connect to the shim at \(path): \(error)")
+        }
+        let client = TTRPCClient(descriptor: descriptor)
+        defer { client.close() }
+        var update = Containerd_Task_V2_UpdateTaskRequest()
+        update.id = id
+        update.resources.typeURL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+        update.resources.value = Data(resourcesJSON.utf8)
+        _ = try client.call(service: "containerd.task.v2.Task", method: "Update", request: update,
+                            responseType: Google_Protobuf_Empty.self, timeout: 120)
     }
 
     /// An image built here (images/build-oci-archive.sh: busybox plus a second layer) is
