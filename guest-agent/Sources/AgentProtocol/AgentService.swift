@@ -4,7 +4,7 @@ import SwiftProtobuf
 /// agent reports it in VersionCheckResponse.protocol_version; bump it when the host must
 /// be able to tell that the agent understands something new.
 public enum AgentProtocolVersion {
-    public static let current: UInt32 = 2
+    public static let current: UInt32 = 3
 }
 
 /// Where and under which name the agent serves AgentService.
@@ -47,6 +47,7 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
     case resumeContainer = "ResumeContainer"
     case updateContainer = "UpdateContainer"
     case listProcesses = "ListProcesses"
+    case copyFile = "CopyFile"
 
     public var requestType: any SwiftProtobuf.Message.Type {
         switch self {
@@ -70,6 +71,7 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
         case .resumeContainer: AgentResumeContainerRequest.self
         case .updateContainer: AgentUpdateContainerRequest.self
         case .listProcesses: AgentListProcessesRequest.self
+        case .copyFile: AgentCopyFileRequest.self
         }
     }
 
@@ -85,7 +87,8 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
         case .getOOMEvent: AgentOOMEvent.self
         case .listProcesses: AgentListProcessesResponse.self
         case .createSandbox, .destroySandbox, .createContainer, .startContainer, .removeContainer,
-             .execProcess, .signalProcess, .closeStdin, .ttyWinResize, .pauseContainer, .resumeContainer, .updateContainer:
+             .execProcess, .signalProcess, .closeStdin, .ttyWinResize, .pauseContainer, .resumeContainer, .updateContainer,
+             .copyFile:
             AgentEmpty.self
         }
     }

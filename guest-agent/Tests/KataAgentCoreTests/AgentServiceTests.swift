@@ -64,7 +64,7 @@ final class RunningAgent {
     }
 
     /// An OCI config.json for the busybox rootfs running `script` with sh.
-    func ociSpec(_ script: String, terminal: Bool = false, extra: String = "") -> Data {
+    func ociSpec(_ script: String, terminal: Bool = false, extra: String = "", extraMounts: String = "") -> Data {
         let json = """
         {"ociVersion": "1.1.0",
          "process": {"terminal": \(terminal), "user": {"uid": 0, "gid": 0}, "args": ["/bin/sh", "-c", \(quote(script))],
@@ -72,7 +72,7 @@ final class RunningAgent {
          "root": {"path": "\(rootfs.path)"},
          "hostname": "kasa-test",
          "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
-                    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}]
+                    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}\(extraMounts)]
          \(extra)}
         """
         return Data(json.utf8)
@@ -83,11 +83,12 @@ final class RunningAgent {
         return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
     }
 
-    func create(_ id: String, _ script: String, terminal: Bool = false, rootfsMounts: [AgentMount] = [], extra: String = "") throws {
+    func create(_ id: String, _ script: String, terminal: Bool = false, rootfsMounts: [AgentMount] = [], extra: String = "",
+                extraMounts: String = "") throws {
         var request = AgentCreateContainerRequest()
         request.containerID = id
         request.execID = id
-        request.ociSpecJson = ociSpec(script, terminal: terminal, extra: extra)
+        request.ociSpecJson = ociSpec(script, terminal: terminal, extra: extra, extraMounts: extraMounts)
         request.rootfs = rootfsMounts
         try client.call(.createContainer, request)
     }

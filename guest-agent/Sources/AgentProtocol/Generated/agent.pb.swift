@@ -232,6 +232,9 @@ public nonisolated struct AgentGuestDetailsResponse: Sendable {
   /// Clears the value of `agentDetails`. Subsequent reads from it will return its default value.
   public mutating func clearAgentDetails() {self._agentDetails = nil}
 
+  /// Where CopyFile writes (added in protocol version 3).
+  public var sharedFilesDirectory: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -639,6 +642,38 @@ public nonisolated struct AgentListProcessesResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct AgentCopyFileRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Absolute guest path inside the agent's shared-files directory
+  /// (GuestDetailsResponse.shared_files_directory); no "." or ".." components.
+  public var path: String = String()
+
+  /// The whole file's size; a regular file arrives in chunks at `offset`.
+  public var fileSize: Int64 = 0
+
+  /// st_mode: the type bits (S_IFREG, S_IFDIR, S_IFLNK) and the permissions.
+  public var fileMode: UInt32 = 0
+
+  /// Permissions of parent directories the agent has to create.
+  public var dirMode: UInt32 = 0
+
+  public var uid: Int32 = 0
+
+  public var gid: Int32 = 0
+
+  public var offset: Int64 = 0
+
+  /// This chunk's bytes; for a symlink, its target.
+  public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "kasa.agent.v1"
@@ -952,7 +987,7 @@ nonisolated extension AgentDetails: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension AgentGuestDetailsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GuestDetailsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}mem_block_size_bytes\0\u{3}agent_details\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}mem_block_size_bytes\0\u{3}agent_details\0\u{3}shared_files_directory\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -962,6 +997,7 @@ nonisolated extension AgentGuestDetailsResponse: SwiftProtobuf.Message, SwiftPro
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.memBlockSizeBytes) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._agentDetails) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.sharedFilesDirectory) }()
       default: break
       }
     }
@@ -978,12 +1014,16 @@ nonisolated extension AgentGuestDetailsResponse: SwiftProtobuf.Message, SwiftPro
     try { if let v = self._agentDetails {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if !self.sharedFilesDirectory.isEmpty {
+      try visitor.visitSingularStringField(value: self.sharedFilesDirectory, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: AgentGuestDetailsResponse, rhs: AgentGuestDetailsResponse) -> Bool {
     if lhs.memBlockSizeBytes != rhs.memBlockSizeBytes {return false}
     if lhs._agentDetails != rhs._agentDetails {return false}
+    if lhs.sharedFilesDirectory != rhs.sharedFilesDirectory {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1867,6 +1907,71 @@ nonisolated extension AgentListProcessesResponse: SwiftProtobuf.Message, SwiftPr
 
   public static func ==(lhs: AgentListProcessesResponse, rhs: AgentListProcessesResponse) -> Bool {
     if lhs.pids != rhs.pids {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension AgentCopyFileRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CopyFileRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{3}file_size\0\u{3}file_mode\0\u{3}dir_mode\0\u{1}uid\0\u{1}gid\0\u{1}offset\0\u{1}data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.fileSize) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.fileMode) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.dirMode) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.uid) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.gid) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.offset) }()
+      case 8: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.fileSize != 0 {
+      try visitor.visitSingularInt64Field(value: self.fileSize, fieldNumber: 2)
+    }
+    if self.fileMode != 0 {
+      try visitor.visitSingularUInt32Field(value: self.fileMode, fieldNumber: 3)
+    }
+    if self.dirMode != 0 {
+      try visitor.visitSingularUInt32Field(value: self.dirMode, fieldNumber: 4)
+    }
+    if self.uid != 0 {
+      try visitor.visitSingularInt32Field(value: self.uid, fieldNumber: 5)
+    }
+    if self.gid != 0 {
+      try visitor.visitSingularInt32Field(value: self.gid, fieldNumber: 6)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularInt64Field(value: self.offset, fieldNumber: 7)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: AgentCopyFileRequest, rhs: AgentCopyFileRequest) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.fileSize != rhs.fileSize {return false}
+    if lhs.fileMode != rhs.fileMode {return false}
+    if lhs.dirMode != rhs.dirMode {return false}
+    if lhs.uid != rhs.uid {return false}
+    if lhs.gid != rhs.gid {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.data != rhs.data {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -131,6 +131,9 @@ public final class AgentServiceHandler: TTRPCRequestHandler, @unchecked Sendable
             var response = AgentListProcessesResponse()
             response.pids = try sandbox.processes(decode(AgentListProcessesRequest.self, payload).containerID)
             return response
+        case .copyFile:
+            try sandbox.sharedFiles.copy(decode(AgentCopyFileRequest.self, payload))
+            return AgentEmpty()
         }
     }
 }

@@ -18,8 +18,12 @@ final class Sandbox: @unchecked Sendable {
     /// pod's other containers join.
     private var sandboxID: String?
 
+    /// Host files the runtime copied in for bind mounts, one directory per container.
+    let sharedFiles: SharedFiles
+
     init(configuration: AgentConfiguration, launcher: any ProcessLauncher, log: @escaping @Sendable (String) -> Void) {
         self.configuration = configuration
+        self.sharedFiles = SharedFiles(directory: configuration.stateDirectory + "/shared")
         self.launcher = launcher
         self.log = log
         ChildReaper.shared.start()
@@ -62,6 +66,7 @@ final class Sandbox: @unchecked Sendable {
         details.initDaemon = getpid() == 1
         details.storageHandlers = ["bind", "ext4", "erofs", "overlay", "tmpfs"]
         response.agentDetails = details
+        response.sharedFilesDirectory = sharedFiles.directory
         return response
     }
 
@@ -90,6 +95,7 @@ final class Sandbox: @unchecked Sendable {
         } catch {
             rootfs.undo()
             CgroupManager.remove(for: id, root: configuration.cgroupRoot)
+            SharedFiles.removeTree(sharedFiles.directory + "/" + id)
             throw error
         }
     }
@@ -160,6 +166,7 @@ final class Sandbox: @unchecked Sendable {
         }
         RootfsPreparer.undo(record.mountedPaths)
         CgroupManager.remove(for: id, root: configuration.cgroupRoot)
+        SharedFiles.removeTree(sharedFiles.directory + "/" + id)
         monitor.withLock {
             _ = containers.removeValue(forKey: id)
             _ = reportedOOMKills.removeValue(forKey: id)
