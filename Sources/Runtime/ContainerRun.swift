@@ -92,7 +92,8 @@ public final class ContainerRun: @unchecked Sendable {
         guard health.status == .serving else { throw RuntimeError.sandbox("the agent reports \(health.status), not serving") }
         let sandboxRequest = workload.createSandboxRequest(sandboxID: sandboxID)
         try call { try agent.call(.createSandbox, sandboxRequest, timeout: callTimeout) }
-        let create = workload.createContainerRequest(containerID: sandboxID, rootfs: rootfsMount)
+        let copied = try call { try workload.copyingHostBindMounts(containerID: sandboxID, agent: agent, timeout: callTimeout) }
+        let create = copied.createContainerRequest(containerID: sandboxID, rootfs: rootfsMount)
         try call { try agent.call(.createContainer, create, timeout: callTimeout) }
         progress?("created")
 

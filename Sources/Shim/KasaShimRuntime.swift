@@ -226,6 +226,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
 
     private func createBlocking(_ container: ShimContainerSpec) throws -> UInt32 {
         let workload = try translate { try WorkloadSpec.forBundle(container.bundle, command: [], terminal: container.stdio.terminal) }
+        try translate { try workload.checkHostBindMounts(containerID: container.id) }
         if monitor.withLock({ sandboxID != nil }) {
             return try createInRunningSandbox(container, workload: workload)
         }
@@ -287,7 +288,8 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         do {
             let opened = try openStdio(container.stdio, containerID: container.id)
             monitor.withLock { stdio[key] = opened }
-            let create = workload.createContainerRequest(containerID: container.id, rootfs: mount)
+            let copied = try call { try translate { try workload.copyingHostBindMounts(containerID: container.id, agent: agent, timeout: callTimeout) } }
+            let create = copied.createContainerRequest(containerID: container.id, rootfs: mount)
             try call { try agent.call(.createContainer, create, returning: AgentEmpty.self, timeout: callTimeout) }
         } catch {
             closeStdio(key)

@@ -78,6 +78,7 @@ struct RunCommand: ParsableCommand {
                 throw RuntimeError.invalidInput(HostFile.exists(workload.rootfs) ? "rootfs \(workload.rootfs) is not a directory"
                                                                                  : "rootfs \(workload.rootfs) does not exist")
             }
+            try workload.checkHostBindMounts(containerID: sandboxID)
         } catch {
             throw Console.fail(error, status: 125)
         }

@@ -1,0 +1,149 @@
+import AgentProtocol
+import FoundationEssentials  // Data: the type of swift-protobuf's bytes fields
+import KasaJSON
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Bind mounts of host paths in a VM that shares no file system with the host: each
+/// bind's source (a file, or a directory tree of files and symlinks) is copied into the
+/// agent's shared-files directory with CopyFile, and the mount is pointed at the copy.
+/// This is what CRI's /etc/hosts, /etc/hostname, /etc/resolv.conf, termination log,
+/// secrets and config maps need; the copy is taken once, at create (a later change on
+/// the host does not reach the container).
+///
+/// Bounded: a container's copies may total `limitBytes` in at most `limitEntries`
+/// entries; a larger host tree, or a socket or device, is refused with the mount named
+/// (such a volume needs a shared file system, which Kasa does not have yet).
+public struct HostBindMounts {
+    public static let limitBytes = 16 << 20
+    public static let limitEntries = 4096
+    /// Per CopyFile request (the agent takes at most 1 MiB of data in one).
+    static let chunkBytes = 1 << 20
+
+    /// The requests, in order (parents before children), and the spec with the bind
+    /// mounts' sources rewritten to the copies.
+    public struct Plan {
+        public var requests: [AgentCopyFileRequest] = []
+        public var ociSpec: JSONObject
+    }
+
+    /// Whether the spec has a bind mount of a host path (then the runtime needs the
+    /// agent's shared-files directory).
+    public static func hasBinds(_ ociSpec: JSONObject) -> Bool {
+        (ociSpec["mounts"]?.arrayValue ?? []).contains { isBind($0) }
+    }
+
+    public static func plan(_ ociSpec: JSONObject, containerID: String, guestDirectory: String,
+                            limitBytes: Int = limitBytes, limitEntries: Int = limitEntries) throws(RuntimeError) -> Plan {
+        var plan = Plan(ociSpec: ociSpec)
+        guard var mounts = ociSpec["mounts"]?.arrayValue else { return plan }
+        var budget = Budget(bytes: limitBytes, entries: limitEntries)
+        for index in mounts.indices where isBind(mounts[index]) {
+            guard var mount = mounts[index].objectValue, let source = mount["source"]?.stringValue, source.hasPrefix("/") else {
+                throw RuntimeError.invalidInput("mount \(index): a bind mount needs an absolute source path")
+            }
+            let destination = mount["destination"]?.stringValue ?? "?"
+            let name = source.split(separator: "/").last.map(String.init) ?? "root"
+            let guestPath = "\(guestDirectory)/\(containerID)/\(index)-\(name)"
+            do throws(RuntimeError) {
+                try copy(source, to: guestPath, into: &plan.requests, budget: &budget)
+            } catch {
+                throw RuntimeError.invalidInput("bind mount \(source) on \(destination): \(error.description)")
+            }
+            mount["source"] = .string(guestPath)
+            mounts[index] = .object(mount)
+        }
+        plan.ociSpec["mounts"] = .array(mounts)
+        return plan
+    }
+
+    static func isBind(_ mount: JSONValue) -> Bool {
+        let options = mount["options"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        return mount["type"]?.stringValue == "bind" || options.contains("bind") || options.contains("rbind")
+    }
+
+    struct Budget {
+        var bytes: Int
+        var entries: Int
+    }
+
+    private static func copy(_ source: String, to guestPath: String, into requests: inout [AgentCopyFileRequest],
+                             budget: inout Budget) throws(RuntimeError) {
+        var info = stat()
+        guard lstat(source, &info) == 0 else {
+            throw RuntimeError.invalidInput("\(source): \(HostFile.lastErrorDescription())")
+        }
+        budget.entries -= 1
+        guard budget.entries >= 0 else {
+            throw RuntimeError.invalidInput("more than \(limitEntries) files to copy into the VM (no shared file system yet)")
+        }
+        var request = AgentCopyFileRequest()
+        request.path = guestPath
+        request.fileMode = UInt32(info.st_mode)
+        request.dirMode = 0o755
+        request.uid = Int32(bitPattern: info.st_uid)
+        request.gid = Int32(bitPattern: info.st_gid)
+        switch info.st_mode & S_IFMT {
+        case S_IFDIR:
+            requests.append(request)
+            for name in try HostFile.directoryEntries(source).sorted() {
+                try copy(source + "/" + name, to: guestPath + "/" + name, into: &requests, budget: &budget)
+            }
+        case S_IFLNK:
+            var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let length = readlink(source, &target, target.count - 1)
+            guard length > 0 else { throw RuntimeError.invalidInput("readlink \(source): \(HostFile.lastErrorDescription())") }
+            request.data = Data(target[0..<length].map { UInt8(bitPattern: $0) })
+            requests.append(request)
+        case S_IFREG:
+            budget.bytes -= Int(info.st_size)
+            guard budget.bytes >= 0 else {
+                throw RuntimeError.invalidInput("more than \(limitBytes >> 20) MiB to copy into the VM (no shared file system yet)")
+            }
+            guard let bytes = HostFile.readBytes(source, limit: limitBytes) else {
+                throw RuntimeError.invalidInput("read \(source): \(HostFile.lastErrorDescription())")
+            }
+            request.fileSize = Int64(bytes.count)
+            var offset = 0
+            repeat {
+                let end = min(bytes.count, offset + chunkBytes)
+                var chunk = request
+                chunk.offset = Int64(offset)
+                chunk.data = Data(bytes[offset..<end])
+                requests.append(chunk)
+                offset = end
+            } while offset < bytes.count
+        default:
+            throw RuntimeError.invalidInput("\(source) is not a regular file, directory or symlink: it cannot be copied into the VM")
+        }
+    }
+}
+
+extension WorkloadSpec {
+    /// Checks the bind mounts before a VM is booted for them: a missing source, a socket
+    /// or an oversized tree is the user's error, reported at once.
+    public func checkHostBindMounts(containerID: String) throws(RuntimeError) {
+        guard HostBindMounts.hasBinds(ociSpec) else { return }
+        _ = try HostBindMounts.plan(ociSpec, containerID: containerID, guestDirectory: "/check")
+    }
+
+    /// Copies the bind-mounted host paths into the sandbox through `agent` and returns the
+    /// workload to create the container from, its binds pointing at the copies. Without
+    /// bind mounts it is this workload, and the agent is not asked anything.
+    public func copyingHostBindMounts(containerID: String, agent: AgentClient, timeout: Double) throws -> WorkloadSpec {
+        guard HostBindMounts.hasBinds(ociSpec) else { return self }
+        let details = try agent.call(.getGuestDetails, AgentGuestDetailsRequest(), returning: AgentGuestDetailsResponse.self,
+                                     timeout: timeout)
+        guard !details.sharedFilesDirectory.isEmpty else {
+            throw RuntimeError.sandbox("the agent has no shared-files directory (protocol version 3 or later is needed for bind mounts)")
+        }
+        let plan = try HostBindMounts.plan(ociSpec, containerID: containerID, guestDirectory: details.sharedFilesDirectory)
+        for request in plan.requests {
+            try agent.call(.copyFile, request, timeout: timeout)
+        }
+        var copied = self
+        copied.ociSpec = plan.ociSpec
+        return copied
+    }
+}
