@@ -93,11 +93,18 @@ public enum AgentInputFuzzer {
         exec.containerID = "c1"
         exec.execID = "e1"
         exec.processJson = Data(#"{"args":["ls"],"cwd":"/","user":{"uid":0,"gid":0}}"#.utf8)
+        var copy = AgentCopyFileRequest()
+        copy.path = "/run/kasa-agent/shared/c1/3-hosts"
+        copy.fileMode = 0o100644
+        copy.dirMode = 0o755
+        copy.data = Data("127.0.0.1 localhost\n".utf8)
+        copy.fileSize = Int64(copy.data.count)
         var seeds: [(String, [UInt8])] = []
         for method in AgentServiceMethod.allCases {
             let message: any SwiftProtobuf.Message = switch method {
             case .createContainer: create
             case .execProcess: exec
+            case .copyFile: copy
             default: method.requestType.init()
             }
             seeds.append(("request-\(method.rawValue)", [5] + frame(method, message)))
