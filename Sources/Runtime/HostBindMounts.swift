@@ -38,16 +38,31 @@ public struct HostBindMounts {
                             limitBytes: Int = limitBytes, limitEntries: Int = limitEntries) throws(RuntimeError) -> Plan {
         var plan = Plan(ociSpec: ociSpec)
         guard var mounts = ociSpec["mounts"]?.arrayValue else { return plan }
-        var budget = Budget(bytes: limitBytes, entries: limitEntries)
+        var budget = Budget(bytesLeft: limitBytes, entriesLeft: limitEntries, limitBytes: limitBytes, limitEntries: limitEntries)
         for index in mounts.indices where isBind(mounts[index]) {
             guard var mount = mounts[index].objectValue, let source = mount["source"]?.stringValue, source.hasPrefix("/") else {
                 throw RuntimeError.invalidInput("mount \(index): a bind mount needs an absolute source path")
             }
             let destination = mount["destination"]?.stringValue ?? "?"
+            if destination == "/dev/shm" && HostFile.isDirectory(source) {
+                // CRI binds the pod's shm directory into every container of the pod: one
+                // directory in the guest, shared by all of them (POSIX shared memory between
+                // a pod's containers), instead of a copy each.
+                mount["source"] = .string(guestDirectory + "/" + podSharedMemoryName)
+                mounts[index] = .object(mount)
+                var request = AgentCopyFileRequest()
+                request.path = guestDirectory + "/" + podSharedMemoryName
+                request.fileMode = UInt32(S_IFDIR) | 0o1777
+                request.dirMode = 0o755
+                plan.requests.append(request)
+                continue
+            }
             let name = source.split(separator: "/").last.map(String.init) ?? "root"
             let guestPath = "\(guestDirectory)/\(containerID)/\(index)-\(name)"
             do throws(RuntimeError) {
-                try copy(source, to: guestPath, into: &plan.requests, budget: &budget)
+                // The source itself is followed, as mount(2) follows it on the host (a
+                // resolv.conf that links elsewhere); symlinks inside a tree stay symlinks.
+                try copy(source, to: guestPath, into: &plan.requests, budget: &budget, follow: true)
             } catch {
                 throw RuntimeError.invalidInput("bind mount \(source) on \(destination): \(error.description)")
             }
@@ -63,20 +78,26 @@ public struct HostBindMounts {
         return mount["type"]?.stringValue == "bind" || options.contains("bind") || options.contains("rbind")
     }
 
+    /// The guest directory a pod's /dev/shm binds share (not a container id: those start
+    /// with a letter or digit).
+    static let podSharedMemoryName = ".pod-shm"
+
     struct Budget {
-        var bytes: Int
-        var entries: Int
+        var bytesLeft: Int
+        var entriesLeft: Int
+        let limitBytes: Int
+        let limitEntries: Int
     }
 
     private static func copy(_ source: String, to guestPath: String, into requests: inout [AgentCopyFileRequest],
-                             budget: inout Budget) throws(RuntimeError) {
+                             budget: inout Budget, follow: Bool = false) throws(RuntimeError) {
         var info = stat()
-        guard lstat(source, &info) == 0 else {
+        guard (follow ? stat(source, &info) : lstat(source, &info)) == 0 else {
             throw RuntimeError.invalidInput("\(source): \(HostFile.lastErrorDescription())")
         }
-        budget.entries -= 1
-        guard budget.entries >= 0 else {
-            throw RuntimeError.invalidInput("more than \(limitEntries) files to copy into the VM (no shared file system yet)")
+        budget.entriesLeft -= 1
+        guard budget.entriesLeft >= 0 else {
+            throw RuntimeError.invalidInput("more than \(budget.limitEntries) files to copy into the VM (no shared file system yet)")
         }
         var request = AgentCopyFileRequest()
         request.path = guestPath
@@ -97,13 +118,15 @@ public struct HostBindMounts {
             request.data = Data(target[0..<length].map { UInt8(bitPattern: $0) })
             requests.append(request)
         case S_IFREG:
-            budget.bytes -= Int(info.st_size)
-            guard budget.bytes >= 0 else {
-                throw RuntimeError.invalidInput("more than \(limitBytes >> 20) MiB to copy into the VM (no shared file system yet)")
+            budget.bytesLeft -= Int(info.st_size)
+            guard budget.bytesLeft >= 0 else {
+                throw RuntimeError.invalidInput("more than \(budget.limitBytes) bytes to copy into the VM (no shared file system yet)")
             }
-            guard let bytes = HostFile.readBytes(source, limit: limitBytes) else {
+            // At most what stat saw: a file growing meanwhile cannot break the budget.
+            guard let read = HostFile.readBytes(source, limit: Int(info.st_size)) else {
                 throw RuntimeError.invalidInput("read \(source): \(HostFile.lastErrorDescription())")
             }
+            let bytes = Array(read.prefix(Int(info.st_size)))
             request.fileSize = Int64(bytes.count)
             var offset = 0
             repeat {
@@ -140,7 +163,11 @@ extension WorkloadSpec {
         }
         let plan = try HostBindMounts.plan(ociSpec, containerID: containerID, guestDirectory: details.sharedFilesDirectory)
         for request in plan.requests {
-            try agent.call(.copyFile, request, timeout: timeout)
+            do {
+                try agent.call(.copyFile, request, timeout: timeout)
+            } catch let error as TTRPCCallError {
+                throw TTRPCCallError(code: error.code, message: "copying bind-mounted host files into the VM: \(error.message)")
+            }
         }
         var copied = self
         copied.ociSpec = plan.ociSpec

@@ -43,19 +43,44 @@ import Testing
         #expect(hosts.fileMode == UInt32(S_IFREG | 0o640) && hosts.data == Data("10.0.0.7 db\n".utf8))
     }
 
+    /// The source is followed as mount(2) would (a resolv.conf that links elsewhere); a
+    /// pod's /dev/shm binds all point at one shared guest directory.
+    @Test func aSymlinkedSourceIsItsTargetAndShmIsSharedByThePod() throws {
+        let host = try RuntimeTestSupport.temporaryDirectory("kasa-binds")
+        defer { try? FileManager.default.removeItem(atPath: host) }
+        try "nameserver 10.0.0.53\n".write(toFile: host + "/real-resolv.conf", atomically: false, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: host + "/resolv.conf", withDestinationPath: host + "/real-resolv.conf")
+        try FileManager.default.createDirectory(atPath: host + "/shm", withIntermediateDirectories: true)
+        let spec = try Self.spec("""
+            {"destination": "/etc/resolv.conf", "type": "bind", "source": "\(host)/resolv.conf", "options": ["rbind", "ro"]},
+            {"destination": "/dev/shm", "type": "bind", "source": "\(host)/shm", "options": ["rbind", "rw"]}
+            """)
+        for container in ["app1", "app2"] {
+            let plan = try HostBindMounts.plan(spec, containerID: container, guestDirectory: "/g")
+            let resolv = try #require(plan.requests.first)
+            #expect(resolv.fileMode & UInt32(S_IFMT) == UInt32(S_IFREG) && resolv.data == Data("nameserver 10.0.0.53\n".utf8))
+            #expect(plan.requests.map(\.path) == ["/g/\(container)/1-resolv.conf", "/g/.pod-shm"])
+            #expect(plan.requests[1].fileMode == UInt32(S_IFDIR) | 0o1777)
+            #expect(plan.ociSpec["mounts"]?[2]?["source"]?.stringValue == "/g/.pod-shm")
+        }
+    }
+
     @Test func whatCannotBeCopiedIsRefusedNamingTheMount() throws {
         let host = try RuntimeTestSupport.temporaryDirectory("kasa-binds")
         defer { try? FileManager.default.removeItem(atPath: host) }
         try Data(repeating: 1, count: 4096).write(to: URL(filePath: host + "/big"))
+        try FileManager.default.createDirectory(atPath: host + "/many", withIntermediateDirectories: true)
+        for name in ["a", "b", "c"] { try "x".write(toFile: host + "/many/" + name, atomically: false, encoding: .utf8) }
         let cases: [(String, String)] = [
             (#"{"destination": "/x", "type": "bind", "source": "\#(host)/missing"}"#, "No such file"),
             (#"{"destination": "/x", "type": "bind", "source": "/dev/null"}"#, "not a regular file, directory or symlink"),
             (#"{"destination": "/x", "type": "bind", "source": "relative/path"}"#, "absolute source"),
-            (#"{"destination": "/x", "type": "bind", "source": "\#(host)/big"}"#, "to copy into the VM"),
+            (#"{"destination": "/x", "type": "bind", "source": "\#(host)/big"}"#, "more than 1000 bytes to copy into the VM"),
+            (#"{"destination": "/x", "type": "bind", "source": "\#(host)/many"}"#, "more than 3 files to copy into the VM"),
         ]
         for (mount, reason) in cases {
             let error = #expect(throws: RuntimeError.self) {
-                _ = try HostBindMounts.plan(try Self.spec(mount), containerID: "c", guestDirectory: "/g", limitBytes: 1000)
+                _ = try HostBindMounts.plan(try Self.spec(mount), containerID: "c", guestDirectory: "/g", limitBytes: 1000, limitEntries: 3)
             }
             #expect(error?.description.contains(reason) == true, "\(mount): \(String(describing: error))")
             if !mount.contains("relative") { #expect(error?.description.contains("on /x") == true, "\(String(describing: error))") }

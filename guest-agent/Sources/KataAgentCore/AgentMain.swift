@@ -102,6 +102,9 @@ public enum AgentMain {
             options.debugConsole = options.debugConsole ?? DebugConsole.endpoint(fromKernelCommandLine: commandLine)
             options.containerInitTimeout = options.containerInitTimeout
                 ?? AgentKernelParameters.containerInitTimeout(fromKernelCommandLine: commandLine)
+            if options.containerInitTimeout == nil && commandLine.contains(AgentKernelParameters.containerInitTimeoutKey + "=") {
+                log("ignoring \(AgentKernelParameters.containerInitTimeoutKey): use whole seconds, 1 to 3600")
+            }
         }
         let launcher = ContainerProcessLauncher(timeout: options.containerInitTimeout ?? .seconds(30))
         let handler = AgentServiceHandler(configuration: configuration, launcher: launcher, log: log)

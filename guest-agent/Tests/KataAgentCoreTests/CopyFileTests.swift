@@ -51,8 +51,24 @@ struct CopyFileTests {
         try agent.start("c1")
         #expect(try agent.readAll(.readStdout, "c1") == "hello world\nhello world\n10.0.0.7 db\n")
         #expect(try agent.wait("c1") == 0)
+        // A name that is not UTF-8 (a container can make any name in a writable copy).
+        let oddName = (config + "/").utf8CString.dropLast() + [CChar(bitPattern: 0xff), CChar(bitPattern: 0xfe), 0]
+        let odd = open(Array(oddName), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        #expect(odd >= 0)
+        close(odd)
         try agent.remove("c1")
         #expect(access(shared + "/c1", F_OK) != 0, "the container's copies outlived it")
+    }
+
+    /// Set-id bits survive the owner change (chown clears them; the agent sets the mode last).
+    @Test func modesAndOwnersAreKept() throws {
+        let agent = try RunningAgent()
+        let shared = agent.directory + "/state/shared"
+        try agent.client.call(.copyFile, Self.request(shared + "/c3/tool", S_IFREG | 0o4755, "#!/bin/sh\n", uid: 1000, gid: 1000))
+        try agent.client.call(.copyFile, Self.request(shared + "/c3/empty", S_IFREG | 0o600, ""))
+        var info = stat()
+        #expect(stat(shared + "/c3/tool", &info) == 0 && info.st_mode & 0o7777 == 0o4755 && info.st_uid == 1000)
+        #expect(stat(shared + "/c3/empty", &info) == 0 && info.st_size == 0 && info.st_mode & 0o7777 == 0o600)
     }
 
     @Test func nothingIsWrittenOutsideTheSharedDirectory() throws {
@@ -76,6 +92,16 @@ struct CopyFileTests {
             let error = #expect(throws: TTRPCCallError.self) { try agent.client.call(.copyFile, request) }
             #expect(error?.message.contains(reason) == true, "\(request.path): \(String(describing: error))")
         }
+        // Sizes and offsets chosen to overflow a naive offset + count: refused, not a crash.
+        var huge = Self.request(shared + "/c2/huge", regular, "12345")
+        huge.offset = Int64.max - 2
+        huge.fileSize = Int64.max
+        let overflow = #expect(throws: TTRPCCallError.self) { try agent.client.call(.copyFile, huge) }
+        #expect(overflow?.code == .invalidArgument)
+        let nul = #expect(throws: TTRPCCallError.self) {
+            try agent.client.call(.copyFile, Self.request(shared + "/\u{0}c2", S_IFDIR | 0o700))
+        }
+        #expect(nul?.message.contains("NUL") == true, "\(String(describing: nul))")
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "a request wrote outside the shared directory")
         #expect(access(agent.directory + "/elsewhere", F_OK) != 0)
         // The agent still serves.

@@ -79,8 +79,15 @@ final class Sandbox: @unchecked Sendable {
         let exists = monitor.withLock { containers[id] != nil }
         guard !exists else { throw AgentError(.alreadyExists, "container \(id) already exists") }
 
-        let rootfs = try RootfsPreparer.prepare(containerID: id, mounts: request.rootfs, stateDirectory: configuration.stateDirectory,
+        let rootfs: PreparedRootfs
+        do {
+            rootfs = try RootfsPreparer.prepare(containerID: id, mounts: request.rootfs, stateDirectory: configuration.stateDirectory,
                                                 readonlyRootfs: request.readonlyRootfs)
+        } catch {
+            // The host's copies for this container go too: a retry sends them afresh.
+            SharedFiles.removeTree(sharedFiles.directory + "/" + id)
+            throw error
+        }
         do {
             let oci = try OCITranslation.parse(Array(request.ociSpecJson))
             var spec = try OCITranslation.launchSpec(oci, rootfs: rootfs.path)

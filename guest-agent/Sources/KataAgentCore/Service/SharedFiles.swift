@@ -26,8 +26,9 @@ struct SharedFiles {
         case UInt32(S_IFDIR):
             if mkdir(path, permissions) != 0 && errno != EEXIST { throw failure("mkdir", path) }
             try refuseSymlink(path)
-            _ = chmod(path, permissions)
+            // Owner first: chown clears the set-id bits chmod sets.
             _ = lchown(path, uid_t(bitPattern: request.uid), gid_t(bitPattern: request.gid))
+            _ = chmod(path, permissions)
         case UInt32(S_IFLNK):
             let target = String(decoding: request.data, as: UTF8.self)
             guard !target.isEmpty else { throw AgentError(.invalidArgument, "CopyFile \(path): a symlink without a target") }
@@ -45,7 +46,9 @@ struct SharedFiles {
         guard request.data.count <= Self.maximumChunk else {
             throw AgentError(.invalidArgument, "CopyFile \(path): a chunk of \(request.data.count) bytes (at most \(Self.maximumChunk))")
         }
-        guard request.offset >= 0, request.fileSize >= 0, request.offset + Int64(request.data.count) <= request.fileSize else {
+        // Written so that no sum can overflow (a request is untrusted input to PID 1).
+        guard request.offset >= 0, request.fileSize >= Int64(request.data.count),
+              request.offset <= request.fileSize - Int64(request.data.count) else {
             throw AgentError(.invalidArgument, "CopyFile \(path): \(request.data.count) bytes at offset \(request.offset) do not fit a \(request.fileSize)-byte file")
         }
         // The first chunk starts the file afresh; O_NOFOLLOW: never write through a symlink.
@@ -63,16 +66,18 @@ struct SharedFiles {
             return done
         }
         guard written == request.data.count else { throw failure("write", path) }
-        if request.offset + Int64(request.data.count) == request.fileSize {
+        if request.offset == request.fileSize - Int64(request.data.count) {
             guard ftruncate(fd, off_t(request.fileSize)) == 0 else { throw failure("truncate", path) }
         }
-        _ = fchmod(fd, permissions)
+        // Owner first: chown clears the set-id bits chmod sets.
         _ = fchown(fd, uid_t(bitPattern: request.uid), gid_t(bitPattern: request.gid))
+        _ = fchmod(fd, permissions)
     }
 
     /// The path's components below `directory`.
     private func relativeComponents(of path: String) throws -> [Substring] {
         let prefix = directory.hasSuffix("/") ? directory : directory + "/"
+        guard !path.utf8.contains(0) else { throw AgentError(.invalidArgument, "CopyFile: a path with a NUL byte") }
         guard path.hasPrefix(prefix) else {
             throw AgentError(.invalidArgument, "CopyFile: \(path) is not inside the shared-files directory \(directory)")
         }
@@ -103,23 +108,37 @@ struct SharedFiles {
         }
     }
 
-    /// Removes `path` and everything below it (a container's copies when it goes).
+    /// Removes `path` and everything below it (a container's copies when it goes). Walks
+    /// by directory descriptor without following symlinks, with names as raw bytes (a
+    /// container may have created any name in a writable copy).
     static func removeTree(_ path: String) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        if info.st_mode & S_IFMT == S_IFDIR, let directory = opendir(path) {
-            var names: [String] = []
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }
-                if name != "." && name != ".." { names.append(name) }
+        if unlink(path) == 0 || errno == ENOENT { return }
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        removeContents(of: fd)
+        close(fd)
+        rmdir(path)
+    }
+
+    /// Empties the directory open as `fd`.
+    private static func removeContents(of fd: Int32) {
+        let listing = dup(fd)
+        guard listing >= 0, let directory = fdopendir(listing) else { return }
+        var names: [[CChar]] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                Array(raw.prefix(while: { $0 != 0 }).map { CChar(bitPattern: $0) }) + [0]
             }
-            closedir(directory)
-            for name in names { removeTree(path + "/" + name) }
-            rmdir(path)
-        } else {
-            unlink(path)
+            if name != [46, 0] && name != [46, 46, 0] { names.append(name) }  // "." and ".."
+        }
+        closedir(directory)
+        for name in names {
+            if unlinkat(fd, name, 0) == 0 { continue }
+            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard child >= 0 else { continue }
+            removeContents(of: child)
+            close(child)
+            unlinkat(fd, name, AT_REMOVEDIR)
         }
     }
 

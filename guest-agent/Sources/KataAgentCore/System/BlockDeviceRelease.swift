@@ -11,8 +11,10 @@ import Glibc
 /// until nobody but its own mount table holds it.
 enum BlockDeviceRelease {
     /// Returns once `source` (when it is a block device) can be claimed exclusively, or is
-    /// mounted in the agent's own namespace (deliberate sharing); throws after `timeout`.
-    static func waitUntilReleased(_ source: String, timeout: Double = 30,
+    /// mounted in the agent's own namespace (deliberate sharing); throws after `timeout`
+    /// (well inside the host's 30 s call timeout on hardware, so this error is the one
+    /// containerd sees; a release normally takes milliseconds).
+    static func waitUntilReleased(_ source: String, timeout: Double = 15,
                                   mountInfoPath: String = "/proc/self/mountinfo") throws {
         var info = stat()
         guard stat(source, &info) == 0, info.st_mode & S_IFMT == S_IFBLK else { return }
@@ -37,7 +39,7 @@ enum BlockDeviceRelease {
     /// "major:minor" of a Linux dev_t (glibc's major()/minor() are macros Swift cannot call).
     static func majorMinor(_ device: UInt64) -> String {
         let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)
-        let minor = (device & 0xff) | ((device >> 12) & ~0xff)
+        let minor = (device & 0xff) | ((device >> 12) & 0xffff_ff00)
         return "\(major):\(minor)"
     }
 
