@@ -74,6 +74,7 @@ public final class ContainerRun: @unchecked Sendable {
             }
             connection?.connection.close()
         }
+        let binds = try workload.hostBindMounts(containerID: sandboxID)
         let rootfsMount = try backend.launch(rootfs: workload.rootfs)
         progress?("launched")
         let agent = try backend.connect(deadline: MonotonicClock.now + dialTimeout)
@@ -92,7 +93,7 @@ public final class ContainerRun: @unchecked Sendable {
         guard health.status == .serving else { throw RuntimeError.sandbox("the agent reports \(health.status), not serving") }
         let sandboxRequest = workload.createSandboxRequest(sandboxID: sandboxID)
         try call { try agent.call(.createSandbox, sandboxRequest, timeout: callTimeout) }
-        let copied = try call { try workload.copyingHostBindMounts(containerID: sandboxID, agent: agent, timeout: callTimeout) }
+        let copied = try call { try workload.copying(binds, agent: agent, timeout: callTimeout) }
         let create = copied.createContainerRequest(containerID: sandboxID, rootfs: rootfsMount)
         try call { try agent.call(.createContainer, create, timeout: callTimeout) }
         progress?("created")

@@ -21,55 +21,70 @@ public struct HostBindMounts {
     /// Per CopyFile request (the agent takes at most 1 MiB of data in one).
     static let chunkBytes = 1 << 20
 
-    /// The requests, in order (parents before children), and the spec with the bind
-    /// mounts' sources rewritten to the copies.
-    public struct Plan {
-        public var requests: [AgentCopyFileRequest] = []
-        public var ociSpec: JSONObject
+    /// What the copies need, read from the host once (before a VM boots for them). Paths
+    /// are relative to the agent's shared-files directory, known only once it answers:
+    /// `located(in:_:)` makes them the guest's.
+    public struct Plan: Sendable {
+        /// In order: parents before children.
+        var requests: [AgentCopyFileRequest] = []
+        /// The mounts (by index) whose source becomes a copy, and that copy.
+        var sources: [(mount: Int, path: String)] = []
+
+        public var isEmpty: Bool { requests.isEmpty }
+
+        /// The requests with guest paths, and `ociSpec` with the bind mounts pointing at
+        /// the copies.
+        public func located(in guestDirectory: String, _ ociSpec: JSONObject) -> (requests: [AgentCopyFileRequest], ociSpec: JSONObject) {
+            var spec = ociSpec
+            var mounts = ociSpec["mounts"]?.arrayValue ?? []
+            for (index, path) in sources where mounts.indices.contains(index) {
+                guard var mount = mounts[index].objectValue else { continue }
+                mount["source"] = .string(guestDirectory + "/" + path)
+                mounts[index] = .object(mount)
+            }
+            if !sources.isEmpty { spec["mounts"] = .array(mounts) }
+            let requests = self.requests.map { request in
+                var located = request
+                located.path = guestDirectory + "/" + request.path
+                return located
+            }
+            return (requests, spec)
+        }
     }
 
-    /// Whether the spec has a bind mount of a host path (then the runtime needs the
-    /// agent's shared-files directory).
-    public static func hasBinds(_ ociSpec: JSONObject) -> Bool {
-        (ociSpec["mounts"]?.arrayValue ?? []).contains { isBind($0) }
-    }
-
-    public static func plan(_ ociSpec: JSONObject, containerID: String, guestDirectory: String,
+    public static func plan(_ ociSpec: JSONObject, containerID: String,
                             limitBytes: Int = limitBytes, limitEntries: Int = limitEntries) throws(RuntimeError) -> Plan {
-        var plan = Plan(ociSpec: ociSpec)
-        guard var mounts = ociSpec["mounts"]?.arrayValue else { return plan }
+        var plan = Plan()
+        let mounts = ociSpec["mounts"]?.arrayValue ?? []
         var budget = Budget(bytesLeft: limitBytes, entriesLeft: limitEntries, limitBytes: limitBytes, limitEntries: limitEntries)
         for index in mounts.indices where isBind(mounts[index]) {
-            guard var mount = mounts[index].objectValue, let source = mount["source"]?.stringValue, source.hasPrefix("/") else {
+            guard let source = mounts[index]["source"]?.stringValue, source.hasPrefix("/") else {
                 throw RuntimeError.invalidInput("mount \(index): a bind mount needs an absolute source path")
             }
-            let destination = mount["destination"]?.stringValue ?? "?"
+            let destination = mounts[index]["destination"]?.stringValue ?? "?"
             if destination == "/dev/shm" && HostFile.isDirectory(source) {
                 // CRI binds the pod's shm directory into every container of the pod: one
                 // directory in the guest, shared by all of them (POSIX shared memory between
                 // a pod's containers), instead of a copy each.
-                mount["source"] = .string(guestDirectory + "/" + podSharedMemoryName)
-                mounts[index] = .object(mount)
                 var request = AgentCopyFileRequest()
-                request.path = guestDirectory + "/" + podSharedMemoryName
+                request.path = podSharedMemoryName
                 request.fileMode = UInt32(S_IFDIR) | 0o1777
                 request.dirMode = 0o755
                 plan.requests.append(request)
+                plan.sources.append((index, podSharedMemoryName))
                 continue
             }
             let name = source.split(separator: "/").last.map(String.init) ?? "root"
-            let guestPath = "\(guestDirectory)/\(containerID)/\(index)-\(name)"
+            let copyPath = "\(containerID)/\(index)-\(name)"
             do throws(RuntimeError) {
                 // The source itself is followed, as mount(2) follows it on the host (a
                 // resolv.conf that links elsewhere); symlinks inside a tree stay symlinks.
-                try copy(source, to: guestPath, into: &plan.requests, budget: &budget, follow: true)
+                try copy(source, to: copyPath, into: &plan.requests, budget: &budget, follow: true)
             } catch {
                 throw RuntimeError.invalidInput("bind mount \(source) on \(destination): \(error.description)")
             }
-            mount["source"] = .string(guestPath)
-            mounts[index] = .object(mount)
+            plan.sources.append((index, copyPath))
         }
-        plan.ociSpec["mounts"] = .array(mounts)
         return plan
     }
 
@@ -144,25 +159,24 @@ public struct HostBindMounts {
 }
 
 extension WorkloadSpec {
-    /// Checks the bind mounts before a VM is booted for them: a missing source, a socket
-    /// or an oversized tree is the user's error, reported at once.
-    public func checkHostBindMounts(containerID: String) throws(RuntimeError) {
-        guard HostBindMounts.hasBinds(ociSpec) else { return }
-        _ = try HostBindMounts.plan(ociSpec, containerID: containerID, guestDirectory: "/check")
+    /// The copies its bind mounts of host paths need, read now: a missing source, a
+    /// socket or an oversized tree is the user's error, reported before any VM boots.
+    public func hostBindMounts(containerID: String) throws(RuntimeError) -> HostBindMounts.Plan {
+        try HostBindMounts.plan(ociSpec, containerID: containerID)
     }
 
-    /// Copies the bind-mounted host paths into the sandbox through `agent` and returns the
-    /// workload to create the container from, its binds pointing at the copies. Without
-    /// bind mounts it is this workload, and the agent is not asked anything.
-    public func copyingHostBindMounts(containerID: String, agent: AgentClient, timeout: Double) throws -> WorkloadSpec {
-        guard HostBindMounts.hasBinds(ociSpec) else { return self }
+    /// Copies `binds` into the sandbox through `agent` and returns the workload to create
+    /// the container from, its binds pointing at the copies. With nothing to copy it is
+    /// this workload, and the agent is not asked anything.
+    public func copying(_ binds: HostBindMounts.Plan, agent: AgentClient, timeout: Double) throws -> WorkloadSpec {
+        guard !binds.isEmpty else { return self }
         let details = try agent.call(.getGuestDetails, AgentGuestDetailsRequest(), returning: AgentGuestDetailsResponse.self,
                                      timeout: timeout)
         guard !details.sharedFilesDirectory.isEmpty else {
             throw RuntimeError.sandbox("the agent has no shared-files directory (protocol version 3 or later is needed for bind mounts)")
         }
-        let plan = try HostBindMounts.plan(ociSpec, containerID: containerID, guestDirectory: details.sharedFilesDirectory)
-        for request in plan.requests {
+        let located = binds.located(in: details.sharedFilesDirectory, ociSpec)
+        for request in located.requests {
             do {
                 try agent.call(.copyFile, request, timeout: timeout)
             } catch let error as TTRPCCallError {
@@ -170,7 +184,7 @@ extension WorkloadSpec {
             }
         }
         var copied = self
-        copied.ociSpec = plan.ociSpec
+        copied.ociSpec = located.ociSpec
         return copied
     }
 }

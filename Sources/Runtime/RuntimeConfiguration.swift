@@ -61,4 +61,10 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     public func effectiveDialTimeout(onPVMHost: Bool) -> Int {
         agent.dialTimeoutSeconds ?? (onPVMHost ? 450 : 45)
     }
+
+    /// How long the runtime waits for one agent call (not configurable): 30 s, and four
+    /// times that on a kvm_pvm host, where every guest kernel path is emulated.
+    public static func agentCallTimeout(onPVMHost: Bool) -> Double {
+        onPVMHost ? 120 : 30
+    }
 }

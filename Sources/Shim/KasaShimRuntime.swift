@@ -46,7 +46,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
                 log: @escaping @Sendable (String) -> Void) {
         self.configuration = configuration
         self.namespace = namespace
-        self.callTimeout = onPVMHost ? 120 : 30
+        self.callTimeout = RuntimeConfiguration.agentCallTimeout(onPVMHost: onPVMHost)
         self.dialTimeout = Double(configuration.effectiveDialTimeout(onPVMHost: onPVMHost))
         self.log = log
     }
@@ -226,9 +226,9 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
 
     private func createBlocking(_ container: ShimContainerSpec) throws -> UInt32 {
         let workload = try translate { try WorkloadSpec.forBundle(container.bundle, command: [], terminal: container.stdio.terminal) }
-        try translate { try workload.checkHostBindMounts(containerID: container.id) }
+        let binds = try translate { try workload.hostBindMounts(containerID: container.id) }
         if monitor.withLock({ sandboxID != nil }) {
-            return try createInRunningSandbox(container, workload: workload)
+            return try createInRunningSandbox(container, workload: workload, binds: binds)
         }
         let rootfs = try prepareRootfs(container, specRootfs: workload.rootfs)
         var settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: container.id)
@@ -248,7 +248,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             backend.onUnexpectedExit { [log] reason in log("the sandbox stopped: \(reason)") }
             let sandbox = workload.createSandboxRequest(sandboxID: container.id)
             try call { try agent.call(.createSandbox, sandbox, returning: AgentEmpty.self, timeout: callTimeout) }
-            try createContainer(container, workload: workload, mount: mount, agent: agent)
+            try createContainer(container, workload: workload, binds: binds, mount: mount, agent: agent)
             return UInt32(backend.vmmPID ?? 0)
         } catch {
             tearDownSandbox()
@@ -259,7 +259,8 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
 
     /// A pod's later container: its rootfs image goes into an empty drive slot of the
     /// running VM, then the agent creates it beside the others.
-    private func createInRunningSandbox(_ container: ShimContainerSpec, workload: WorkloadSpec) throws -> UInt32 {
+    private func createInRunningSandbox(_ container: ShimContainerSpec, workload: WorkloadSpec,
+                                        binds: HostBindMounts.Plan) throws -> UInt32 {
         guard let (backend, agent) = monitor.withLock({ () -> (MicroVMBackend, AgentClient)? in
             guard let backend, let agent else { return nil }
             return (backend, agent)
@@ -274,7 +275,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         do {
             let attached = try translate { try backend.attachRootfs(rootfs) }
             monitor.withLock { attachedDrives[container.id] = attached.driveIndex }
-            try createContainer(container, workload: workload, mount: attached.mount, agent: agent)
+            try createContainer(container, workload: workload, binds: binds, mount: attached.mount, agent: agent)
             return UInt32(backend.vmmPID ?? 0)
         } catch {
             detachDrive(of: container.id)
@@ -283,12 +284,13 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         }
     }
 
-    private func createContainer(_ container: ShimContainerSpec, workload: WorkloadSpec, mount: AgentMount, agent: AgentClient) throws {
+    private func createContainer(_ container: ShimContainerSpec, workload: WorkloadSpec, binds: HostBindMounts.Plan,
+                                 mount: AgentMount, agent: AgentClient) throws {
         let key = container.id + "/" + container.id
         do {
             let opened = try openStdio(container.stdio, containerID: container.id)
             monitor.withLock { stdio[key] = opened }
-            let copied = try call { try translate { try workload.copyingHostBindMounts(containerID: container.id, agent: agent, timeout: callTimeout) } }
+            let copied = try call { try translate { try workload.copying(binds, agent: agent, timeout: callTimeout) } }
             let create = copied.createContainerRequest(containerID: container.id, rootfs: mount)
             try call { try agent.call(.createContainer, create, returning: AgentEmpty.self, timeout: callTimeout) }
         } catch {

@@ -78,13 +78,12 @@ struct RunCommand: ParsableCommand {
                 throw RuntimeError.invalidInput(HostFile.exists(workload.rootfs) ? "rootfs \(workload.rootfs) is not a directory"
                                                                                  : "rootfs \(workload.rootfs) does not exist")
             }
-            try workload.checkHostBindMounts(containerID: sandboxID)
         } catch {
             throw Console.fail(error, status: 125)
         }
 
         let onPVMHost = KVMSystem.isPVMHost
-        let callTimeout: Double = onPVMHost ? 120 : 30
+        let callTimeout = RuntimeConfiguration.agentCallTimeout(onPVMHost: onPVMHost)
         var settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: sandboxID, memoryMiB: memory, vcpus: vcpus)
         settings.containerInitTimeout = MicroVMBackend.Settings.containerInitTimeout(forCallTimeout: callTimeout)
         let backend = MicroVMBackend(settings: settings)

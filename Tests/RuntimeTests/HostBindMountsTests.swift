@@ -21,11 +21,12 @@ import Testing
         try "10.0.0.7 db\n".write(toFile: host + "/hosts", atomically: false, encoding: .utf8)
         chmod(host + "/hosts", 0o640)
 
-        let plan = try HostBindMounts.plan(try Self.spec("""
+        let spec = try Self.spec("""
             {"destination": "/etc/app", "type": "bind", "source": "\(host)/config", "options": ["rbind", "ro"]},
             {"destination": "/etc/hosts", "source": "\(host)/hosts", "options": ["bind"]},
             {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}
-            """), containerID: "c9", guestDirectory: "/run/shared")
+            """)
+        let plan = try HostBindMounts.plan(spec, containerID: "c9").located(in: "/run/shared", spec)
         let mounts = plan.ociSpec["mounts"]?.arrayValue ?? []
         #expect(mounts.map { $0["source"]?.stringValue } == ["proc", "/run/shared/c9/1-config", "/run/shared/c9/2-hosts", "tmpfs"])
         #expect(mounts[1]["destination"]?.stringValue == "/etc/app" && mounts[1]["options"]?[0]?.stringValue == "rbind")
@@ -56,7 +57,7 @@ import Testing
             {"destination": "/dev/shm", "type": "bind", "source": "\(host)/shm", "options": ["rbind", "rw"]}
             """)
         for container in ["app1", "app2"] {
-            let plan = try HostBindMounts.plan(spec, containerID: container, guestDirectory: "/g")
+            let plan = try HostBindMounts.plan(spec, containerID: container).located(in: "/g", spec)
             let resolv = try #require(plan.requests.first)
             #expect(resolv.fileMode & UInt32(S_IFMT) == UInt32(S_IFREG) && resolv.data == Data("nameserver 10.0.0.53\n".utf8))
             #expect(plan.requests.map(\.path) == ["/g/\(container)/1-resolv.conf", "/g/.pod-shm"])
@@ -80,12 +81,12 @@ import Testing
         ]
         for (mount, reason) in cases {
             let error = #expect(throws: RuntimeError.self) {
-                _ = try HostBindMounts.plan(try Self.spec(mount), containerID: "c", guestDirectory: "/g", limitBytes: 1000, limitEntries: 3)
+                _ = try HostBindMounts.plan(try Self.spec(mount), containerID: "c", limitBytes: 1000, limitEntries: 3)
             }
             #expect(error?.description.contains(reason) == true, "\(mount): \(String(describing: error))")
             if !mount.contains("relative") { #expect(error?.description.contains("on /x") == true, "\(String(describing: error))") }
         }
-        #expect(!HostBindMounts.hasBinds(try Self.spec(#"{"destination": "/t", "type": "tmpfs", "source": "tmpfs"}"#)))
+        #expect(try HostBindMounts.plan(try Self.spec(#"{"destination": "/t", "type": "tmpfs", "source": "tmpfs"}"#), containerID: "c").isEmpty)
     }
 }
 

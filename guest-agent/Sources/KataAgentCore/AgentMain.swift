@@ -55,10 +55,10 @@ public enum AgentMain {
                 }
                 index += 1
             case "--container-init-timeout":
-                if let value, let seconds = Int(value), (1...3600).contains(seconds) {
-                    options.containerInitTimeout = .seconds(seconds)
+                if let value, let timeout = AgentKernelParameters.containerInitTimeout(parsing: Substring(value)) {
+                    options.containerInitTimeout = timeout
                 } else {
-                    log("ignoring --container-init-timeout \(value ?? ""): use whole seconds, 1 to 3600")
+                    log("ignoring --container-init-timeout \(value ?? ""): \(AgentKernelParameters.containerInitTimeoutRule)")
                 }
                 index += 1
             case "--version":
@@ -103,7 +103,7 @@ public enum AgentMain {
             options.containerInitTimeout = options.containerInitTimeout
                 ?? AgentKernelParameters.containerInitTimeout(fromKernelCommandLine: commandLine)
             if options.containerInitTimeout == nil && commandLine.contains(AgentKernelParameters.containerInitTimeoutKey + "=") {
-                log("ignoring \(AgentKernelParameters.containerInitTimeoutKey): use whole seconds, 1 to 3600")
+                log("ignoring \(AgentKernelParameters.containerInitTimeoutKey): \(AgentKernelParameters.containerInitTimeoutRule)")
             }
         }
         let launcher = ContainerProcessLauncher(timeout: options.containerInitTimeout ?? .seconds(30))

@@ -11,8 +11,16 @@ public enum AgentKernelParameters {
     public static func containerInitTimeout(fromKernelCommandLine commandLine: String) -> Duration? {
         let prefix = containerInitTimeoutKey + "="
         let words = commandLine.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
-        guard let word = words.last(where: { $0.hasPrefix(prefix) }),
-              let seconds = Int(word.dropFirst(prefix.count)), (1...3600).contains(seconds) else { return nil }
+        guard let word = words.last(where: { $0.hasPrefix(prefix) }) else { return nil }
+        return containerInitTimeout(parsing: word.dropFirst(prefix.count))
+    }
+
+    /// A container set-up limit as the command line and `--container-init-timeout` give
+    /// it: whole seconds, 1 to 3600; nil otherwise.
+    public static func containerInitTimeout(parsing text: Substring) -> Duration? {
+        guard let seconds = Int(text), (1...3600).contains(seconds) else { return nil }
         return .seconds(seconds)
     }
+
+    public static let containerInitTimeoutRule = "use whole seconds, 1 to 3600"
 }

@@ -85,7 +85,7 @@ final class Sandbox: @unchecked Sendable {
                                                 readonlyRootfs: request.readonlyRootfs)
         } catch {
             // The host's copies for this container go too: a retry sends them afresh.
-            SharedFiles.removeTree(sharedFiles.directory + "/" + id)
+            sharedFiles.removeCopies(of: id)
             throw error
         }
         do {
@@ -102,7 +102,7 @@ final class Sandbox: @unchecked Sendable {
         } catch {
             rootfs.undo()
             CgroupManager.remove(for: id, root: configuration.cgroupRoot)
-            SharedFiles.removeTree(sharedFiles.directory + "/" + id)
+            sharedFiles.removeCopies(of: id)
             throw error
         }
     }
@@ -173,7 +173,7 @@ final class Sandbox: @unchecked Sendable {
         }
         RootfsPreparer.undo(record.mountedPaths)
         CgroupManager.remove(for: id, root: configuration.cgroupRoot)
-        SharedFiles.removeTree(sharedFiles.directory + "/" + id)
+        sharedFiles.removeCopies(of: id)
         monitor.withLock {
             _ = containers.removeValue(forKey: id)
             _ = reportedOOMKills.removeValue(forKey: id)

@@ -108,7 +108,12 @@ struct SharedFiles {
         }
     }
 
-    /// Removes `path` and everything below it (a container's copies when it goes). Walks
+    /// Removes a container's copies (when it goes, or its create failed).
+    func removeCopies(of containerID: String) {
+        Self.removeTree(directory + "/" + containerID)
+    }
+
+    /// Removes `path` and everything below it. Walks
     /// by directory descriptor without following symlinks, with names as raw bytes (a
     /// container may have created any name in a writable copy).
     static func removeTree(_ path: String) {
