@@ -33,6 +33,22 @@ struct ContainerRunTests {
             return (ContainerRun(sandboxID: id, backend: backend, workload: workload, dialTimeout: 20, callTimeout: 20), backend)
         }
 
+        /// A bundle directory whose rootfs is the fixture's; the test writes its config.json
+        /// and removes the directory.
+        func makeBundle() throws -> String {
+            let bundle = try RuntimeTestSupport.temporaryDirectory("kasa-bundle")
+            try FileManager.default.createSymbolicLink(atPath: bundle + "/rootfs", withDestinationPath: rootfs)
+            return bundle
+        }
+
+        /// A run of `bundle` as written, in a sandbox named `prefix` and a random suffix.
+        func makeBundleRun(_ bundle: String, idPrefix prefix: String) throws -> (ContainerRun, HostAgentBackend) {
+            let id = prefix + UUID().uuidString.prefix(4).lowercased()
+            let backend = HostAgentBackend(agentExecutable: agent, directory: stateDirectory + "/" + id)
+            let workload = try WorkloadSpec.forBundle(bundle, command: [], terminal: false)
+            return (ContainerRun(sandboxID: id, backend: backend, workload: workload, dialTimeout: 20, callTimeout: 20), backend)
+        }
+
         /// Nothing of the run is left: no agent process, no mount, no state directory.
         func expectNothingLeft(_ backend: HostAgentBackend, sourceLocation: SourceLocation = #_sourceLocation) {
             #expect(RuntimeTestSupport.processes(mentioning: backend.directory).isEmpty,
@@ -161,9 +177,8 @@ extension ContainerRunTests {
     /// An OCI bundle (config.json + rootfs) runs with its own process, env and cwd.
     @Test func aBundleRunsWithItsOwnSpec() throws {
         let fixture = try Fixture()
-        let bundle = try RuntimeTestSupport.temporaryDirectory("kasa-bundle")
+        let bundle = try fixture.makeBundle()
         defer { try? FileManager.default.removeItem(atPath: bundle) }
-        try FileManager.default.createSymbolicLink(atPath: bundle + "/rootfs", withDestinationPath: fixture.rootfs)
         try """
             {"ociVersion": "1.1.0",
              "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/etc",
@@ -171,10 +186,7 @@ extension ContainerRunTests {
              "root": {"path": "rootfs"},
              "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}]}
             """.write(toFile: bundle + "/config.json", atomically: true, encoding: .utf8)
-        let id = "bundle\(UUID().uuidString.prefix(4).lowercased())"
-        let backend = HostAgentBackend(agentExecutable: fixture.agent, directory: fixture.stateDirectory + "/" + id)
-        let run = ContainerRun(sandboxID: id, backend: backend, workload: try WorkloadSpec.forBundle(bundle, command: [], terminal: false),
-                               dialTimeout: 20, callTimeout: 20)
+        let (run, backend) = try fixture.makeBundleRun(bundle, idPrefix: "bundle")
         let stdio = CapturedStdio()
         #expect(try run.run(stdio: stdio.stdio) == 5)
         #expect(stdio.finish().stdout == "hi from /etc\n")

@@ -95,9 +95,8 @@ extension ContainerRunTests {
     /// and what it writes to a writable one stays in the sandbox.
     @Test func hostFilesBoundIntoTheContainerAreCopiedIn() throws {
         let fixture = try Fixture()
-        let bundle = try RuntimeTestSupport.temporaryDirectory("kasa-bundle")
+        let bundle = try fixture.makeBundle()
         defer { try? FileManager.default.removeItem(atPath: bundle) }
-        try FileManager.default.createSymbolicLink(atPath: bundle + "/rootfs", withDestinationPath: fixture.rootfs)
         try FileManager.default.createDirectory(atPath: bundle + "/secrets", withIntermediateDirectories: true)
         try "s3cret\n".write(toFile: bundle + "/secrets/token", atomically: false, encoding: .utf8)
         try "10.0.0.7 db\n".write(toFile: bundle + "/hosts", atomically: false, encoding: .utf8)
@@ -110,10 +109,7 @@ extension ContainerRunTests {
                         {"destination": "/var/run/secrets", "type": "bind", "source": "\(bundle)/secrets", "options": ["rbind", "ro"]},
                         {"destination": "/etc/hosts", "type": "bind", "source": "\(bundle)/hosts", "options": ["rbind", "rw"]}]}
             """.write(toFile: bundle + "/config.json", atomically: true, encoding: .utf8)
-        let id = "binds\(UUID().uuidString.prefix(4).lowercased())"
-        let backend = HostAgentBackend(agentExecutable: fixture.agent, directory: fixture.stateDirectory + "/" + id)
-        let run = ContainerRun(sandboxID: id, backend: backend, workload: try WorkloadSpec.forBundle(bundle, command: [], terminal: false),
-                               dialTimeout: 20, callTimeout: 20)
+        let (run, backend) = try fixture.makeBundleRun(bundle, idPrefix: "binds")
         let stdio = CapturedStdio()
         #expect(try run.run(stdio: stdio.stdio) == 0)
         let (stdout, stderr) = stdio.finish()
