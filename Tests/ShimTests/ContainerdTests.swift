@@ -441,26 +441,21 @@ import Testing
         let pids = ps.stdout.split(separator: "\n").dropFirst().compactMap { Int($0.split(separator: " ").first ?? "") }
         #expect(ps.status == 0 && pids.count >= 2, "sh and its sleep: \(ps.stdout) \(ps.stderr)")
         let metrics = try Self.ctr(containerd, ["task", "metrics", "t7"], timeout: 120)
-        let memory = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("memory.usage ") }
-            .flatMap { Int($0.split(separator: " ").last ?? "") }
-        #expect(metrics.status == 0 && (memory ?? 0) > 0, "the guest cgroup's memory: \(metrics.stdout) \(metrics.stderr)")
+        #expect(metrics.status == 0 && (Self.metric("memory.usage", in: metrics.stdout) ?? 0) > 0,
+                "the guest cgroup's memory: \(metrics.stdout) \(metrics.stderr)")
         #expect(metrics.stdout.contains("pids.current"), "\(metrics.stdout)")
-        let reportedLimit = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("memory.usage_limit ") }
-            .flatMap { Int($0.split(separator: " ").last ?? "") }
-        #expect(reportedLimit == limit, "the spec's memory limit is the guest cgroup's: \(metrics.stdout)")
+        #expect(Self.metric("memory.usage_limit", in: metrics.stdout) == limit,
+                "the spec's memory limit is the guest cgroup's: \(metrics.stdout)")
 
         // Update is CRI's UpdateContainerResources; ctr 1.6 has no command for it, so it
         // goes to the shim's socket as containerd sends it (LinuxResources as JSON).
         let newLimit = 96 << 20
-        let address = try String(contentsOfFile: containerd.directory + "/state/io.containerd.runtime.v2.task/default/t7/address",
-                                 encoding: .utf8)
+        let bundle = containerd.directory + "/state/io.containerd.runtime.v2.task/default/t7"
+        let address = try String(contentsOfFile: bundle + "/address", encoding: .utf8)
         try Self.updateTask(shimAddress: address, id: "t7", resourcesJSON: #"{"memory":{"limit":\#(newLimit)},"pids":{"limit":77}}"#)
         let updated = try Self.ctr(containerd, ["task", "metrics", "t7"], timeout: 120)
-        func figure(_ name: String) -> Int? {
-            updated.stdout.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
-        }
-        #expect(figure("memory.usage_limit") == newLimit, "after Update: \(updated.stdout) \(updated.stderr)")
-        #expect(figure("pids.limit") == 77, "after Update: \(updated.stdout)")
+        #expect(Self.metric("memory.usage_limit", in: updated.stdout) == newLimit, "after Update: \(updated.stdout) \(updated.stderr)")
+        #expect(Self.metric("pids.limit", in: updated.stdout) == 77, "after Update: \(updated.stdout)")
 
         let paused = try Self.ctr(containerd, ["task", "pause", "t7"], timeout: 120)
         #expect(paused.status == 0, "\(paused.stderr) \(context())")
@@ -489,14 +484,15 @@ import Testing
         #expect(cleaned, "after the shim died: \(afterDeath) \(context())")
         let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
         #expect(states.isEmpty, "sandbox state left: \(states)")
-        let sockets = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/containerd/s")) ?? []).filter { name in
-            (try? String(contentsOfFile: containerd.directory + "/state/io.containerd.runtime.v2.task/default/t7/address",
-                         encoding: .utf8))?.contains(name) == true
-        }
+        let sockets = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/containerd/s")) ?? []).filter(address.contains)
         #expect(sockets.isEmpty, "shim socket left: \(sockets)")
-        #expect(!FileManager.default.fileExists(atPath: containerd.directory + "/state/io.containerd.runtime.v2.task/default/t7"),
-                "bundle left")
+        #expect(!FileManager.default.fileExists(atPath: bundle), "bundle left")
         _ = try Self.ctr(containerd, ["container", "rm", "t7"])
+    }
+
+    /// A figure of `ctr task metrics` output ("NAME   VALUE" lines).
+    static func metric(_ name: String, in output: String) -> Int? {
+        output.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
     }
 
     /// Task.Update straight to a shim (containerd's bundle `address` file names its socket).
