@@ -84,10 +84,11 @@ final class RunningAgent {
     }
 
     func create(_ id: String, _ script: String, terminal: Bool = false, rootfsMounts: [AgentMount] = [], extra: String = "",
-                extraMounts: String = "") throws {
+                extraMounts: String = "", readonlyRootfs: Bool = false) throws {
         var request = AgentCreateContainerRequest()
         request.containerID = id
         request.execID = id
+        request.readonlyRootfs = readonlyRootfs
         request.ociSpecJson = ociSpec(script, terminal: terminal, extra: extra, extraMounts: extraMounts)
         request.rootfs = rootfsMounts
         try client.call(.createContainer, request)
@@ -503,6 +504,36 @@ struct AgentServiceTests {
         try agent.remove("layered")
         let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
         #expect(!mounts.contains(agent.directory + "/state/containers/layered"), "a layer stayed mounted:\n\(mounts)")
+    }
+
+    /// What containerd's CRI asks for every pod's sandbox (pause) container: a read-only
+    /// root, plus binds and a tmpfs over paths the image does not have (/etc/resolv.conf,
+    /// /dev/shm). The mount points are made before the root turns read-only; the image
+    /// itself gains none of them, and the container cannot write its root.
+    @Test func readOnlyRootWithMountsOverPathsTheImageLacks() throws {
+        let agent = try RunningAgent()
+        var root = AgentMount()
+        root.source = agent.rootfs.path
+        root.type = "bind"
+        root.options = ["bind", "ro"]
+        let resolv = agent.directory + "/resolv.conf"
+        try "nameserver 10.96.0.10\nsearch pod.local\n".write(toFile: resolv, atomically: true, encoding: .utf8)
+        let newDirectory = "/cri-\(UUID().uuidString.prefix(6))"
+        let mounts = """
+            , {"destination": "\(newDirectory)/resolv.conf", "type": "bind", "source": "\(resolv)", "options": ["rbind", "ro"]},
+              {"destination": "\(newDirectory)/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "nodev", "size=65536k"]}
+            """
+        try agent.create("pause", "cat \(newDirectory)/resolv.conf; touch /written 2>/dev/null; echo root-write=$?; "
+                         + "touch \(newDirectory)/shm/x; echo shm-write=$?",
+                         rootfsMounts: [root], extraMounts: mounts, readonlyRootfs: true)
+        try agent.start("pause")
+        let output = try agent.readAll(.readStdout, "pause")
+        #expect(output == "nameserver 10.96.0.10\nsearch pod.local\nroot-write=1\nshm-write=0\n", "stdout: \(output.debugDescription)")
+        #expect(try agent.wait("pause") == 0)
+        #expect(access(agent.rootfs.path + newDirectory, F_OK) != 0, "a mount point was created in the read-only source image")
+        try agent.remove("pause")
+        let left = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        #expect(!left.contains(agent.directory + "/state/containers/pause"), "a layer stayed mounted:\n\(left)")
     }
 }
 

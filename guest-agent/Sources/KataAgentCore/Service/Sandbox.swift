@@ -81,8 +81,7 @@ final class Sandbox: @unchecked Sendable {
 
         let rootfs: PreparedRootfs
         do {
-            rootfs = try RootfsPreparer.prepare(containerID: id, mounts: request.rootfs, stateDirectory: configuration.stateDirectory,
-                                                readonlyRootfs: request.readonlyRootfs)
+            rootfs = try RootfsPreparer.prepare(containerID: id, mounts: request.rootfs, stateDirectory: configuration.stateDirectory)
         } catch {
             // The host's copies for this container go too: a retry sends them afresh.
             sharedFiles.removeCopies(of: id)

@@ -51,10 +51,14 @@ enum Mounter {
 /// the first is the root itself (a block device or a directory to bind), the others are
 /// mounted inside it.
 ///
-/// A first mount marked "ro" whose container may write (no readonly_rootfs) gets a
-/// writable overlay: the read-only root is the lower layer and a private tmpfs holds the
-/// upper one, so the image on the host is never written (several VMs may share it) and
-/// the container still sees a root it can change. Its changes vanish with it.
+/// A first mount marked "ro" gets a writable overlay: the read-only root is the lower
+/// layer and a private tmpfs holds the upper one, so the image on the host is never
+/// written (several VMs may share it) and the container still sees a root it can change.
+/// Its changes vanish with it. A container with a read-only root (OCI `root.readonly`,
+/// CRI's pause container) gets the overlay too: its mount points (CRI binds
+/// /etc/resolv.conf, /etc/hostname, /dev/shm, ... over paths the image may not have) are
+/// created in it before the container's own process makes its root read-only, as runc
+/// creates them in the writable bundle rootfs.
 struct PreparedRootfs {
     let path: String?
     let mountedPaths: [String]
@@ -63,14 +67,13 @@ struct PreparedRootfs {
 }
 
 enum RootfsPreparer {
-    static func prepare(containerID: String, mounts: [AgentMount], stateDirectory: String,
-                        readonlyRootfs: Bool = false) throws -> PreparedRootfs {
+    static func prepare(containerID: String, mounts: [AgentMount], stateDirectory: String) throws -> PreparedRootfs {
         guard let first = mounts.first else { return PreparedRootfs(path: nil, mountedPaths: []) }
         let base = stateDirectory + "/containers/" + containerID
         let target = base + "/rootfs"
         var mounted: [String] = []
         do {
-            if first.options.contains("ro") && !readonlyRootfs {
+            if first.options.contains("ro") {
                 mounted += try mountOverlay(first, base: base, at: target)
             } else {
                 try Mounter.mount(first.source, at: target, type: first.type, options: first.options)
