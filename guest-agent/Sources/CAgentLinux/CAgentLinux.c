@@ -5,6 +5,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -128,4 +131,41 @@ int kasa_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, in
     (void)actions; (void)first;
     return ENOSYS;
 #endif
+}
+
+/// SIOCGIFFLAGS for `name` into `request` on a new AF_INET datagram socket; returns the
+/// socket (the caller closes it) or -1 with errno.
+static int interface_flags(const char *name, struct ifreq *request) {
+    if (strlen(name) >= IFNAMSIZ) { errno = EINVAL; return -1; }
+    memset(request, 0, sizeof *request);
+    strncpy(request->ifr_name, name, IFNAMSIZ - 1);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (ioctl(fd, SIOCGIFFLAGS, request) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int kasa_interface_up(const char *name) {
+    struct ifreq request;
+    int fd = interface_flags(name, &request);
+    if (fd < 0) return -1;
+    request.ifr_flags |= IFF_UP;
+    int result = ioctl(fd, SIOCSIFFLAGS, &request);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return result == 0 ? 0 : -1;
+}
+
+int kasa_interface_is_up(const char *name) {
+    struct ifreq request;
+    int fd = interface_flags(name, &request);
+    if (fd < 0) return -1;
+    close(fd);
+    return (request.ifr_flags & IFF_UP) ? 1 : 0;
 }

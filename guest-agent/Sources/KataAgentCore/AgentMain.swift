@@ -89,6 +89,7 @@ public enum AgentMain {
             // filesystems, then the cgroup root for containers.
             GuestSystemSetup.leaveInitramfsRoot(log: log)
             GuestSystemSetup.mountKernelFilesystems(log: log)
+            GuestSystemSetup.bringLoopbackUp(log: log)
             options.cgroupRoot = options.cgroupRoot ?? GuestSystemSetup.cgroupRoot
         } else {
             GuestSystemSetup.becomeSubreaper()

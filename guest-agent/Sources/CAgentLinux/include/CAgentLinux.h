@@ -88,6 +88,12 @@ int kasa_close_from(int first);
 /// returns ENOSYS elsewhere (the spawned program then closes the rest itself).
 int kasa_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int first);
 
+/// Sets IFF_UP on the network interface `name` in the calling thread's network namespace
+/// (SIOCGIFFLAGS/SIOCSIFFLAGS on an AF_INET datagram socket). 0, or -1 with errno.
+int kasa_interface_up(const char *name);
+/// 1 if the interface `name` is up, 0 if it is down, -1 with errno.
+int kasa_interface_is_up(const char *name);
+
 // The agent server's descriptor helpers (pty, accept4, window size).
 #include "kasa_agent_io.h"
 

@@ -50,6 +50,15 @@ public enum GuestSystemSetup {
 
     private static var errnoIsBusy: Bool { errno == EBUSY }
 
+    /// The guest's loopback starts down: 127.0.0.1 works in a container (and between a
+    /// pod's containers, which share the VM's network namespace) only once it is up.
+    public static func bringLoopbackUp(log: (String) -> Void) {
+        guard kasa_interface_up("lo") == 0 else {
+            log("cannot bring the loopback interface up: \(String(cString: strerror(errno)))")
+            return
+        }
+    }
+
     /// As a host process the agent is not PID 1: become the subreaper so container
     /// processes whose launcher exits are still ours to reap.
     public static func becomeSubreaper() {
