@@ -117,6 +117,9 @@ public enum ConfigurationLoader {
         for (name, value) in paths where !value.hasPrefix("/") {
             throw RuntimeError.configuration("\(path): \(name) must be an absolute path, not \"\(value)\"")
         }
+        if let problem = configuration.runtime.socketPathProblem {
+            throw RuntimeError.configuration("\(path): \(problem)")
+        }
     }
 
     private static func string(_ entry: TOMLEntry, _ place: String) throws(RuntimeError) -> String {

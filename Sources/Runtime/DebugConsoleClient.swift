@@ -10,7 +10,7 @@ public enum DebugConsoleClient {
 
     /// A connected stream to the guest's shell.
     public static func connect(sandboxID: String, configuration: RuntimeConfiguration) throws(RuntimeError) -> Int32 {
-        let directory = configuration.runtime.stateDirectory + "/" + sandboxID
+        let directory = configuration.runtime.sandboxDirectory(for: sandboxID)
         let socketPath = directory + "/vsock.sock"
         guard HostFile.isDirectory(directory) else {
             throw RuntimeError.invalidInput("no running sandbox \(sandboxID) (no \(directory))")

@@ -45,7 +45,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             extraKernelParameters = configuration.hypervisor.kernelParams
             self.memoryMiB = memoryMiB ?? configuration.hypervisor.defaultMemoryMiB
             self.vcpus = vcpus ?? configuration.hypervisor.defaultVCPUs
-            stateDirectory = configuration.runtime.stateDirectory + "/" + sandboxID
+            stateDirectory = configuration.runtime.sandboxDirectory(for: sandboxID)
             imageCache = RootfsImageCache(directory: configuration.runtime.imageCacheDirectory)
             consoleToStandardError = configuration.runtime.enableDebug
             debugConsole = configuration.agent.debugConsoleEnabled

@@ -68,3 +68,33 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         onPVMHost ? 120 : 30
     }
 }
+
+extension RuntimeConfiguration.Runtime {
+    /// The longest file name a sandbox's Unix sockets take in its directory: the vsock
+    /// bridge's `vsock.sock_PORT` for guest-initiated connections, PORT up to 10 digits.
+    static let longestSocketName = "vsock.sock_4294967295"
+    /// sun_path holds 108 bytes with the terminating NUL.
+    static let socketPathLimit = 107
+
+    /// Sandbox `id`'s directory under `state_dir` (sockets, logs, the VMM's pid). Named by
+    /// the ID where its sockets' paths fit in a Unix socket address; else (CRI's sandbox
+    /// IDs are 64 hex digits, so a `state_dir` over ~30 bytes) by a 24-digit SHA-256 of the
+    /// ID: the same for every process that looks for it (shim, `delete`, `kata-runtime exec`).
+    public func sandboxDirectory(for id: String) -> String {
+        let plain = stateDirectory + "/" + id
+        if (plain + "/" + Self.longestSocketName).utf8.count <= Self.socketPathLimit { return plain }
+        var digest = SHA256()
+        digest.update(id)
+        return stateDirectory + "/" + String(digest.hexDigest().prefix(24))
+    }
+
+    /// Why sandboxes cannot run under this `state_dir` (their sockets' paths would be too
+    /// long even with the shortest directory name), or nil when they can.
+    public var socketPathProblem: String? {
+        let longest = stateDirectory + "/" + String(repeating: "0", count: 24) + "/" + Self.longestSocketName
+        let excess = longest.utf8.count - Self.socketPathLimit
+        guard excess > 0 else { return nil }
+        return "[runtime] state_dir \(stateDirectory) is \(excess) bytes too long: a sandbox's Unix sockets under it "
+            + "(\(longest)) would exceed the \(Self.socketPathLimit) bytes a socket path may have"
+    }
+}

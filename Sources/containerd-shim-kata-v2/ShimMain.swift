@@ -163,7 +163,7 @@ enum ShimMain {
     static func delete(_ arguments: ShimArguments) {
         let bundle = arguments.bundle ?? FileManager.default.currentDirectoryPath
         let configuration = (try? ConfigurationLoader.load(explicitPath: arguments.configPath))?.configuration ?? .defaults
-        MicroVMBackend.cleanUpAbandoned(stateDirectory: configuration.runtime.stateDirectory + "/" + arguments.id)
+        MicroVMBackend.cleanUpAbandoned(stateDirectory: configuration.runtime.sandboxDirectory(for: arguments.id))
         _ = umount2(bundle + "/rootfs", Int32(MNT_DETACH))
         let group = ShimSocket.group(bundle: bundle, id: arguments.id)
         if group == arguments.id {

@@ -74,6 +74,25 @@ import Testing
         #expect(throws: RuntimeError.configuration(message)) { try ConfigurationLoader.parse(text, path: "/c.toml") }
     }
 
+    /// CRI's sandbox IDs are 64 hex digits: under a long state_dir their sockets' paths
+    /// would not fit in a Unix socket address (kasa-vmm refused to start every CRI pod).
+    @Test func aSandboxDirectoryKeepsItsSocketsWithinTheUnixPathLimit() {
+        let criID = String(repeating: "e9", count: 32)
+        var runtime = RuntimeConfiguration.defaults.runtime
+        #expect(runtime.sandboxDirectory(for: criID) == "/run/kasa/sandboxes/" + criID, "the default state_dir keeps the ID")
+        runtime.stateDirectory = "/tmp/kasa-containerd-D13970/kasa-state"
+        let directory = runtime.sandboxDirectory(for: criID)
+        #expect((directory + "/vsock.sock_4294967295").utf8.count <= 107, "\(directory)")
+        #expect(directory == runtime.sandboxDirectory(for: criID), "every process finds the same directory")
+        #expect(directory != runtime.sandboxDirectory(for: String(repeating: "f0", count: 32)))
+        #expect(runtime.socketPathProblem == nil)
+        runtime.stateDirectory = "/" + String(repeating: "x", count: 70)
+        #expect(runtime.socketPathProblem?.contains("state_dir") == true)
+        #expect(throws: RuntimeError.self) {
+            try ConfigurationLoader.parse("[runtime]\nstate_dir = \"\(runtime.stateDirectory)\"\n", path: "/c.toml")
+        }
+    }
+
     @Test func theFileIsFoundByFlagThenEnvironment() throws {
         let directory = try RuntimeTestSupport.temporaryDirectory("kasa-config")
         defer { try? FileManager.default.removeItem(atPath: directory) }
