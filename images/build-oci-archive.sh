@@ -4,16 +4,21 @@
 # directory, then a layer adding /etc/kasa-image with NAME in it, so an unpacked image
 # shows that the snapshotter stacked both), the image config and the manifest.
 #
-#   images/build-oci-archive.sh ROOTFS_DIR OUTPUT.tar NAME
+#   images/build-oci-archive.sh ROOTFS_DIR OUTPUT.tar NAME [CMD_JSON]
 #   e.g. images/build-oci-archive.sh "$(images/build-busybox-rootfs.sh | tail -n 1)" /tmp/busybox.tar docker.io/kasa/busybox:test
+#
+# CMD_JSON is the image's command as a JSON array (default ["sh"]); a pod's sandbox
+# ("pause") image needs one that never returns, e.g. '["sh", "-c", "while true; do sleep 3600; done"]'.
 #
 # The archive's index names the image NAME (annotation io.containerd.image.name) and
 # its tag (org.opencontainers.image.ref.name). linux/amd64 only. Nothing is cached.
 set -euo pipefail
 
 die() { echo "build-oci-archive: error: $*" >&2; exit 1; }
-[ $# -eq 3 ] || die "usage: $0 ROOTFS_DIR OUTPUT.tar NAME"
-rootfs=$1 output=$2 name=$3
+[ $# -eq 3 ] || [ $# -eq 4 ] || die "usage: $0 ROOTFS_DIR OUTPUT.tar NAME [CMD_JSON]"
+rootfs=$1 output=$2 name=$3 cmd=${4:-'["sh"]'}
+python3 -c 'import json, sys; c = json.loads(sys.argv[1]); assert isinstance(c, list) and c and all(isinstance(w, str) for w in c)' "$cmd" 2>/dev/null ||
+    die "CMD_JSON must be a non-empty JSON array of strings, got '$cmd'"
 [ -d "$rootfs" ] || die "$rootfs is not a directory"
 case "$name" in *:*) tag=${name##*:} ;; *) die "NAME must carry a tag (registry/repository:tag), got '$name'" ;; esac
 
@@ -39,7 +44,7 @@ read -r extra_digest extra_size < <(add_blob "$work/extra.tar")
 
 cat > "$work/config.json" <<JSON
 {"architecture": "amd64", "os": "linux",
- "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"], "WorkingDir": "/"},
+ "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": $cmd, "WorkingDir": "/"},
  "rootfs": {"type": "layers", "diff_ids": ["sha256:$base_digest", "sha256:$extra_digest"]}}
 JSON
 read -r config_digest config_size < <(add_blob "$work/config.json")

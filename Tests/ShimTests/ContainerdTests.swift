@@ -17,30 +17,78 @@ import Testing
     struct Missing: Error, CustomStringConvertible { let description: String }
 
     /// A containerd of our own, with the shim on its PATH and a Kasa configuration.
+    /// With `cri`, its CRI plugin is on (`runtime_handler` "kata" is Kasa) and it runs in
+    /// a network namespace of its own (`unshare --net`), so the CNI bridge, the pods'
+    /// network namespaces and all their traffic stay inside namespaces the test made.
     final class Containerd {
         let directory: String
         let socket: String
         private(set) var process = Process()
         let log: String
+        let cri: CRISetup?
 
-        init() throws {
+        /// What the CRI plugin needs: the sandbox ("pause") image it starts every pod
+        /// with (imported into the k8s.io namespace by the test; there is no registry)
+        /// and the pods' subnet for the CNI bridge plugin.
+        struct CRISetup {
+            var sandboxImage = "docker.io/kasa/pause:test"
+            var subnet = "10.88.7.0/24"
+        }
+
+        init(cri: CRISetup? = nil) throws {
             guard access("/usr/bin/containerd", X_OK) == 0, access("/usr/bin/ctr", X_OK) == 0 else {
                 throw Missing(description: "containerd is not installed (scripts/install-deps.sh installs Debian's containerd)")
             }
+            if cri != nil {
+                guard access("/usr/lib/cni/bridge", X_OK) == 0, access("/usr/lib/cni/host-local", X_OK) == 0,
+                      access("/usr/lib/cni/loopback", X_OK) == 0 else {
+                    throw Missing(description: "the CNI plugins are not installed (scripts/install-deps.sh installs containernetworking-plugins)")
+                }
+            }
+            self.cri = cri
             let kernel = try ContainerdTests.artifact("KASA_TEST_KERNEL", "images/build-kernel.sh")
             let image = try ContainerdTests.artifact("KASA_TEST_AGENT_IMAGE", "images/build-agent-image.sh")
             directory = FileManager.default.temporaryDirectory.appending(path: "kasa-containerd-\(UUID().uuidString.prefix(6))").path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             socket = directory + "/containerd.sock"
             log = directory + "/containerd.log"
-            try """
+            // Top-level keys before any table: a table header above `root` would swallow it.
+            var config = """
                 version = 2
                 root = "\(directory)/root"
                 state = "\(directory)/state"
-                disabled_plugins = ["io.containerd.grpc.v1.cri"]
+                disabled_plugins = [\(cri == nil ? "\"io.containerd.grpc.v1.cri\"" : "")]
                 [grpc]
                   address = "\(socket)"
-                """.write(toFile: directory + "/config.toml", atomically: true, encoding: .utf8)
+
+                """
+            if let cri {
+                // restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE (shared/notes/networking.md).
+                config += """
+                    [plugins."io.containerd.grpc.v1.cri"]
+                      sandbox_image = "\(cri.sandboxImage)"
+                      netns_mounts_under_state_dir = true
+                      restrict_oom_score_adj = true
+                      [plugins."io.containerd.grpc.v1.cri".cni]
+                        bin_dir = "/usr/lib/cni"
+                        conf_dir = "\(directory)/cni"
+                        max_conf_num = 1
+                      [plugins."io.containerd.grpc.v1.cri".containerd]
+                        default_runtime_name = "kata"
+                      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]
+                        runtime_type = "io.containerd.kata.v2"
+
+                    """
+                try FileManager.default.createDirectory(atPath: directory + "/cni", withIntermediateDirectories: true)
+                // No ipMasq: no iptables rules on the host; host-local keeps its leases here.
+                try """
+                    {"cniVersion": "1.0.0", "name": "kasa-test",
+                     "plugins": [{"type": "bridge", "bridge": "kasa-cni0", "isGateway": true, "ipMasq": false,
+                                  "ipam": {"type": "host-local", "ranges": [[{"subnet": "\(cri.subnet)"}]],
+                                           "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "\(directory)/cni-ipam"}}]}
+                    """.write(toFile: directory + "/cni/10-kasa-test.conflist", atomically: true, encoding: .utf8)
+            }
+            try config.write(toFile: directory + "/config.toml", atomically: true, encoding: .utf8)
             let vmm = ContainerdTests.productsDirectory.appending(path: "kasa-vmm").path
             try """
                 [hypervisor.kasa]
@@ -59,8 +107,16 @@ import Testing
 
         private func launch() throws {
             process = Process()
-            process.executableURL = URL(filePath: "/usr/bin/containerd")
-            process.arguments = ["--config", directory + "/config.toml"]
+            if cri == nil {
+                process.executableURL = URL(filePath: "/usr/bin/containerd")
+                process.arguments = ["--config", directory + "/config.toml"]
+            } else {
+                // unshare without --fork and sh's exec: the process is containerd itself.
+                // Its CRI stream server listens on 127.0.0.1, so the namespace's lo is up.
+                process.executableURL = URL(filePath: "/usr/bin/unshare")
+                process.arguments = ["--net", "--", "/bin/sh", "-c",
+                                     "ip link set lo up && exec /usr/bin/containerd --config \"$0\"", directory + "/config.toml"]
+            }
             var environment = ProcessInfo.processInfo.environment
             environment["PATH"] = ContainerdTests.productsDirectory.path + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
             environment["KATA_CONF_FILE"] = directory + "/kasa.toml"
@@ -158,9 +214,19 @@ import Testing
     }
 
     static func ctr(_ containerd: Containerd, _ arguments: [String], timeout: Double = 30) throws -> Outcome {
+        try run("/usr/bin/ctr", ["--address", containerd.socket] + arguments, timeout: timeout)
+    }
+
+    /// Runs a program to its end (terminated after `timeout` seconds), stdin empty,
+    /// stdout and stderr collected; `environment` adds to this process's.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                    timeout: Double = 30) throws -> Outcome {
         let process = Process()
-        process.executableURL = URL(filePath: "/usr/bin/ctr")
-        process.arguments = ["--address", containerd.socket] + arguments
+        process.executableURL = URL(filePath: executable)
+        process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let output = Pipe(), error = Pipe()
         process.standardOutput = output
         process.standardError = error

@@ -1,0 +1,208 @@
+import Foundation
+import Testing
+
+/// Pods as a kubelet starts them: containerd's CRI plugin with CNI (Debian's bridge and
+/// host-local plugins) calls the shim with the specs CRI itself generates: the sandbox's
+/// read-only pause container with its resolv.conf, hostname and /dev/shm mounts, and
+/// application containers with CRI's security defaults, a read-only root among them. No
+/// kubelet or crictl exists here: Tests/cri-client/cri.py sends each CRI call. containerd,
+/// the bridge and the pods' network namespaces live in a network namespace the test makes.
+@Suite(.serialized) struct CRITests {
+    typealias Containerd = ContainerdTests.Containerd
+
+    struct CallFailed: Error, CustomStringConvertible { let description: String }
+
+    static let client = ContainerdTests.packageRoot.appending(path: "Tests/cri-client/cri.py").path
+
+    /// One CRI RuntimeService call; the response as a JSON object. Debian's python3
+    /// (with python3-grpcio) runs the client, not whatever python3 is first on PATH.
+    @discardableResult
+    static func call(_ containerd: Containerd, _ method: String, _ request: [String: Any],
+                     timeout: Double = 600) throws -> [String: Any] {
+        guard access("/usr/bin/python3", X_OK) == 0 else {
+            throw ContainerdTests.Missing(description: "/usr/bin/python3 is missing (scripts/install-deps.sh installs it with python3-grpcio)")
+        }
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: request), as: UTF8.self)
+        let outcome = try ContainerdTests.run("/usr/bin/python3", [client, containerd.socket, method, body],
+                                              environment: ["CRI_TIMEOUT": String(Int(timeout))], timeout: timeout + 30)
+        guard outcome.status == 0 else {
+            throw CallFailed(description: "CRI \(method) failed (\(outcome.status)): \(outcome.stderr)")
+        }
+        let object = try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8))
+        return object as? [String: Any] ?? [:]
+    }
+
+    /// Imports an image built here (busybox, with `command`) into CRI's k8s.io namespace.
+    static func importImage(_ containerd: Containerd, name: String, command: [String]) throws {
+        let archive = containerd.directory + "/image-\(UUID().uuidString.prefix(6)).tar"
+        let commandJSON = String(decoding: try JSONSerialization.data(withJSONObject: command), as: UTF8.self)
+        let build = try ContainerdTests.run("/bin/bash", [ContainerdTests.packageRoot.appending(path: "images/build-oci-archive.sh").path,
+                                                          try ContainerdTests.busyboxRootfs(), archive, name, commandJSON], timeout: 120)
+        try #require(build.status == 0, "images/build-oci-archive.sh: \(build.stderr)")
+        let imported = try ContainerdTests.ctr(containerd, ["-n", "k8s.io", "images", "import", "--snapshotter", "overlayfs", archive],
+                                               timeout: 120)
+        try #require(imported.status == 0, "ctr images import \(name): \(imported.stderr)")
+    }
+
+    static func podConfig(name: String, directory: String, dns: [String: Any]?) -> [String: Any] {
+        var config: [String: Any] = [
+            "metadata": ["name": name, "uid": "uid-\(name)", "namespace": "default", "attempt": 0],
+            "hostname": name,
+            "log_directory": directory,
+            "linux": [String: Any](),
+        ]
+        if let dns { config["dns_config"] = dns }
+        return config
+    }
+
+    static func containerConfig(name: String, image: String, script: String, readonlyRoot: Bool = false) -> [String: Any] {
+        [
+            "metadata": ["name": name, "attempt": 0],
+            "image": ["image": image],
+            "command": ["sh", "-c", script],
+            "log_path": name + ".log",
+            "linux": ["security_context": ["readonly_rootfs": readonlyRoot]],
+        ]
+    }
+
+    static func exec(_ containerd: Containerd, _ container: String, _ script: String) throws -> (stdout: String, status: Int) {
+        let response = try call(containerd, "ExecSync", ["container_id": container, "cmd": ["sh", "-c", script], "timeout": 120],
+                                timeout: 180)
+        // bytes fields come back base64-encoded in protobuf's JSON form.
+        let stdout = (response["stdout"] as? String).flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return (stdout, response["exit_code"] as? Int ?? 0)
+    }
+
+    /// The whole life of a pod with a DNS config and two application containers (one
+    /// with a read-only root), as a kubelet drives it: the pod gets an address from CNI
+    /// (in the bridge's subnet), its containers see the pod's resolv.conf and hostname,
+    /// a read-only root refuses writes, 127.0.0.1 joins the two containers, CRI's log file
+/// has the container's output; after
+    /// stop and remove no shim, VM, sandbox state or pod network namespace is left.
+    @Test(.timeLimit(.minutes(20)))
+    func aPodStartsRunsAndGoesAwayThroughCRI() throws {
+        let containerd = try Containerd(cri: .init())
+        let busybox = "docker.io/kasa/busybox:test"
+        try Self.importImage(containerd, name: containerd.cri!.sandboxImage,
+                             command: ["sh", "-c", "trap 'exit 0' TERM INT; while true; do sleep 3600 & wait $!; done"])
+        try Self.importImage(containerd, name: busybox, command: ["sh"])
+        let context = { "containerd log:\n\(containerd.tail)" }
+
+        let logs = containerd.directory + "/pod-logs"
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        let dns: [String: Any] = ["servers": ["10.96.0.10"], "searches": ["default.svc.cluster.local"], "options": ["ndots:5"]]
+        let pod = Self.podConfig(name: "kasa-pod", directory: logs, dns: dns)
+        let podID: String
+        do {
+            let ran = try Self.call(containerd, "RunPodSandbox", ["config": pod, "runtime_handler": "kata"])
+            podID = try #require(ran["pod_sandbox_id"] as? String, "\(ran)")
+        } catch {
+            Issue.record("RunPodSandbox: \(error)\n\(context())")
+            return
+        }
+        let status = try Self.call(containerd, "PodSandboxStatus", ["pod_sandbox_id": podID])
+        let podStatus = status["status"] as? [String: Any] ?? [:]
+        #expect((podStatus["state"] as? Int ?? 0) == 0, "the pod is READY: \(podStatus)")
+        let ip = (podStatus["network"] as? [String: Any])?["ip"] as? String ?? ""
+        #expect(ip.hasPrefix("10.88.7."), "the pod's IP comes from the CNI subnet: \(podStatus)")
+
+        var containers: [String] = []
+        for (name, readonly) in [("app", false), ("readonly", true)] {
+            let script = "echo \(name) started; trap 'exit 0' TERM; while true; do sleep 1; done"
+            let created = try Self.call(containerd, "CreateContainer", [
+                "pod_sandbox_id": podID, "sandbox_config": pod,
+                "config": Self.containerConfig(name: name, image: busybox, script: script, readonlyRoot: readonly)])
+            let id = try #require(created["container_id"] as? String, "\(created) \(context())")
+            do {
+                try Self.call(containerd, "StartContainer", ["container_id": id])
+            } catch {
+                Issue.record("StartContainer \(name): \(error)\n\(context())")
+            }
+            containers.append(id)
+        }
+        let running = try Self.call(containerd, "ContainerStatus", ["container_id": containers[0]])
+        #expect((running["status"] as? [String: Any])?["state"] as? Int == 1, "app is RUNNING: \(running)")
+
+        let resolv = try Self.exec(containerd, containers[0], "cat /etc/resolv.conf")
+        #expect(resolv.stdout.contains("nameserver 10.96.0.10") && resolv.stdout.contains("search default.svc.cluster.local")
+                && resolv.stdout.contains("options ndots:5"), "the pod's dns_config: \(resolv.stdout.debugDescription)")
+        let hostname = try Self.exec(containerd, containers[0], "hostname; cat /etc/hostname")
+        #expect(hostname.stdout == "kasa-pod\nkasa-pod\n", "the pod's hostname: \(hostname.stdout.debugDescription)")
+        let writable = try Self.exec(containerd, containers[0], "touch /new-file && echo ok; touch /dev/shm/x && echo shm")
+        #expect(writable.stdout == "ok\nshm\n", "app's root and /dev/shm are writable: \(writable.stdout.debugDescription)")
+        let readonly = try Self.exec(containerd, containers[1], "touch /new-file 2>&1; echo status=$?")
+        #expect(readonly.stdout.contains("Read-only file system") && readonly.stdout.hasSuffix("status=1\n"),
+                "a readonly_rootfs container cannot write its root: \(readonly.stdout.debugDescription)")
+        // A pod's containers share the VM's network namespace: 127.0.0.1 joins them.
+        let served = try Self.exec(containerd, containers[0],
+                                   "mkdir -p /tmp/www && echo hello-from-app > /tmp/www/index.html && httpd -p 127.0.0.1:8080 -h /tmp/www")
+        #expect(served.status == 0, "httpd in app: \(served.stdout)")
+        let fetched = try Self.exec(containerd, containers[1], "wget -q -O - http://127.0.0.1:8080/index.html 2>&1")
+        #expect(fetched.stdout == "hello-from-app\n", "one container reaches another over 127.0.0.1: \(fetched.stdout.debugDescription)")
+        let failing = try Self.exec(containerd, containers[1], "exit 3")
+        #expect(failing.status == 3, "ExecSync reports the exit code")
+
+        // CRI's log file (what `kubectl logs` reads): "TIME stdout F LINE".
+        let logged = ContainerdTests.waitFor(30) {
+            ((try? String(contentsOfFile: logs + "/app.log", encoding: .utf8)) ?? "").contains(" stdout F app started")
+        }
+        #expect(logged, "app's output in its CRI log: \((try? String(contentsOfFile: logs + "/app.log", encoding: .utf8)) ?? "none")")
+
+        for id in containers {
+            try Self.call(containerd, "StopContainer", ["container_id": id, "timeout": 10])
+            let stopped = try Self.call(containerd, "ContainerStatus", ["container_id": id])
+            #expect((stopped["status"] as? [String: Any])?["state"] as? Int == 2, "EXITED after StopContainer: \(stopped)")
+            try Self.call(containerd, "RemoveContainer", ["container_id": id])
+        }
+        try Self.call(containerd, "StopPodSandbox", ["pod_sandbox_id": podID])
+        try Self.call(containerd, "RemovePodSandbox", ["pod_sandbox_id": podID])
+        try Self.expectNothingLeft(containerd)
+    }
+
+    /// A pod without a DNS config gets the node's resolv.conf, as with runc.
+    @Test(.timeLimit(.minutes(15)))
+    func aPodWithoutDNSConfigGetsTheNodesResolvConf() throws {
+        let containerd = try Containerd(cri: .init(subnet: "10.88.8.0/24"))
+        let busybox = "docker.io/kasa/busybox:test"
+        try Self.importImage(containerd, name: containerd.cri!.sandboxImage,
+                             command: ["sh", "-c", "trap 'exit 0' TERM INT; while true; do sleep 3600 & wait $!; done"])
+        try Self.importImage(containerd, name: busybox, command: ["sh"])
+        let pod = Self.podConfig(name: "plain-pod", directory: containerd.directory, dns: nil)
+        let podID: String
+        do {
+            let ran = try Self.call(containerd, "RunPodSandbox", ["config": pod, "runtime_handler": "kata"])
+            podID = try #require(ran["pod_sandbox_id"] as? String, "\(ran)")
+        } catch {
+            Issue.record("RunPodSandbox: \(error)\ncontainerd log:\n\(containerd.tail)")
+            return
+        }
+        let created = try Self.call(containerd, "CreateContainer", [
+            "pod_sandbox_id": podID, "sandbox_config": pod,
+            "config": Self.containerConfig(name: "app", image: busybox, script: "while true; do sleep 1; done")])
+        let id = try #require(created["container_id"] as? String)
+        try Self.call(containerd, "StartContainer", ["container_id": id])
+        let resolv = try Self.exec(containerd, id, "cat /etc/resolv.conf")
+        let node = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
+        #expect(resolv.stdout == node, "the node's resolv.conf: \(resolv.stdout.debugDescription) vs \(node.debugDescription)")
+        // RemovePodSandbox alone stops and removes what is left in the pod.
+        try Self.call(containerd, "StopPodSandbox", ["pod_sandbox_id": podID])
+        try Self.call(containerd, "RemovePodSandbox", ["pod_sandbox_id": podID])
+        try Self.expectNothingLeft(containerd)
+    }
+
+    /// No shim or VMM process, no Kasa sandbox state, no pod network namespace.
+    static func expectNothingLeft(_ containerd: Containerd) throws {
+        #expect(ContainerdTests.waitFor(20) { containerd.leftovers().isEmpty },
+                "shim or VMM processes left: \(containerd.leftovers())")
+        let stateDirectory = containerd.directory + "/kasa-state"
+        #expect(FileManager.default.fileExists(atPath: stateDirectory), "the sandbox state directory was never made: nothing was checked")
+        let states = (try? FileManager.default.contentsOfDirectory(atPath: stateDirectory)) ?? []
+        #expect(states.isEmpty, "sandbox state left: \(states)")
+        // netns_mounts_under_state_dir: the pods' namespaces are bind mounts in here.
+        let netnsDirectory = containerd.directory + "/state/io.containerd.grpc.v1.cri/netns"
+        let namespaces = try FileManager.default.contentsOfDirectory(atPath: netnsDirectory)
+        #expect(namespaces.isEmpty, "pod network namespaces left: \(namespaces)")
+        let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        #expect(!mounts.contains(netnsDirectory), "a pod network namespace is still mounted")
+    }
+}
