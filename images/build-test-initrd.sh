@@ -16,6 +16,9 @@
 #   KASA-INIT-OK
 #   KASA-UPTIME <seconds since boot> <idle seconds>      (from /proc/uptime)
 #   KASA-VIRTIO <name> <virtio device id>                (one per virtio device)
+#   KASA-NET-MAC <mac>, KASA-NET-UP, KASA-NET-SERVED     (with kasa.net=ADDR/PREFIX: eth0
+#                                                         configured, one TCP connection on
+#                                                         port 8080 served)
 #   KASA-INIT-DONE
 # then `reboot -f`: with `reboot=k` on the kernel command line this is a
 # write of 0xfe to port 0x64 (i8042 reset), which the VMM (or QEMU with
@@ -98,6 +101,20 @@ for d in /sys/bus/virtio/devices/*; do
     read -r id < "$d/device"
     echo "KASA-VIRTIO ${d##*/} $id"
 done
+# With kasa.net=ADDR/PREFIX on the command line: eth0 gets that address, init reports
+# its MAC, serves one TCP connection on port 8080 (a line, then close) and goes on.
+for word in $(cat /proc/cmdline); do
+    case "$word" in kasa.net=*) net=${word#kasa.net=} ;; esac
+done
+if [ -n "$net" ]; then
+    /bin/busybox ip link set lo up
+    /bin/busybox ip addr add "$net" dev eth0 && /bin/busybox ip link set eth0 up
+    read -r mac < /sys/class/net/eth0/address
+    echo "KASA-NET-MAC $mac"
+    echo "KASA-NET-UP"
+    echo "hello from the guest over tcp" | /bin/busybox nc -l -p 8080
+    echo "KASA-NET-SERVED"
+fi
 echo "KASA-INIT-DONE"
 /bin/busybox reboot -f
 # Only reached if the reset did not happen (e.g. no reset device).

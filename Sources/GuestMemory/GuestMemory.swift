@@ -58,6 +58,16 @@ public final class GuestMemory: Sendable {
         buffer.copyBytes(from: bytes)
     }
 
+    /// The host bytes behind [address, address + count), checked like every other access:
+    /// for vectored I/O (readv/writev) straight between a host descriptor and guest RAM,
+    /// with no copy in between. Valid while this GuestMemory lives (its regions are
+    /// unmapped only when it goes); what the guest does to those bytes meanwhile is its
+    /// business, as with a DMA buffer on real hardware.
+    public func hostBuffer(at address: GuestAddress, count: Int) throws -> UnsafeMutableRawBufferPointer {
+        guard count > 0 else { return UnsafeMutableRawBufferPointer(start: nil, count: 0) }
+        return UnsafeMutableRawBufferPointer(start: try pointer(at: address, length: UInt64(count)), count: count)
+    }
+
     public func fill(_ byte: UInt8, at address: GuestAddress, count: Int) throws {
         guard count > 0 else { return }
         let destination = try pointer(at: address, length: UInt64(count))

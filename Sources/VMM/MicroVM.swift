@@ -136,10 +136,23 @@ public final class MicroVM: Sendable {
                 throw VMMError.deviceSetupFailed("vsock: \(error)")
             }
         }
+        let report: @Sendable (String) -> Void = { line in ConsoleSink.writeAll(STDERR_FILENO, Array("kasa-vmm: \(line)\n".utf8)) }
+        for (index, interface) in configuration.networkInterfaces.enumerated() {
+            do {
+                let tap: TapDevice
+                switch interface.backend {
+                case .tapName(let name): tap = try TapDevice(name: name)
+                case .descriptor(let descriptor): tap = try TapDevice(adopting: descriptor)
+                }
+                devices.append(try NetDevice(backend: tap, mac: interface.mac ?? MACAddress.random(), mtu: interface.mtu,
+                                             eventLoop: eventLoop, report: report))
+            } catch {
+                throw VMMError.deviceSetupFailed("network interface \(index): \(error)")
+            }
+        }
         let rootReadOnly = roots.first.map { configuration.drives[$0].readOnly } ?? false
         return try VirtioDeviceSet(devices: devices, rootDriveIndex: roots.first, rootReadOnly: rootReadOnly, memory: memory,
-                                   machine: machine, eventLoop: eventLoop,
-                                   report: { line in ConsoleSink.writeAll(STDERR_FILENO, Array("kasa-vmm: \(line)\n".utf8)) })
+                                   machine: machine, eventLoop: eventLoop, report: report)
     }
 
     /// LINT0 delivers the legacy PIC's interrupts (ExtINT) and LINT1 NMIs, as a PC BIOS leaves them.

@@ -1,4 +1,5 @@
 import Boot
+import Virtio
 
 /// Where the guest's serial console goes.
 public enum ConsoleOutput: Sendable {
@@ -53,6 +54,26 @@ public struct VsockConfiguration: Sendable, Equatable {
     }
 }
 
+/// A virtio-net interface on a TAP: opened by name here, or inherited already open (the
+/// runtime opens it inside the pod's network namespace and passes the descriptor).
+public struct NetworkInterfaceConfiguration: Sendable, Equatable {
+    public enum Backend: Sendable, Equatable {
+        case tapName(String)
+        case descriptor(Int32)
+    }
+
+    public var backend: Backend
+    /// The guest NIC's MAC; a random locally administered one when nil.
+    public var mac: MACAddress?
+    public var mtu: UInt16
+
+    public init(backend: Backend, mac: MACAddress? = nil, mtu: UInt16 = 1500) {
+        self.backend = backend
+        self.mac = mac
+        self.mtu = mtu
+    }
+}
+
 /// Everything needed to build and boot one microVM.
 public struct VMConfiguration: Sendable {
     public var kernelPath: String
@@ -74,6 +95,9 @@ public struct VMConfiguration: Sendable {
     public var driveSlots = 0
     public var entropy = false
     public var vsock: VsockConfiguration?
+    /// virtio-net devices, after every other device (so drive names do not move): the
+    /// guest sees them as eth0, eth1, ... in order.
+    public var networkInterfaces: [NetworkInterfaceConfiguration] = []
 
     public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1 nomodule i8042.noaux i8042.nomux i8042.dumbkbd"
 

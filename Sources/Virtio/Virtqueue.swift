@@ -121,6 +121,15 @@ public final class Virtqueue: @unchecked Sendable {
         return DescriptorChain(head: head, descriptors: try walk(from: head, memory: memory))
     }
 
+    /// Gives back the chain the last `pop` returned, unused: it is popped again next time
+    /// (a receive queue's buffer when no frame was waiting after all).
+    public func undoPop(memory: GuestMemory) throws {
+        nextAvailable &-= 1
+        if eventIndex {
+            try memory.write(nextAvailable, at: GuestAddress(usedRing.value + 4 + 8 * UInt64(size)))
+        }
+    }
+
     private func walk(from head: UInt16, memory: GuestMemory) throws -> [Descriptor] {
         var result: [Descriptor] = []
         var table = descriptorTable

@@ -10,7 +10,7 @@ import VMM
 ///   begins with `-` (other than `-` alone) is not taken as the value, so a forgotten
 ///   value does not swallow the next option; `--option=-value` passes such a value.
 /// - An option given twice: the last one counts, except the repeatable ones
-///   (`--hide-cpu-feature`, `--drive`), which collect every value in order.
+///   (`--hide-cpu-feature`, `--drive`, `--net`), which collect every value in order.
 /// - `-v` and `-h` may be combined (`-vh`).
 /// - `-h`/`--help` anywhere (where it is not an option's value) prints the help, even
 ///   if other arguments are wrong.
@@ -30,6 +30,7 @@ struct CommandLineOptions {
     var hiddenFeatures: [String] = []
     var pvmCompatibility: PVMCompatibility?
     var drives: [String] = []
+    var networks: [String] = []
     var driveSlots: Int?
     var apiSocket: String?
     var entropy = false
@@ -44,7 +45,7 @@ struct CommandLineOptions {
 
     enum Key {
         case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput, parentPID
-        case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, noPVH
+        case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, network, noPVH
         case verbose, help, version
     }
 
@@ -102,6 +103,10 @@ struct CommandLineOptions {
                help: "Add a virtio-vsock device bridged to this Unix socket (hybrid vsock: connect, send 'CONNECT <port>\\n')."),
         Option(key: .vsockCID, names: ["vsock-cid"], short: nil, valueName: "cid",
                help: "The guest's vsock context id (default 3)."),
+        Option(key: .network, names: ["net"], short: nil, valueName: "spec",
+               help: "A virtio-net interface (repeatable): tap=NAME|fd=N[,mac=02:..:..][,mtu=1500]. tap= opens (or creates) "
+                   + "the TAP in this network namespace; fd= takes one the caller opened with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR. "
+                   + "The guest sees eth0, eth1, ... in order; without mac= it gets a random local one."),
         Option(key: .noPVH, names: ["no-pvh"], short: nil, valueName: nil,
                help: "Enter an ELF kernel through its 64-bit entry even if it has a PVH entry."),
         Option(key: .verbose, names: ["verbose"], short: "v", valueName: nil,
@@ -210,6 +215,7 @@ struct CommandLineOptions {
             }
             pvmCompatibility = choice
         case .drive: drives.append(value)
+        case .network: networks.append(value)
         case .driveSlots: driveSlots = try Self.number(value, for: option)
         case .apiSocket: apiSocket = value
         case .vsockPath: vsockPath = value
@@ -309,9 +315,10 @@ struct CommandLineOptions {
                                "boot_args": "console=ttyS0 reboot=k panic=1"},
                "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
                "console": "stdout"}
-            Flags given on the command line override the file; "drives", "entropy" and
-            "vsock" take Firecracker's keys (path_on_host, is_read_only, is_root_device;
-            guest_cid, uds_path).
+            Flags given on the command line override the file; "drives", "entropy",
+            "vsock" and "network-interfaces" take Firecracker's keys (path_on_host,
+            is_read_only, is_root_device; guest_cid, uds_path; iface_id, host_dev_name,
+            guest_mac; and Kasa's mtu).
 
             USAGE: kasa-vmm --kernel <path> [<options>]
                    kasa-vmm --config-file <path> [<options>]

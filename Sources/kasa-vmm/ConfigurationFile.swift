@@ -1,5 +1,6 @@
 import KasaJSON
 import VMM
+import Virtio
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,6 +69,29 @@ struct ConfigurationFile {
         }
     }
 
+    /// Firecracker's network interface; `mtu` is Kasa's (Firecracker takes the TAP's).
+    struct NetworkInterface {
+        var configuration: NetworkInterfaceConfiguration
+
+        static let keys = ["iface_id", "host_dev_name", "guest_mac", "mtu"]
+
+        init(_ section: Section) throws {
+            let name = try section.required(section.string("host_dev_name"), "host_dev_name")
+            var configuration = NetworkInterfaceConfiguration(backend: .tapName(name))
+            if let text = try section.string("guest_mac") {
+                guard let mac = MACAddress(text) else {
+                    throw VMMError.deviceSetupFailed("network-interfaces: guest_mac '\(text)' is not a MAC address (02:42:ac:11:00:02)")
+                }
+                configuration.mac = mac
+            }
+            if let mtu = try section.integer("mtu", as: UInt16.self) {
+                guard mtu >= 68 else { throw VMMError.deviceSetupFailed("network-interfaces: mtu \(mtu) is below 68") }
+                configuration.mtu = mtu
+            }
+            self.configuration = configuration
+        }
+    }
+
     /// Firecracker's "entropy" object may carry a "rate_limiter"; its members are not
     /// checked (as before), only that it is an object.
     struct Entropy {}
@@ -76,12 +100,14 @@ struct ConfigurationFile {
     var drives: [Drive]?
     var vsock: Vsock?
     var entropy: Entropy?
+    var networkInterfaces: [NetworkInterface]?
     var machineConfig: MachineConfig?
     var console: String?
     var hiddenCPUFeatures: [String]?
     var pvmCompatibility: String?
 
-    static let keys = ["boot-source", "machine-config", "console", "hide-cpu-features", "pvm-compat", "drives", "vsock", "entropy"]
+    static let keys = ["boot-source", "machine-config", "console", "hide-cpu-features", "pvm-compat", "drives", "vsock", "entropy",
+                       "network-interfaces"]
 
     init(_ document: JSONValue) throws {
         let top = try Section(document, path: "", section: "top level", known: ConfigurationFile.keys)
@@ -93,6 +119,7 @@ struct ConfigurationFile {
         drives = try top.sections("drives", known: Drive.keys)?.map(Drive.init)
         vsock = try top.section("vsock", known: Vsock.keys).map(Vsock.init)
         entropy = try top.section("entropy", known: nil).map { _ in Entropy() }
+        networkInterfaces = try top.sections("network-interfaces", known: NetworkInterface.keys)?.map(NetworkInterface.init)
     }
 
     static func load(path: String) throws -> ConfigurationFile {

@@ -114,6 +114,8 @@ extension CommandLineOptions {
         if configuration.driveSlots > 0 && apiSocket == nil {
             throw VMMError.deviceSetupFailed("--drive-slots needs --api-socket (the slots are filled through it)")
         }
+        configuration.networkInterfaces = try networks.map(NetworkSpecification.parse)
+            + (file?.networkInterfaces?.map(\.configuration) ?? [])
         configuration.entropy = entropy || file?.entropy != nil
         if let path = vsockPath ?? file?.vsock?.udsPath {
             configuration.vsock = VsockConfiguration(guestCID: vsockCID ?? file?.vsock?.guestCID ?? 3, udsPath: path)

@@ -19,4 +19,19 @@ int clinux_set_parent_death_signal(int signal);
 // (the containerd shim reaps what its VMM leaves). 0 or -1.
 int clinux_become_subreaper(void);
 
+// TAP devices for virtio-net (linux/if_tun.h requests, which take a struct ifreq or an
+// int by pointer; ioctl is variadic, so Swift cannot call it directly).
+// IFF_TAP | IFF_NO_PI | IFF_VNET_HDR on the TAP `name` (created in the network namespace
+// /dev/net/tun is opened in; empty name = the kernel picks "tapN"), non-blocking and
+// close-on-exec. Writes the interface's name to `name_out` (IFNAMSIZ bytes). fd or -1.
+int clinux_tap_open(const char *name, char name_out[16]);
+// Checks that `fd` is a TAP opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR (TUNGETIFF)
+// and writes its name to `name_out`. 0, or -1 with errno (EINVAL: wrong mode or flags).
+int clinux_tap_check(int fd, char name_out[16]);
+// TUNSETVNETHDRSZ `size` and TUNSETOFFLOAD `offloads` (TUN_F_* bits; 0 = none: the host
+// kernel finishes checksums and segmentation before a frame reaches the TAP). 0 or -1.
+int clinux_tap_configure(int fd, int header_size, unsigned int offloads);
+// The maximum name length for a network interface, with its NUL.
+#define CLINUX_IFNAMSIZ 16
+
 #endif

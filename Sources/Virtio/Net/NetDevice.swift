@@ -1,0 +1,242 @@
+import GuestMemory
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a virtio-net device sends frames to and reads frames from: a descriptor with
+/// datagram semantics (one read or write = one frame, each behind a 12-byte virtio-net
+/// header). A TAP in the product; a SOCK_SEQPACKET socketpair stands in for it in tests.
+public protocol NetBackend: AnyObject, Sendable {
+    var descriptor: Int32 { get }
+}
+
+extension TapDevice: NetBackend {}
+
+/// virtio-net (device ID 1) with one receive and one transmit queue, no offloads yet.
+/// Frames move straight between guest buffers and the backend with readv/writev on guest
+/// memory: nothing is copied through the VMM. Receiving is level-triggered: the backend is
+/// polled only while the guest has posted receive buffers, and polling resumes on the
+/// receive queue's notification.
+public final class NetDevice: VirtioDevice, @unchecked Sendable {
+    /// struct virtio_net_hdr_v1 (flags, gso_type, hdr_len, gso_size, csum_start,
+    /// csum_offset, num_buffers): with VIRTIO_F_VERSION_1 every frame carries all 12 bytes.
+    public static let headerSize = 12
+    static let receiveQueue = 0, transmitQueue = 1
+    /// Feature bits (virtio 1.2, 5.1.3).
+    public enum Feature {
+        public static let mtu: UInt64 = 1 << 3
+        public static let mac: UInt64 = 1 << 5
+        public static let status: UInt64 = 1 << 16
+    }
+    /// VIRTIO_NET_S_LINK_UP in the config space's status field.
+    static let linkUp: UInt16 = 1
+    /// A frame without offloads is at most the MTU plus an Ethernet header and a VLAN tag.
+    static let frameOverhead = 18
+    /// The most frames received per wake-up, so a busy backend cannot hold the event loop
+    /// (the rest comes on the next round: polling is level-triggered).
+    static let framesPerRound = 64
+
+    public let deviceType = VirtioDeviceType.network
+    public let deviceFeatures = Feature.mac | Feature.mtu | Feature.status
+    public let queueMaximumSizes: [UInt16] = [256, 256]
+    public let mac: MACAddress
+    public let mtu: UInt16
+    private let backend: any NetBackend
+    private let eventLoop: EventLoop
+    private let report: @Sendable (String) -> Void
+
+    // Guarded by the transport's lock (every entry point runs under it).
+    private var context: VirtioDeviceContext?
+    private var polling = false
+    private var vectors: [iovec] = []
+    /// What the device did, for tests and the VMM's report: frames each way, frames
+    /// dropped (the backend could not take one, or the guest's buffer was too small) and
+    /// malformed chains.
+    public private(set) var counters = Counters()
+
+    public struct Counters: Sendable, Equatable {
+        public var received = 0, transmitted = 0, dropped = 0, malformed = 0
+    }
+
+    /// `mtu` must lie in 68...65535 (IPv4's minimum; the field's maximum).
+    public init(backend: any NetBackend, mac: MACAddress, mtu: UInt16 = 1500, eventLoop: EventLoop,
+                report: @escaping @Sendable (String) -> Void = { _ in }) throws(NetDeviceError) {
+        guard mtu >= 68 else { throw .invalidSetting("MTU \(mtu) is below 68, the least IPv4 allows") }
+        guard !mac.isMulticast else { throw .invalidSetting("MAC \(mac) is a multicast address, not one a NIC can have") }
+        self.backend = backend
+        self.mac = mac
+        self.mtu = mtu
+        self.eventLoop = eventLoop
+        self.report = report
+        vectors.reserveCapacity(Int(queueMaximumSizes.max() ?? 256))
+    }
+
+    // MARK: Config space: mac[6], status u16, max_virtqueue_pairs u16, mtu u16.
+
+    var configuration: [UInt8] {
+        mac.bytes + [UInt8(NetDevice.linkUp & 0xFF), UInt8(NetDevice.linkUp >> 8), 1, 0, UInt8(mtu & 0xFF), UInt8(mtu >> 8)]
+    }
+
+    public func readConfiguration(offset: Int, count: Int) -> [UInt8] {
+        let space = configuration
+        return (0..<count).map { index in
+            let (position, overflow) = offset.addingReportingOverflow(index)
+            return !overflow && position >= 0 && position < space.count ? space[position] : 0
+        }
+    }
+
+    /// The MAC is the driver's to set only through VIRTIO_NET_F_CTRL_MAC_ADDR, not offered.
+    public func writeConfiguration(offset: Int, bytes: [UInt8]) {}
+
+    public func activate(_ context: VirtioDeviceContext) throws {
+        self.context = context
+        startPolling()
+    }
+
+    public func reset() {
+        stopPolling()
+        context = nil
+    }
+
+    public func queueNotified(_ index: Int) {
+        switch index {
+        case NetDevice.receiveQueue:
+            // New receive buffers: frames waiting in the backend can go in now.
+            startPolling()
+            receive()
+        case NetDevice.transmitQueue:
+            transmit()
+        default:
+            break
+        }
+    }
+
+    // MARK: Receive (backend -> guest)
+
+    private func startPolling() {
+        guard context != nil, !polling else { return }
+        polling = true
+        eventLoop.register(backend.descriptor) { [weak self] _ in
+            guard let self, let context = self.context else { return }
+            context.serialized { self.receive() }
+        }
+    }
+
+    private func stopPolling() {
+        guard polling else { return }
+        polling = false
+        eventLoop.unregister(backend.descriptor)
+    }
+
+    /// Moves waiting frames into the guest's receive buffers until either runs out.
+    func receive() {
+        guard let context else { return }
+        let queue = context.queues[NetDevice.receiveQueue]
+        var completed = false
+        defer { if completed { context.signalUsed(NetDevice.receiveQueue) } }
+        for _ in 0..<NetDevice.framesPerRound {
+            let chain: DescriptorChain
+            do {
+                guard let next = try queue.pop(memory: context.memory) else {
+                    // No buffer to put a frame in: stop polling until the driver posts some.
+                    stopPolling()
+                    return
+                }
+                chain = next
+            } catch {
+                malformed("receive queue: \(error)")
+                return
+            }
+            guard chain.writableLength >= NetDevice.headerSize else {
+                malformed("receive buffer of \(chain.writableLength) bytes cannot hold the \(NetDevice.headerSize)-byte header")
+                try? queue.pushUsed(head: chain.head, length: 0, memory: context.memory)
+                completed = true
+                continue
+            }
+            let count = transfer(chain.writable, memory: context.memory) { readv(backend.descriptor, $0, $1) }
+            if count < 0 {
+                let code = errno
+                try? queue.undoPop(memory: context.memory)
+                if code != EAGAIN && code != EWOULDBLOCK {
+                    // EMSGSIZE/EFAULT: the frame did not fit and is gone; anything else is the backend's.
+                    counters.dropped += 1
+                    continue
+                }
+                return
+            }
+            guard count >= NetDevice.headerSize else {
+                try? queue.pushUsed(head: chain.head, length: 0, memory: context.memory)
+                completed = true
+                counters.dropped += 1
+                continue
+            }
+            // num_buffers: one buffer per frame without VIRTIO_NET_F_MRG_RXBUF.
+            _ = try? chain.write([1, 0], memory: context.memory, skipping: 10)
+            try? queue.pushUsed(head: chain.head, length: UInt32(count), memory: context.memory)
+            counters.received += 1
+            completed = true
+        }
+    }
+
+    // MARK: Transmit (guest -> backend)
+
+    func transmit() {
+        guard let context else { return }
+        let queue = context.queues[NetDevice.transmitQueue]
+        var completed = false
+        defer { if completed { context.signalUsed(NetDevice.transmitQueue) } }
+        let largest = NetDevice.headerSize + Int(mtu) + NetDevice.frameOverhead
+        // Everything available when the notification was read (at most the queue's size);
+        // what the driver adds later comes with a notification of its own.
+        for _ in 0..<Int(queue.size) {
+            let chain: DescriptorChain
+            do {
+                guard let next = try queue.pop(memory: context.memory) else { return }
+                chain = next
+            } catch {
+                malformed("transmit queue: \(error)")
+                return
+            }
+            let length = chain.readableLength
+            if length <= NetDevice.headerSize || length > largest {
+                malformed("transmit chain of \(length) bytes (a frame behind its header is 1...\(largest - NetDevice.headerSize) bytes)")
+            } else if transfer(chain.readable, memory: context.memory, { writev(backend.descriptor, $0, $1) }) < 0 {
+                // A full or gone backend drops the frame, as a NIC does; the guest's stack retransmits.
+                counters.dropped += 1
+            } else {
+                counters.transmitted += 1
+            }
+            try? queue.pushUsed(head: chain.head, length: 0, memory: context.memory)
+            completed = true
+        }
+    }
+
+    // MARK: Helpers
+
+    /// One readv/writev over `descriptors` in guest memory; -1 with errno when the call
+    /// failed, or when a buffer lies outside guest memory (already checked by the queue).
+    private func transfer(_ descriptors: [Descriptor], memory: GuestMemory,
+                          _ call: (UnsafePointer<iovec>, Int32) -> Int) -> Int {
+        vectors.removeAll(keepingCapacity: true)
+        for descriptor in descriptors where descriptor.length > 0 {
+            guard let buffer = try? memory.hostBuffer(at: descriptor.address, count: Int(descriptor.length)) else {
+                errno = EFAULT
+                return -1
+            }
+            vectors.append(iovec(iov_base: buffer.baseAddress, iov_len: buffer.count))
+        }
+        guard !vectors.isEmpty else { return 0 }
+        // Safe: every iovec covers bytes hostBuffer checked to lie inside guest RAM, whose
+        // mapping lives as long as `memory`, which the caller holds across the call.
+        var result = -1
+        repeat {
+            result = vectors.withUnsafeBufferPointer { call($0.baseAddress!, Int32($0.count)) }
+        } while result < 0 && errno == EINTR
+        return result
+    }
+
+    private func malformed(_ what: String) {
+        counters.malformed += 1
+        if counters.malformed <= 10 { report("virtio-net: \(what)") }
+    }
+}

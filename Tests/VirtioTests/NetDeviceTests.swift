@@ -1,0 +1,247 @@
+import Foundation
+import GuestMemory
+import Testing
+@testable import Virtio
+import VirtioMockDriver
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A SOCK_SEQPACKET socketpair standing in for the TAP: one datagram per frame, each
+/// behind its 12-byte virtio-net header, as a TAP opened with IFF_VNET_HDR behaves. The
+/// device gets one end; the test plays the host's network on the other.
+final class SocketPairBackend: NetBackend, @unchecked Sendable {
+    let descriptor: Int32
+    let peer: Int32
+
+    init() throws {
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            throw MockDriverError("socketpair: \(String(cString: strerror(errno)))")
+        }
+        descriptor = pair[0]
+        peer = pair[1]
+        HostSupport.setNonBlocking(descriptor)
+        HostSupport.setNonBlocking(peer)
+    }
+
+    deinit {
+        close(descriptor)
+        close(peer)
+    }
+
+    /// One frame as the host's network sends it to the guest.
+    func send(_ frame: [UInt8]) {
+        let header = [UInt8](repeating: 0, count: NetDevice.headerSize)
+        _ = (header + frame).withUnsafeBytes { write(peer, $0.baseAddress, $0.count) }
+    }
+
+    /// The next datagram the device wrote (header included), or nil within `seconds`.
+    func receive(seconds: Double = 2) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 70_000)
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let count = buffer.withUnsafeMutableBytes { read(peer, $0.baseAddress, $0.count) }
+            if count >= 0 { return Array(buffer.prefix(count)) }
+            usleep(1000)
+        }
+        return nil
+    }
+}
+
+/// The guest's side: the transport with the net device, two MockDriver queues (receive
+/// 0, transmit 1) and a running event loop, as the VMM has them.
+final class NetHarness {
+    static let mac = MACAddress("02:42:0a:58:07:02")!
+    let memory: GuestMemory
+    let backend: SocketPairBackend
+    let loopThread: EventLoopThread
+    let device: NetDevice
+    let transport: VirtioMMIOTransport
+    let registers: RegisterDriver
+    let receive: MockDriver
+    let transmit: MockDriver
+
+    init(mtu: UInt16 = 1500, activate: Bool = true) throws {
+        memory = try MockDriver.makeMemory()
+        backend = try SocketPairBackend()
+        loopThread = try EventLoopThread()
+        device = try NetDevice(backend: backend, mac: NetHarness.mac, mtu: mtu, eventLoop: loopThread.loop)
+        transport = VirtioMMIOTransport(device: device, memory: memory, raiseInterrupt: {})
+        registers = RegisterDriver(transport: transport)
+        receive = MockDriver(memory: memory, size: 16, base: 0x10000)
+        transmit = MockDriver(memory: memory, size: 16, base: 0x110000)
+        if activate { registers.initialize(drivers: [receive, transmit]) }
+    }
+
+    deinit { loopThread.stop() }
+
+    /// A frame: Ethernet header (to our MAC, from another, IPv4) and `payload`.
+    static func frame(_ payload: [UInt8]) -> [UInt8] {
+        mac.bytes + [0x02, 0, 0, 0, 0, 1] + [0x08, 0x00] + payload
+    }
+
+    /// Waits until the receive queue returns `count` used entries.
+    func receivedEntries(_ count: Int, seconds: Double = 2) throws -> [(head: UInt16, length: UInt32)] {
+        var entries: [(head: UInt16, length: UInt32)] = []
+        let deadline = Date().addingTimeInterval(seconds)
+        while entries.count < count && Date() < deadline {
+            entries += try receive.takeUsed()
+            if entries.count < count { usleep(1000) }
+        }
+        return entries
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct NetDeviceTests {
+    @Test func offersMACMTUAndLinkStatusInItsConfigSpace() throws {
+        let harness = try NetHarness(mtu: 1450)
+        #expect(harness.device.deviceType == 1)
+        #expect(harness.device.deviceFeatures & (NetDevice.Feature.mac | NetDevice.Feature.mtu | NetDevice.Feature.status)
+                == NetDevice.Feature.mac | NetDevice.Feature.mtu | NetDevice.Feature.status)
+        #expect(harness.device.readConfiguration(offset: 0, count: 6) == NetHarness.mac.bytes)
+        #expect(harness.device.readConfiguration(offset: 6, count: 2) == [1, 0], "link up")
+        #expect(harness.device.readConfiguration(offset: 10, count: 2) == [0xAA, 0x05], "MTU 1450, little-endian")
+        #expect(harness.device.readConfiguration(offset: 4096, count: 4) == [0, 0, 0, 0], "past the end reads zero")
+        #expect(harness.device.readConfiguration(offset: Int.max, count: 2) == [0, 0], "an offset that would overflow reads zero")
+    }
+
+    @Test func aGuestFrameReachesTheBackendWithItsHeader() throws {
+        let harness = try NetHarness()
+        let frame = NetHarness.frame(Array(0..<200).map { UInt8($0) })
+        var header = [UInt8](repeating: 0, count: NetDevice.headerSize)
+        header[0] = 0  // no checksum offload requested
+        // Header and frame in separate buffers, the frame itself split in two, as Linux may post it.
+        try harness.transmit.add([.readable(header), .readable(Array(frame.prefix(50))), .readable(Array(frame.dropFirst(50)))])
+        harness.registers.notify(queue: 1)
+        let sent = try #require(harness.backend.receive(), "nothing reached the backend")
+        #expect(sent == header + frame)
+        #expect(try harness.transmit.takeUsed().map(\.length) == [0], "the chain comes back, nothing written into it")
+        #expect(harness.device.counters.transmitted == 1)
+        #expect(harness.registers.acknowledgeInterrupt() == 1, "the driver is interrupted for the used chain")
+    }
+
+    @Test func aBackendFrameLandsInTheGuestsReceiveBuffer() throws {
+        let harness = try NetHarness()
+        let (head, addresses) = try harness.receive.add([.writable(NetDevice.headerSize + 1514)])
+        harness.registers.notify(queue: 0)
+        let frame = NetHarness.frame(Array(repeating: 0xAB, count: 300))
+        harness.backend.send(frame)
+        let used = try harness.receivedEntries(1)
+        #expect(used.map(\.head) == [head])
+        #expect(used.first?.length == UInt32(NetDevice.headerSize + frame.count))
+        let bytes = try harness.receive.read(addresses[0], NetDevice.headerSize + frame.count)
+        #expect(Array(bytes.dropFirst(NetDevice.headerSize)) == frame)
+        #expect(bytes[10] == 1 && bytes[11] == 0, "num_buffers is 1 without mergeable buffers")
+        #expect(harness.device.counters.received == 1)
+    }
+
+    /// Frames that arrive while the guest has posted no buffer wait in the backend (it is
+    /// not polled meanwhile), and go in once the driver posts buffers and notifies.
+    @Test func framesWaitForReceiveBuffersAndFlowOnTheNotify() throws {
+        let harness = try NetHarness()
+        let frames = (0..<3).map { NetHarness.frame([UInt8]("frame \($0)".utf8)) }
+        for frame in frames { harness.backend.send(frame) }
+        usleep(100_000)
+        #expect(try harness.receive.takeUsed().isEmpty)
+        #expect(harness.device.counters.received == 0 && harness.device.counters.dropped == 0, "nothing was read without a buffer")
+        var addresses: [UInt64] = []
+        for _ in frames { addresses += try harness.receive.add([.writable(NetDevice.headerSize + 1514)]).addresses }
+        harness.registers.notify(queue: 0)
+        let used = try harness.receivedEntries(3)
+        #expect(used.count == 3)
+        for (index, frame) in frames.enumerated() where index < used.count {
+            let bytes = try harness.receive.read(addresses[index], NetDevice.headerSize + frame.count)
+            #expect(Array(bytes.dropFirst(NetDevice.headerSize)) == frame, "frame \(index) in order")
+        }
+        // One buffer left for two frames: the first goes in, the second waits for the next buffer.
+        let (_, late) = try harness.receive.add([.writable(NetDevice.headerSize + 1514)])
+        harness.registers.notify(queue: 0)
+        harness.backend.send(NetHarness.frame([1]))
+        harness.backend.send(NetHarness.frame([2]))
+        #expect(try harness.receivedEntries(1).count == 1)
+        #expect(try harness.receive.read(late[0] + UInt64(NetDevice.headerSize + 14), 1) == [1])
+        let (_, last) = try harness.receive.add([.writable(NetDevice.headerSize + 1514)])
+        harness.registers.notify(queue: 0)
+        #expect(try harness.receivedEntries(1).count == 1)
+        #expect(try harness.receive.read(last[0] + UInt64(NetDevice.headerSize + 14), 1) == [2])
+    }
+
+    /// A guest that posts a receive buffer smaller than a frame: the device never writes
+    /// past the buffer, and later frames still arrive.
+    @Test func aSmallReceiveBufferIsNeverOverrun() throws {
+        let harness = try NetHarness()
+        let (_, small) = try harness.receive.add([.writable(64)])
+        let guard_ = small[0] + 64
+        try harness.memory.fill(0xEE, at: GuestAddress(guard_), count: 64)
+        harness.registers.notify(queue: 0)
+        harness.backend.send(NetHarness.frame(Array(repeating: 7, count: 1000)))
+        let used = try harness.receivedEntries(1)
+        #expect(used.count == 1 && used[0].length <= 64, "\(used)")
+        #expect(try harness.receive.read(guard_, 64) == [UInt8](repeating: 0xEE, count: 64), "bytes past the buffer were written")
+        let (_, big) = try harness.receive.add([.writable(NetDevice.headerSize + 1514)])
+        harness.registers.notify(queue: 0)
+        harness.backend.send(NetHarness.frame([9, 9]))
+        #expect(try harness.receivedEntries(1).count == 1)
+        #expect(try harness.receive.read(big[0] + UInt64(NetDevice.headerSize + 14), 2) == [9, 9])
+    }
+
+    /// Chains no frame can be: too short for a header and a frame, longer than the MTU
+    /// allows, a receive buffer too small for the header, a buffer outside guest memory.
+    /// Each is counted and returned (or stops the queue), never sent, never a crash.
+    @Test func malformedChainsAreCountedNotSent() throws {
+        let harness = try NetHarness(mtu: 1500)
+        try harness.transmit.add([.readable([UInt8](repeating: 0, count: NetDevice.headerSize))])
+        try harness.transmit.add([.readable([UInt8](repeating: 0, count: NetDevice.headerSize + 1500 + 18 + 1))])
+        harness.registers.notify(queue: 1)
+        #expect(harness.backend.receive(seconds: 0.2) == nil, "a malformed frame reached the backend")
+        #expect(try harness.transmit.takeUsed().count == 2, "both chains are returned to the driver")
+        #expect(harness.device.counters.malformed == 2 && harness.device.counters.transmitted == 0)
+
+        try harness.receive.add([.writable(4)])
+        harness.registers.notify(queue: 0)
+        #expect(try harness.receivedEntries(1).map(\.length) == [0])
+        #expect(harness.device.counters.malformed == 3)
+
+        // A descriptor pointing past guest memory: the queue refuses the chain.
+        try harness.transmit.writeDescriptor(5, address: harness.memory.totalSize - 8, length: 64, flags: 0, next: 0)
+        try harness.transmit.makeAvailable(5)
+        harness.registers.notify(queue: 1)
+        #expect(harness.backend.receive(seconds: 0.2) == nil)
+        #expect(harness.device.counters.malformed == 4)
+    }
+
+    /// After the driver resets the device, frames stay in the backend until it is set up
+    /// again; then they flow as before.
+    @Test func aResetStopsReceivingUntilTheNextSetUp() throws {
+        let harness = try NetHarness()
+        harness.registers.reset()
+        harness.backend.send(NetHarness.frame([5]))
+        usleep(100_000)
+        #expect(harness.device.counters.received == 0)
+        try harness.receive.resetRings()
+        try harness.transmit.resetRings()
+        harness.registers.initialize(drivers: [harness.receive, harness.transmit])
+        let (_, addresses) = try harness.receive.add([.writable(NetDevice.headerSize + 1514)])
+        harness.registers.notify(queue: 0)
+        #expect(try harness.receivedEntries(1).count == 1)
+        #expect(try harness.receive.read(addresses[0] + UInt64(NetDevice.headerSize + 14), 1) == [5])
+    }
+
+    @Test func badSettingsAreRefused() throws {
+        let loop = try EventLoop()
+        let backend = try SocketPairBackend()
+        #expect(throws: NetDeviceError.self) { try NetDevice(backend: backend, mac: NetHarness.mac, mtu: 60, eventLoop: loop) }
+        #expect(throws: NetDeviceError.self) {
+            try NetDevice(backend: backend, mac: MACAddress("01:00:5e:00:00:01")!, eventLoop: loop)
+        }
+        #expect(MACAddress("02:42:0a:58:07") == nil && MACAddress("02:42:0a:58:07:zz") == nil && MACAddress("2:42:a:58:7:2") == nil)
+        #expect(MACAddress("02:42:0A:58:07:02")?.description == "02:42:0a:58:07:02")
+        let random = MACAddress.random()
+        #expect(!random.isMulticast && random.bytes[0] & 2 == 2, "locally administered unicast: \(random)")
+        #expect(throws: NetDeviceError.self) { try TapDevice(name: "") }
+        #expect(throws: NetDeviceError.self) { try TapDevice(name: String(repeating: "t", count: 16)) }
+        #expect(throws: NetDeviceError.self) { try TapDevice(adopting: backend.descriptor) }
+        #expect(throws: NetDeviceError.self) { try TapDevice(adopting: 9999) }
+    }
+}
