@@ -9,6 +9,9 @@ let package = Package(
     products: [
         .library(name: "AgentProtocol", targets: ["AgentProtocol"]),
         .library(name: "KataAgentCore", targets: ["KataAgentCore"]),
+        // rtnetlink (links, addresses, routes, neighbours, tc): the agent configures the
+        // guest's network with it, the host runtime a pod's TAP and tc filters.
+        .library(name: "Netlink", targets: ["Netlink"]),
         .executable(name: "kata-agent", targets: ["kata-agent"]),
     ],
     dependencies: [
@@ -30,7 +33,9 @@ let package = Package(
         .target(name: "CAgentLinux"),
         // Everything the agent does, as a library the tests (and the root package) drive
         // in-process; kata-agent is only PID-1 set-up and argument handling around it.
-        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux"]),
+        .target(name: "Netlink", dependencies: ["CAgentLinux"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
+        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux", "Netlink"]),
         .executableTarget(name: "kata-agent", dependencies: ["KataAgentCore"]),
         .testTarget(name: "KataAgentCoreTests", dependencies: ["KataAgentCore", "AgentProtocol"]),
         // What the agent decodes from the wire, as one fuzz check (frames, requests, OCI
