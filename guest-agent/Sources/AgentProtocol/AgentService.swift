@@ -4,7 +4,7 @@ import SwiftProtobuf
 /// agent reports it in VersionCheckResponse.protocol_version; bump it when the host must
 /// be able to tell that the agent understands something new.
 public enum AgentProtocolVersion {
-    public static let current: UInt32 = 3
+    public static let current: UInt32 = 4
 }
 
 /// Where and under which name the agent serves AgentService.
@@ -48,6 +48,12 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
     case updateContainer = "UpdateContainer"
     case listProcesses = "ListProcesses"
     case copyFile = "CopyFile"
+    // network (protocol 4)
+    case updateInterface = "UpdateInterface"
+    case updateRoutes = "UpdateRoutes"
+    case addARPNeighbors = "AddARPNeighbors"
+    case listInterfaces = "ListInterfaces"
+    case listRoutes = "ListRoutes"
 
     public var requestType: any SwiftProtobuf.Message.Type {
         switch self {
@@ -72,6 +78,11 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
         case .updateContainer: AgentUpdateContainerRequest.self
         case .listProcesses: AgentListProcessesRequest.self
         case .copyFile: AgentCopyFileRequest.self
+        case .updateInterface: AgentUpdateInterfaceRequest.self
+        case .updateRoutes: AgentUpdateRoutesRequest.self
+        case .addARPNeighbors: AgentAddARPNeighborsRequest.self
+        case .listInterfaces: AgentListInterfacesRequest.self
+        case .listRoutes: AgentListRoutesRequest.self
         }
     }
 
@@ -86,9 +97,12 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
         case .statsContainer: AgentStatsContainerResponse.self
         case .getOOMEvent: AgentOOMEvent.self
         case .listProcesses: AgentListProcessesResponse.self
+        case .updateInterface: AgentInterface.self
+        case .updateRoutes, .listRoutes: AgentRoutes.self
+        case .listInterfaces: AgentInterfaces.self
         case .createSandbox, .destroySandbox, .createContainer, .startContainer, .removeContainer,
              .execProcess, .signalProcess, .closeStdin, .ttyWinResize, .pauseContainer, .resumeContainer, .updateContainer,
-             .copyFile:
+             .copyFile, .addARPNeighbors:
             AgentEmpty.self
         }
     }

@@ -8,7 +8,8 @@ import Glibc
 ///   kata-agent --listen unix:PATH    as a host process (tests): serve on a Unix socket
 ///   kata-agent --listen vsock:PORT
 /// Options: --state-dir DIR, --cgroup-root DIR (cgroup v2), --debug-console unix:PATH|vsock:PORT,
-/// --container-init-timeout SECONDS, --version.
+/// --container-init-timeout SECONDS, --netns PATH (where a host-process agent's network RPCs
+/// act: a namespace its test made), --version.
 public enum AgentMain {
     public struct Options: Equatable, Sendable {
         public var endpoint: AgentEndpoint = .vsock(port: AgentService.vsockPort)
@@ -19,6 +20,7 @@ public enum AgentMain {
         public var debugConsole: AgentEndpoint?
         /// How long container set-up may take (AgentKernelParameters); nil = 30 seconds.
         public var containerInitTimeout: Duration?
+        public var networkNamespace: String?
     }
 
     /// Parses arguments; unknown words are reported but ignored, because the kernel hands
@@ -61,6 +63,9 @@ public enum AgentMain {
                     log("ignoring --container-init-timeout \(value ?? ""): \(AgentKernelParameters.containerInitTimeoutRule)")
                 }
                 index += 1
+            case "--netns":
+                if let value { options.networkNamespace = value }
+                index += 1
             case "--version":
                 options.printVersion = true
             default:
@@ -96,7 +101,7 @@ public enum AgentMain {
         }
         signal(SIGPIPE, SIG_IGN)
         let configuration = AgentConfiguration(ownsTheMachine: isInit, stateDirectory: options.stateDirectory,
-                                               cgroupRoot: options.cgroupRoot)
+                                               cgroupRoot: options.cgroupRoot, networkNamespace: options.networkNamespace)
         if isInit, let commandLine = FileManagerLite.read("/proc/cmdline") {
             // As PID 1 the agent gets no arguments (docs/performance.md): the host's
             // wishes come on the kernel command line.

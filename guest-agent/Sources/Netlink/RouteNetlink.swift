@@ -93,6 +93,12 @@ public struct RouteNetlink: Sendable {
         try socket.request(NetlinkMessage(type: Netlink.newLink, flags: 0, payload: payload), "set link \(index)")
     }
 
+    /// Renames a link (it must be down).
+    public func renameLink(_ index: Int32, to name: String) throws(NetlinkError) {
+        let payload = RouteNetlink.linkHeader(index: index) + NetlinkAttribute.encode([NetlinkAttribute(Netlink.linkName, string: name)])
+        try socket.request(NetlinkMessage(type: Netlink.newLink, flags: 0, payload: payload), "rename link \(index) to \(name)")
+    }
+
     public func deleteLink(_ index: Int32) throws(NetlinkError) {
         try socket.request(NetlinkMessage(type: Netlink.deleteLink, flags: 0, payload: RouteNetlink.linkHeader(index: index)),
                            "delete link \(index)")

@@ -8,13 +8,18 @@ public struct AgentConfiguration: Sendable {
     /// The cgroup v2 directory container cgroups are created under; nil disables cgroups.
     public var cgroupRoot: String?
     public var version: String
+    /// Where the network RPCs act: nil = the agent's own network namespace, which only
+    /// the guest's PID 1 may change; a host-process agent under test is given the path of
+    /// a namespace the test made (`--netns PATH`), never the host's.
+    public var networkNamespace: String?
 
     public init(ownsTheMachine: Bool, stateDirectory: String = "/run/kasa-agent",
-                cgroupRoot: String? = nil, version: String = AgentVersion.current) {
+                cgroupRoot: String? = nil, version: String = AgentVersion.current, networkNamespace: String? = nil) {
         self.ownsTheMachine = ownsTheMachine
         self.stateDirectory = stateDirectory
         self.cgroupRoot = cgroupRoot
         self.version = version
+        self.networkNamespace = networkNamespace
     }
 }
 

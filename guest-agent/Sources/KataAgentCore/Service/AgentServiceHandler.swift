@@ -9,10 +9,12 @@ import Glibc
 /// Every failure becomes a ttrpc status; nothing a request carries can stop the agent.
 public final class AgentServiceHandler: TTRPCRequestHandler, @unchecked Sendable {
     let sandbox: Sandbox
+    let network: GuestNetwork
     let log: @Sendable (String) -> Void
 
     public init(configuration: AgentConfiguration, launcher: any ProcessLauncher, log: @escaping @Sendable (String) -> Void) {
         sandbox = Sandbox(configuration: configuration, launcher: launcher, log: log)
+        network = GuestNetwork(configuration: configuration, log: log)
         self.log = log
     }
 
@@ -134,6 +136,17 @@ public final class AgentServiceHandler: TTRPCRequestHandler, @unchecked Sendable
         case .copyFile:
             try sandbox.sharedFiles.copy(decode(AgentCopyFileRequest.self, payload))
             return AgentEmpty()
+        case .updateInterface:
+            return try network.updateInterface(decode(AgentUpdateInterfaceRequest.self, payload))
+        case .updateRoutes:
+            return try network.updateRoutes(decode(AgentUpdateRoutesRequest.self, payload))
+        case .addARPNeighbors:
+            try network.addNeighbours(decode(AgentAddARPNeighborsRequest.self, payload))
+            return AgentEmpty()
+        case .listInterfaces:
+            return try network.listInterfaces()
+        case .listRoutes:
+            return try network.listRoutes()
         }
     }
 }
