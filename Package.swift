@@ -56,7 +56,8 @@ let package = Package(
         // Sandboxes and containers on the host: kasa-vmm processes, the rootfs image cache,
         // the agent dial, streams and teardown; used by kata-runtime (and the shim).
         .target(name: "Runtime", dependencies: ["KasaTOML", "KasaJSON", "CLinux", "KVM",
-                                                .product(name: "AgentProtocol", package: "guest-agent")]),
+                                                .product(name: "AgentProtocol", package: "guest-agent"),
+                                                .product(name: "Netlink", package: "guest-agent")]),
         .executableTarget(
             name: "kata-runtime",
             dependencies: ["Runtime", "KVM", "CLinux", "KasaJSON", "KasaTOML",
@@ -90,7 +91,7 @@ let package = Package(
         .testTarget(name: "TTRPCNIOTests", dependencies: ["TTRPCNIO", .product(name: "AgentProtocol", package: "guest-agent")]),
         .testTarget(name: "KasaJSONTests", dependencies: ["KasaJSON"]),
         .testTarget(name: "KasaTOMLTests", dependencies: ["KasaTOML"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "KasaJSON", "KasaTOML",
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "KasaJSON", "KasaTOML", "CLinux",
                                                          .product(name: "AgentProtocol", package: "guest-agent")]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),

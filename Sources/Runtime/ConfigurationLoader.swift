@@ -92,6 +92,13 @@ public enum ConfigurationLoader {
             case "enable_debug": configuration.runtime.enableDebug = try boolean(entry, place)
             case "state_dir": configuration.runtime.stateDirectory = try string(entry, place)
             case "image_cache_dir": configuration.runtime.imageCacheDirectory = try string(entry, place)
+            case "internetworking_model":
+                let text = try string(entry, place)
+                guard let model = RuntimeConfiguration.InternetworkingModel(rawValue: text) else {
+                    throw RuntimeError.configuration("\(place): \"\(text)\" is not a networking model Kasa has (tcfilter or none)")
+                }
+                configuration.runtime.internetworkingModel = model
+            case "disable_new_netns": configuration.runtime.disableNewNetworkNamespace = try boolean(entry, place)
             default: return .unknownKey
             }
         default:

@@ -91,6 +91,10 @@ public final class ContainerRun: @unchecked Sendable {
 
         let health = try call { try agent.call(.check, AgentCheckRequest(), returning: AgentHealthCheckResponse.self, timeout: callTimeout) }
         guard health.status == .serving else { throw RuntimeError.sandbox("the agent reports \(health.status), not serving") }
+        if let network = backend.network {
+            try call { try network.configureGuest(agent, timeout: callTimeout) }
+            progress?("network configured")
+        }
         let sandboxRequest = workload.createSandboxRequest(sandboxID: sandboxID)
         try call { try agent.call(.createSandbox, sandboxRequest, timeout: callTimeout) }
         let copied = try call { try workload.copying(binds, agent: agent, timeout: callTimeout) }

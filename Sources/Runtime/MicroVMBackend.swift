@@ -30,6 +30,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// (`agent.container_init_timeout`; nil: the agent's 30). Set below the host's own
         /// call timeout, so that the agent's precise error arrives before the host gives up.
         public var containerInitTimeout: Int?
+        /// The pod's network: its TAPs become the VM's NICs (passed to kasa-vmm as fds).
+        public var network: PodNetwork?
 
         /// The agent's container set-up limit for a host that waits `callTimeout` seconds for
         /// each agent call: three quarters of it.
@@ -53,6 +55,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     }
 
     public let settings: Settings
+    public var network: PodNetwork? { settings.network }
     public var socketPath: String { settings.stateDirectory + "/vsock.sock" }
     public var consoleLogPath: String { settings.stateDirectory + "/console.log" }
     /// kasa-vmm's pid, written at launch.
@@ -110,9 +113,14 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         if settings.driveSlots > 0 {
             arguments += ["--drive-slots", String(settings.driveSlots), "--api-socket", controlSocketPath]
         }
+        // The TAPs become kasa-vmm's descriptors 3, 4, ... (ChildProcess `passing`).
+        let taps = settings.network?.tapDescriptors ?? []
+        if let network = settings.network { arguments += network.vmmArguments(firstDescriptor: 3) }
         arguments += ["--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
         let child = try ChildProcess(settings.vmmPath, arguments, stdin: .null, stdout: .null,
-                                     stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath))
+                                     stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath), passing: taps)
+        // kasa-vmm holds the TAPs now: when it goes, they go.
+        settings.network?.closeDescriptors()
         // For whoever cleans up after this process dies (the shim's `delete` command).
         try? HostFile.write(Array("\(child.pid)\n".utf8), to: vmmPIDPath)
         guard lifecycle.adopt(child, name: "kasa-vmm") else {
@@ -200,6 +208,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         // rootfs image is read-only, the container's writes live in guest memory).
         child?.signal(SIGKILL)
         child?.wait(timeout: 10)
+        settings.network?.tearDown()
         HostFile.removeTree(settings.stateDirectory)
     }
 

@@ -34,6 +34,19 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         public var stateDirectory: String
         /// Root filesystem images, by content digest (Kasa's key).
         public var imageCacheDirectory: String
+        /// How a pod's network reaches its VM (Kata's `internetworking_model`).
+        public var internetworkingModel: InternetworkingModel = .tcFilter
+        /// Kata's `disable_new_netns`: Kasa never makes a network namespace of its own (the
+        /// pod's comes from CRI; `kata-runtime run --net` names one), so this is accepted
+        /// and changes nothing.
+        public var disableNewNetworkNamespace = false
+    }
+
+    /// `tcfilter`: a TAP per pod interface joined to it by tc filters (Kata's default);
+    /// `none`: the VM gets no NIC.
+    public enum InternetworkingModel: String, Sendable, Equatable, CaseIterable {
+        case tcFilter = "tcfilter"
+        case none
     }
 
     public var hypervisor: Hypervisor

@@ -29,4 +29,12 @@ public protocol SandboxBackend: AnyObject, Sendable {
 
     /// Stops it and removes everything it created on the host. Safe to call twice.
     func tearDown()
+
+    /// The pod network the backend's VM is joined to (its NICs), if any: the agent is
+    /// told to set it up before any container is created.
+    var network: PodNetwork? { get }
+}
+
+extension SandboxBackend {
+    public var network: PodNetwork? { nil }
 }

@@ -53,6 +53,14 @@ public struct WorkloadSpec: Sendable {
 
     /// A container from an OCI bundle: DIR/config.json and its root.path (relative to
     /// the bundle). A non-empty `command` replaces process.args; `terminal` forces one.
+    /// The network namespace the spec names (`linux.namespaces[type=network].path`): where
+    /// CRI and CNI made the pod's network. nil when the spec names none.
+    public var networkNamespacePath: String? {
+        let namespaces = ociSpec["linux"]?["namespaces"]?.arrayValue ?? []
+        let path = namespaces.first { $0["type"]?.stringValue == "network" }?["path"]?.stringValue
+        return path?.isEmpty == false ? path : nil
+    }
+
     public static func forBundle(_ bundle: String, command: [String], terminal: Bool) throws(RuntimeError) -> WorkloadSpec {
         let configPath = bundle + "/config.json"
         guard let bytes = HostFile.readBytes(configPath) else {

@@ -236,6 +236,15 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         if workload.ociSpec["annotations"]?["io.kubernetes.cri.container-type"]?.stringValue == "sandbox" {
             settings.driveSlots = KasaShimRuntime.podDriveSlots
         }
+        // CRI made the pod's namespace and ran CNI before this Create: its interfaces become the VM's NICs.
+        if configuration.runtime.internetworkingModel == .tcFilter, let namespace = workload.networkNamespacePath {
+            do {
+                settings.network = try translate { try PodNetwork.setUp(namespacePath: namespace, log: log) }
+            } catch {
+                unmountRootfs(of: container.id)
+                throw error
+            }
+        }
         let backend = MicroVMBackend(settings: settings)
         monitor.withLock {
             self.backend = backend
@@ -246,6 +255,9 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             let agent = try translate { try backend.connect(deadline: MonotonicClock.now + dialTimeout) }
             monitor.withLock { self.agent = agent }
             backend.onUnexpectedExit { [log] reason in log("the sandbox stopped: \(reason)") }
+            if let network = settings.network {
+                try call { try network.configureGuest(agent, timeout: callTimeout) }
+            }
             let sandbox = workload.createSandboxRequest(sandboxID: container.id)
             try call { try agent.call(.createSandbox, sandbox, returning: AgentEmpty.self, timeout: callTimeout) }
             try createContainer(container, workload: workload, binds: binds, mount: mount, agent: agent)

@@ -164,6 +164,12 @@ enum ShimMain {
         let bundle = arguments.bundle ?? FileManager.default.currentDirectoryPath
         let configuration = (try? ConfigurationLoader.load(explicitPath: arguments.configPath))?.configuration ?? .defaults
         MicroVMBackend.cleanUpAbandoned(stateDirectory: configuration.runtime.sandboxDirectory(for: arguments.id))
+        // The pod's TAP and tc filters, if this was a sandbox whose shim died (its namespace
+        // still exists: CRI removes it after this).
+        if let workload = try? WorkloadSpec.forBundle(bundle, command: [], terminal: false),
+           let namespace = workload.networkNamespacePath, ShimSocket.group(bundle: bundle, id: arguments.id) == arguments.id {
+            PodNetwork.tearDown(namespacePath: namespace)
+        }
         _ = umount2(bundle + "/rootfs", Int32(MNT_DETACH))
         let group = ShimSocket.group(bundle: bundle, id: arguments.id)
         if group == arguments.id {

@@ -45,6 +45,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Show the VM's console (kernel and agent) on stderr.")
     var debug = false
 
+    @Option(help: "The VM's network: none (no NIC; the default), or netns:PATH to give the VM the interfaces, addresses and routes of the network namespace at PATH (a TAP per interface, joined by tc).")
+    var net = "none"
+
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
 
@@ -81,11 +84,18 @@ struct RunCommand: ParsableCommand {
         } catch {
             throw Console.fail(error, status: 125)
         }
+        var network: PodNetwork?
+        do throws(RuntimeError) {
+            network = try RunCommand.network(net)
+        } catch {
+            throw Console.fail(error, status: 125)
+        }
 
         let onPVMHost = KVMSystem.isPVMHost
         let callTimeout = RuntimeConfiguration.agentCallTimeout(onPVMHost: onPVMHost)
         var settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: sandboxID, memoryMiB: memory, vcpus: vcpus)
         settings.containerInitTimeout = MicroVMBackend.Settings.containerInitTimeout(forCallTimeout: callTimeout)
+        settings.network = network
         let backend = MicroVMBackend(settings: settings)
         let run = ContainerRun(sandboxID: sandboxID, backend: backend, workload: workload,
                                dialTimeout: Double(configuration.effectiveDialTimeout(onPVMHost: onPVMHost)),
@@ -113,6 +123,15 @@ struct RunCommand: ParsableCommand {
 }
 
 extension RunCommand {
+    /// `--net none` or `--net netns:PATH`.
+    static func network(_ choice: String) throws(RuntimeError) -> PodNetwork? {
+        if choice == "none" { return nil }
+        guard choice.hasPrefix("netns:"), choice.count > 6 else {
+            throw RuntimeError.invalidInput("--net \(choice): use none or netns:PATH")
+        }
+        return try PodNetwork.setUp(namespacePath: String(choice.dropFirst(6))) { Console.writeError("kata-runtime: \($0)\n") }
+    }
+
     /// The workload's own statuses pass through; the runtime's failures are 125.
     static func exitStatus(for error: RuntimeError) -> Int32 {
         switch error {

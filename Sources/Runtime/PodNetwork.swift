@@ -1,0 +1,191 @@
+import AgentProtocol
+import CLinux
+import Netlink
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A pod's network, joined to its VM the way Kata's "tcfilter" model does: for each
+/// interface CNI put in the pod's network namespace (a veth with an address), a TAP in
+/// the same namespace (`tap<N>_kata`, the veth's MTU) and two tc filters that pass every
+/// frame from one to the other. kasa-vmm gets the TAP descriptors; the guest NIC gets the
+/// veth's MAC, and the agent the veth's addresses and the namespace's routes. Nothing is
+/// made persistent: a TAP vanishes with the last descriptor (kasa-vmm's), and removing
+/// the veth's ingress qdisc removes its filter.
+public final class PodNetwork: @unchecked Sendable {
+    /// One pod interface and the TAP that carries it into the VM.
+    public struct Interface: Sendable, Equatable {
+        public var name: String
+        public var mac: [UInt8]
+        public var mtu: UInt32
+        public var addresses: [InterfaceAddress]
+        public var tapName: String
+    }
+
+    public let namespacePath: String
+    public let interfaces: [Interface]
+    /// The namespace's IPv4 routes on the pod interfaces, by interface name.
+    public let routes: [AgentRoute]
+    // Guarded by `lock`: the TAP descriptors until kasa-vmm has its copies.
+    private let lock = Monitor()
+    private var descriptors: [Int32]
+
+    static let tapSuffix = "_kata"
+
+    private init(namespacePath: String, interfaces: [Interface], routes: [AgentRoute], descriptors: [Int32]) {
+        self.namespacePath = namespacePath
+        self.interfaces = interfaces
+        self.routes = routes
+        self.descriptors = descriptors
+    }
+
+    /// The TAP descriptors, in `interfaces` order (to pass to kasa-vmm as `--net fd=`).
+    public var tapDescriptors: [Int32] { lock.withLock { descriptors } }
+
+    /// Joins every usable interface of the namespace at `path` to a new TAP. A namespace
+    /// with no usable interface (only `lo`, or links without addresses) gives a pod with no
+    /// NIC: `interfaces` is empty and `log` says so.
+    public static func setUp(namespacePath path: String, log: (String) -> Void = { _ in }) throws(RuntimeError) -> PodNetwork {
+        guard HostFile.exists(path) else {
+            throw RuntimeError.invalidInput("the pod's network namespace \(path) does not exist")
+        }
+        let found: (interfaces: [Interface], routes: [AgentRoute], descriptors: [Int32])
+        do {
+            found = try NetworkNamespace.run(at: path) { try joinInterfaces() }
+        } catch let error as RuntimeError {
+            throw error
+        } catch {
+            throw RuntimeError.host("pod network \(path): \(error)")
+        }
+        if found.interfaces.isEmpty {
+            log("the pod's network namespace \(path) has no interface with an address: the VM gets no NIC")
+        }
+        return PodNetwork(namespacePath: path, interfaces: found.interfaces, routes: found.routes, descriptors: found.descriptors)
+    }
+
+    /// In the pod's namespace: finds the interfaces, makes and joins the TAPs, reads the routes.
+    private static func joinInterfaces() throws -> ([Interface], [AgentRoute], [Int32]) {
+        let socket = try NetlinkSocket()
+        let netlink = RouteNetlink(socket: socket)
+        let tc = TrafficControl(socket: socket)
+        let addresses = try netlink.addresses()
+        let usable = try netlink.links().filter { link in
+            link.name != "lo" && !link.name.hasSuffix(tapSuffix) && link.mac.count == 6
+                && addresses.contains { $0.linkIndex == link.index }
+        }
+        var interfaces: [Interface] = []
+        var descriptors: [Int32] = []
+        var joined: [Int32] = []
+        do {
+            for (number, link) in usable.enumerated() {
+                let tapName = "tap\(number)\(tapSuffix)"
+                var nameBuffer = [CChar](repeating: 0, count: Int(CLINUX_IFNAMSIZ))
+                // Opened here, on the thread inside the pod's namespace: that is where the TAP is made.
+                let descriptor = clinux_tap_open(tapName, &nameBuffer)
+                guard descriptor >= 0 else {
+                    throw RuntimeError.host("pod interface \(link.name): cannot create TAP \(tapName): \(HostFile.lastErrorDescription(errno))")
+                }
+                descriptors.append(descriptor)
+                let tap = try netlink.link(named: tapName)
+                try netlink.setLink(tap.index, mtu: link.mtu, up: true)
+                joined.append(link.index)
+                try tc.redirectAll(from: link.index, to: tap.index)
+                try tc.redirectAll(from: tap.index, to: link.index)
+                interfaces.append(Interface(name: link.name, mac: link.mac, mtu: link.mtu,
+                                            addresses: addresses.filter { $0.linkIndex == link.index }, tapName: tapName))
+            }
+            let names = Dictionary(usable.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
+            let routes = try netlink.routes(family: AF_INET).compactMap { route -> AgentRoute? in
+                guard let device = names[route.linkIndex] else { return nil }
+                var entry = AgentRoute()
+                entry.destination = route.destination.isEmpty ? "" : "\(NetworkText.address(route.destination))/\(route.destinationLength)"
+                entry.gateway = route.gateway.isEmpty ? "" : NetworkText.address(route.gateway)
+                entry.source = route.source.isEmpty ? "" : NetworkText.address(route.source)
+                entry.device = device
+                entry.scope = UInt32(route.scope)
+                return entry
+            }
+            return (interfaces, routes, descriptors)
+        } catch {
+            // Nothing half-made stays: the TAPs go with their descriptors, the filters with the qdiscs.
+            for index in joined { try? tc.removeIngress(index) }
+            descriptors.forEach { close($0) }
+            throw error
+        }
+    }
+
+    /// kasa-vmm's `--net` values for descriptors passed as `firstDescriptor`, +1, ...
+    public func vmmArguments(firstDescriptor: Int32) -> [String] {
+        interfaces.enumerated().flatMap { number, interface in
+            ["--net", "fd=\(firstDescriptor + Int32(number)),mac=\(NetworkText.mac(interface.mac)),mtu=\(interface.mtu)"]
+        }
+    }
+
+    /// Closes this process's TAP descriptors once kasa-vmm holds its own.
+    public func closeDescriptors() {
+        let closing = lock.withLock { () -> [Int32] in
+            defer { descriptors = [] }
+            return descriptors
+        }
+        closing.forEach { close($0) }
+    }
+
+    /// What the agent needs to set the guest up like the pod's namespace.
+    public func guestRequests() -> (interfaces: [AgentUpdateInterfaceRequest], routes: AgentUpdateRoutesRequest) {
+        let interfaceRequests = interfaces.map { interface in
+            var guest = AgentInterface()
+            guest.name = interface.name
+            guest.mac = NetworkText.mac(interface.mac)
+            guest.mtu = interface.mtu
+            guest.addresses = interface.addresses.map { address in
+                var entry = AgentIPAddress()
+                entry.address = NetworkText.address(address.address)
+                entry.prefixLength = UInt32(address.prefixLength)
+                return entry
+            }
+            var request = AgentUpdateInterfaceRequest()
+            request.interface = guest
+            return request
+        }
+        var routes = AgentUpdateRoutesRequest()
+        routes.routes = self.routes
+        return (interfaceRequests, routes)
+    }
+
+    /// Sets the guest's NICs, addresses and routes through the agent.
+    public func configureGuest(_ agent: AgentClient, timeout: Double) throws {
+        let (interfaceRequests, routes) = guestRequests()
+        for request in interfaceRequests {
+            _ = try agent.call(.updateInterface, request, returning: AgentInterface.self, timeout: timeout)
+        }
+        if !routes.routes.isEmpty {
+            _ = try agent.call(.updateRoutes, routes, returning: AgentRoutes.self, timeout: timeout)
+        }
+    }
+
+    /// Undoes `setUp` in the namespace at `path`: every `tap*_kata` link goes, and so do
+    /// the ingress qdiscs (with their filters) of the links a TAP was joined to. Safe to run
+    /// twice and after a crash (the shim's `delete`); a namespace already gone is fine.
+    public static func tearDown(namespacePath path: String) {
+        guard HostFile.exists(path) else { return }
+        _ = try? NetworkNamespace.run(at: path) { () -> Bool in
+            let socket = try NetlinkSocket()
+            let netlink = RouteNetlink(socket: socket)
+            let tc = TrafficControl(socket: socket)
+            for link in try netlink.links() where link.name != "lo" {
+                if link.name.hasSuffix(tapSuffix) {
+                    try? tc.removeIngress(link.index)
+                    try? netlink.deleteLink(link.index)
+                } else {
+                    try? tc.removeIngress(link.index)
+                }
+            }
+            return true
+        }
+    }
+
+    public func tearDown() {
+        closeDescriptors()
+        PodNetwork.tearDown(namespacePath: namespacePath)
+    }
+}
