@@ -18,7 +18,10 @@
 #   KASA-VIRTIO <name> <virtio device id>                (one per virtio device)
 #   KASA-NET-MAC <mac>, KASA-NET-UP, KASA-NET-SERVED     (with kasa.net=ADDR/PREFIX: eth0
 #                                                         configured, one TCP connection on
-#                                                         port 8080 served)
+#                                                         port 8080 served; with kasa.netbench
+#                                                         too: KASA-NETBENCH-READY, then httpd
+#                                                         on 8080 and a TCP sink on 5001 until
+#                                                         the VM is killed)
 #   KASA-INIT-DONE
 # then `reboot -f`: with `reboot=k` on the kernel command line this is a
 # write of 0xfe to port 0x64 (i8042 reset), which the VMM (or QEMU with
@@ -104,7 +107,10 @@ done
 # With kasa.net=ADDR/PREFIX on the command line: eth0 gets that address, init reports
 # its MAC, serves one TCP connection on port 8080 (a line, then close) and goes on.
 for word in $(cat /proc/cmdline); do
-    case "$word" in kasa.net=*) net=${word#kasa.net=} ;; esac
+    case "$word" in
+        kasa.net=*) net=${word#kasa.net=} ;;
+        kasa.netbench) netbench=1 ;;
+    esac
 done
 if [ -n "$net" ]; then
     /bin/busybox ip link set lo up
@@ -112,6 +118,13 @@ if [ -n "$net" ]; then
     read -r mac < /sys/class/net/eth0/address
     echo "KASA-NET-MAC $mac"
     echo "KASA-NET-UP"
+    if [ -n "$netbench" ]; then
+        # bench/net-bench: an HTTP server on 8080 and a TCP sink on 5001, until killed.
+        /bin/busybox mkdir -p /www && echo ok > /www/index.html
+        /bin/busybox httpd -p 8080 -h /www
+        echo "KASA-NETBENCH-READY"
+        while :; do /bin/busybox nc -l -p 5001 > /dev/null; done
+    fi
     echo "hello from the guest over tcp" | /bin/busybox nc -l -p 8080
     echo "KASA-NET-SERVED"
 fi

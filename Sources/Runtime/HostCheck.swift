@@ -35,6 +35,16 @@ public struct HostCheck: Sendable, Equatable {
                                      ("image cache", configuration.runtime.imageCacheDirectory)] {
             results.append(writableDirectoryCheck(subject, directory))
         }
+        if configuration.runtime.internetworkingModel == .tcFilter {
+            // Pods' NICs are TAPs: /dev/net/tun must open (the ingress/u32/mirred tc modules
+            // are checked when a pod is set up, in its own namespace).
+            let tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC)
+            let code = errno
+            if tun >= 0 { close(tun) }
+            results.append(HostCheck(verdict: tun >= 0 ? .pass : .fail, subject: "pod networking (TAP)",
+                                     detail: tun >= 0 ? "/dev/net/tun opens" : "/dev/net/tun: \(HostFile.lastErrorDescription(code))",
+                                     fix: tun >= 0 ? nil : "modprobe tun, or set [runtime] internetworking_model = \"none\" (pods get no network)"))
+        }
         let cgroup2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0
         results.append(HostCheck(verdict: cgroup2 ? .pass : .note, subject: "host cgroups",
                                  detail: cgroup2 ? "cgroup v2 at /sys/fs/cgroup"

@@ -68,7 +68,8 @@ public final class PodNetwork: @unchecked Sendable {
         let socket = try NetlinkSocket()
         let netlink = RouteNetlink(socket: socket)
         let tc = TrafficControl(socket: socket)
-        let addresses = try netlink.addresses()
+        // Link-local IPv6 addresses (fe80::/10) belong to the link itself: the guest NIC makes its own.
+        let addresses = try netlink.addresses().filter { !($0.address.count == 16 && $0.address[0] == 0xFE && $0.address[1] & 0xC0 == 0x80) }
         let usable = try netlink.links().filter { link in
             link.name != "lo" && !link.name.hasSuffix(tapSuffix) && link.mac.count == 6
                 && addresses.contains { $0.linkIndex == link.index }

@@ -72,13 +72,18 @@ struct GuestNetwork: Sendable {
                 do {
                     try netlink.addAddress(InterfaceAddress(linkIndex: link.index, family: address.bytes.count == 16 ? AF_INET6 : AF_INET,
                                                             address: address.bytes, prefixLength: address.prefix))
-                } catch let error as NetlinkError where address.bytes.count == 16 && error.code == EAFNOSUPPORT {
+                } catch let error as NetlinkError where address.bytes.count == 16 && GuestNetwork.meansNoIPv6(error) {
                     // The guest kernel is built without IPv6 (images/kernel/config-fragment).
                     log("UpdateInterface \(wanted.name): IPv6 address \(NetworkText.address(address.bytes)) dropped: the guest has no IPv6")
                 }
             }
             return try GuestNetwork.describe(link.index, netlink: netlink)
         }
+    }
+
+    /// A kernel without IPv6 refuses an IPv6 address or route with EOPNOTSUPP or EAFNOSUPPORT.
+    static func meansNoIPv6(_ error: NetlinkError) -> Bool {
+        error.code == EAFNOSUPPORT || error.code == EOPNOTSUPP
     }
 
     func listInterfaces() throws -> AgentInterfaces {
@@ -133,7 +138,7 @@ struct GuestNetwork: Sendable {
             for route in wanted.sorted(by: { $0.gateway.isEmpty && !$1.gateway.isEmpty }) {
                 do {
                     try netlink.addRoute(route)
-                } catch let error as NetlinkError where route.family == AF_INET6 && error.code == EAFNOSUPPORT {
+                } catch let error as NetlinkError where route.family == AF_INET6 && GuestNetwork.meansNoIPv6(error) {
                     log("UpdateRoutes: IPv6 route dropped: the guest has no IPv6")
                 }
             }
