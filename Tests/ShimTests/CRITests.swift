@@ -139,6 +139,7 @@ import Testing
         #expect(served.status == 0, "httpd in app: \(served.stdout)")
         let fetched = try Self.exec(containerd, containers[1], "wget -q -O - http://127.0.0.1:8080/index.html 2>&1")
         #expect(fetched.stdout == "hello-from-app\n", "one container reaches another over 127.0.0.1: \(fetched.stdout.debugDescription)")
+        try Self.expectPodNetworking(containerd, app: containers[0], podIP: ip)
         let failing = try Self.exec(containerd, containers[1], "exit 3")
         #expect(failing.status == 3, "ExecSync reports the exit code")
 
@@ -188,6 +189,52 @@ import Testing
         try Self.call(containerd, "StopPodSandbox", ["pod_sandbox_id": podID])
         try Self.call(containerd, "RemovePodSandbox", ["pod_sandbox_id": podID])
         try Self.expectNothingLeft(containerd)
+    }
+
+    /// The pod's network reaches its VM: the guest NIC has the pod veth's MAC and the pod's
+    /// IP; a server in the VM answers at the pod IP from the node (containerd's namespace,
+    /// where the CNI bridge is); the VM fetches from a server on the bridge's gateway; the
+    /// veth is joined to the VM's TAP by tc. All of it inside the test's namespaces.
+    static func expectPodNetworking(_ containerd: Containerd, app: String, podIP: String) throws {
+        let node = "/proc/\(containerd.process.processIdentifier)/ns/net"
+        let netnsDirectory = containerd.directory + "/state/io.containerd.grpc.v1.cri/netns"
+        let podNamespace = netnsDirectory + "/" + (try #require(try FileManager.default.contentsOfDirectory(atPath: netnsDirectory).first))
+        func inNamespace(_ path: String, _ arguments: [String], timeout: Double = 60) throws -> ContainerdTests.Outcome {
+            try ContainerdTests.run("/usr/bin/nsenter", ["--net=" + path, "--"] + arguments, timeout: timeout, unblockingSignals: true)
+        }
+        // (Not /sys/class/net: sysfs shows the namespace of whoever mounted it, the host's.)
+        let link = try inNamespace(podNamespace, ["ip", "-o", "link", "show", "eth0"]).stdout
+        let veth = link.split(separator: " ").drop { $0 != "link/ether" }.dropFirst().first.map { String($0) + "\n" } ?? ""
+        let guestMAC = try exec(containerd, app, "cat /sys/class/net/eth0/address").stdout
+        #expect(!veth.isEmpty && guestMAC == veth, "the guest NIC has the veth's MAC: guest \(guestMAC.debugDescription), veth \(link)")
+        let address = try exec(containerd, app, "ip -4 -o addr show dev eth0").stdout
+        #expect(address.contains("inet \(podIP)/24"), "the guest has the pod's IP: \(address)")
+        let routes = try exec(containerd, app, "ip route").stdout
+        #expect(routes.contains("default via 10.88."), "the pod's default route: \(routes)")
+        let filters = try inNamespace(podNamespace, ["tc", "filter", "show", "dev", "eth0", "ingress"]).stdout
+        #expect(filters.contains("Redirect to device tap0_kata"), "the veth is joined to the VM's TAP: \(filters)")
+
+        // Node -> VM: httpd in the app container, fetched at the pod IP from the bridge's side.
+        let served = try exec(containerd, app, "mkdir -p /tmp/pub && echo served-from-the-vm > /tmp/pub/index.html && httpd -p 8081 -h /tmp/pub")
+        #expect(served.status == 0)
+        // (No wget -T: Debian's busybox 1.35 wget crashes with it; the run's timeout bounds it.)
+        let fetched = try inNamespace(node, ["busybox", "wget", "-q", "-O", "-", "http://\(podIP):8081/index.html"])
+        #expect(fetched.stdout == "served-from-the-vm\n", "the node reaches the VM at the pod IP: \(fetched.stdout) \(fetched.stderr)")
+
+        // VM -> node: a server on the gateway address (the bridge, in containerd's namespace).
+        let gateway = try #require(routes.split(separator: "\n").first { $0.hasPrefix("default via ") }?.split(separator: " ").dropFirst(2).first)
+        let site = containerd.directory + "/node-site"
+        try FileManager.default.createDirectory(atPath: site, withIntermediateDirectories: true)
+        try "served-from-the-node\n".write(toFile: site + "/host.txt", atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(filePath: "/usr/bin/nsenter")
+        server.arguments = ["--net=" + node, "--", "busybox", "httpd", "-f", "-p", "\(gateway):8090", "-h", site]
+        try server.run()
+        // SIGKILL: the server inherits this process's blocked SIGTERM.
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        usleep(300_000)
+        let fromVM = try exec(containerd, app, "wget -q -O - http://\(gateway):8090/host.txt 2>&1")
+        #expect(fromVM.stdout == "served-from-the-node\n", "the VM reaches the node through the pod network: \(fromVM.stdout)")
     }
 
     /// No shim or VMM process, no Kasa sandbox state, no pod network namespace.

@@ -218,12 +218,21 @@ import Testing
     }
 
     /// Runs a program to its end (terminated after `timeout` seconds), stdin empty,
-    /// stdout and stderr collected; `environment` adds to this process's.
+    /// stdout and stderr collected; `environment` adds to this process's. With
+    /// `unblockingSignals`, through a Python one-liner that unblocks every signal first: a
+    /// child inherits this test process's blocked SIGALRM, and busybox's ping and wget
+    /// time out with alarm(2).
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
-                    timeout: Double = 30) throws -> Outcome {
+                    timeout: Double = 30, unblockingSignals: Bool = false) throws -> Outcome {
         let process = Process()
-        process.executableURL = URL(filePath: executable)
-        process.arguments = arguments
+        if unblockingSignals {
+            process.executableURL = URL(filePath: "/usr/bin/python3")
+            process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+                                 executable] + arguments
+        } else {
+            process.executableURL = URL(filePath: executable)
+            process.arguments = arguments
+        }
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
