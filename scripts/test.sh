@@ -35,7 +35,7 @@ swift build --build-tests
 # core: the real-KVM tests block theirs for minutes, and on a 2-core machine they starve
 # the suites that need the pool (the NIO ttrpc server, the shim's task service) and hold
 # quick suites in the queue past their time limits. Those run first, on their own.
-pool_suites='TTRPCServerTests|TaskServiceTests|WireFactsTests|ShimArgumentsTests|ContainerRunTests|BinaryLoggerTests|KasaShimRuntimeTests'
+pool_suites='TTRPCServerTests|TaskServiceTests|WireFactsTests|ShimArgumentsTests|ContainerRunTests|BinaryLoggerTests|KasaShimRuntimeTests|NetDeviceTests|PodNetworkTests'
 swift test --skip-build --filter "$pool_suites" || status=1
 swift test --skip-build --skip "$pool_suites" || status=1
 

@@ -161,7 +161,7 @@ import Testing
     }
 
     /// A pod without a DNS config gets the node's resolv.conf, as with runc.
-    @Test(.timeLimit(.minutes(15)))
+    @Test(.timeLimit(.minutes(20)))
     func aPodWithoutDNSConfigGetsTheNodesResolvConf() throws {
         let containerd = try Containerd(cri: .init(subnet: "10.88.8.0/24"))
         let busybox = "docker.io/kasa/busybox:test"

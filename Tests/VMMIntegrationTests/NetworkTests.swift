@@ -55,7 +55,7 @@ import Testing
     }
 
     /// The whole path: guest driver, device, TAP, the host's stack in the test's namespace.
-    @Test(.timeLimit(.minutes(15)))
+    @Test(.timeLimit(.minutes(20)))
     func theGuestAnswersPingAndTCPOnItsTap() throws {
         let kernel = try RealKernelTests.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh")
         let initrd = try RealKernelTests.artifact("KASA_TEST_INITRD", script: "images/build-test-initrd.sh")
