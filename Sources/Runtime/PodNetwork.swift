@@ -26,16 +26,20 @@ public final class PodNetwork: @unchecked Sendable {
     public let interfaces: [Interface]
     /// The namespace's IPv4 routes on the pod interfaces, by interface name.
     public let routes: [AgentRoute]
+    /// The namespace's static (permanent) IPv4 neighbour entries on the pod interfaces.
+    public let neighbours: [AgentARPNeighbor]
     // Guarded by `lock`: the TAP descriptors until kasa-vmm has its copies.
     private let lock = Monitor()
     private var descriptors: [Int32]
 
     static let tapSuffix = "_kata"
 
-    private init(namespacePath: String, interfaces: [Interface], routes: [AgentRoute], descriptors: [Int32]) {
+    private init(namespacePath: String, interfaces: [Interface], routes: [AgentRoute], neighbours: [AgentARPNeighbor],
+                 descriptors: [Int32]) {
         self.namespacePath = namespacePath
         self.interfaces = interfaces
         self.routes = routes
+        self.neighbours = neighbours
         self.descriptors = descriptors
     }
 
@@ -49,7 +53,7 @@ public final class PodNetwork: @unchecked Sendable {
         guard HostFile.exists(path) else {
             throw RuntimeError.invalidInput("the pod's network namespace \(path) does not exist")
         }
-        let found: (interfaces: [Interface], routes: [AgentRoute], descriptors: [Int32])
+        let found: (interfaces: [Interface], routes: [AgentRoute], neighbours: [AgentARPNeighbor], descriptors: [Int32])
         do {
             found = try NetworkNamespace.run(at: path) { try joinInterfaces() }
         } catch let error as RuntimeError {
@@ -60,11 +64,12 @@ public final class PodNetwork: @unchecked Sendable {
         if found.interfaces.isEmpty {
             log("the pod's network namespace \(path) has no interface with an address: the VM gets no NIC")
         }
-        return PodNetwork(namespacePath: path, interfaces: found.interfaces, routes: found.routes, descriptors: found.descriptors)
+        return PodNetwork(namespacePath: path, interfaces: found.interfaces, routes: found.routes, neighbours: found.neighbours,
+                          descriptors: found.descriptors)
     }
 
     /// In the pod's namespace: finds the interfaces, makes and joins the TAPs, reads the routes.
-    private static func joinInterfaces() throws -> ([Interface], [AgentRoute], [Int32]) {
+    private static func joinInterfaces() throws -> ([Interface], [AgentRoute], [AgentARPNeighbor], [Int32]) {
         let socket = try NetlinkSocket()
         let netlink = RouteNetlink(socket: socket)
         let tc = TrafficControl(socket: socket)
@@ -73,6 +78,12 @@ public final class PodNetwork: @unchecked Sendable {
         let usable = try netlink.links().filter { link in
             link.name != "lo" && !link.name.hasSuffix(tapSuffix) && link.mac.count == 6
                 && addresses.contains { $0.linkIndex == link.index }
+        }
+        // The VM tells its NICs apart by MAC (UpdateInterface finds each by it).
+        for (position, link) in usable.enumerated() {
+            if let twin = usable[(position + 1)...].first(where: { $0.mac == link.mac }) {
+                throw RuntimeError.invalidInput("the pod's interfaces \(link.name) and \(twin.name) have the same MAC \(NetworkText.mac(link.mac)): the VM's NICs must differ")
+            }
         }
         var interfaces: [Interface] = []
         var descriptors: [Int32] = []
@@ -106,7 +117,15 @@ public final class PodNetwork: @unchecked Sendable {
                 entry.scope = UInt32(route.scope)
                 return entry
             }
-            return (interfaces, routes, descriptors)
+            let neighbours = try netlink.neighbours().compactMap { entry -> AgentARPNeighbor? in
+                guard entry.isPermanent, entry.mac.count == 6, let device = names[entry.linkIndex] else { return nil }
+                var neighbour = AgentARPNeighbor()
+                neighbour.address = NetworkText.address(entry.address)
+                neighbour.mac = NetworkText.mac(entry.mac)
+                neighbour.device = device
+                return neighbour
+            }
+            return (interfaces, routes, neighbours, descriptors)
         } catch {
             // Nothing half-made stays: the TAPs go with their descriptors, the filters with the qdiscs.
             for index in joined { try? tc.removeIngress(index) }
@@ -161,6 +180,11 @@ public final class PodNetwork: @unchecked Sendable {
         }
         if !routes.routes.isEmpty {
             _ = try agent.call(.updateRoutes, routes, returning: AgentRoutes.self, timeout: timeout)
+        }
+        if !neighbours.isEmpty {
+            var request = AgentAddARPNeighborsRequest()
+            request.neighbors = neighbours
+            _ = try agent.call(.addARPNeighbors, request, timeout: timeout)
         }
     }
 

@@ -35,6 +35,7 @@ import Glibc
             try Namespaces.ip("-n \(pod) addr add fe80::42:aff:fe4d:2/64 dev eth0 nodad")
             try Namespaces.ip("-n \(pod) link set eth0 up")
             try Namespaces.ip("-n \(pod) route add default via 10.77.0.1")
+            try Namespaces.ip("-n \(pod) neigh add 10.77.0.9 lladdr 02:42:0a:4d:00:09 dev eth0 nud permanent")
         }
 
         deinit {
@@ -175,6 +176,8 @@ import Glibc
         #expect(routes.routes.contains { $0.destination.isEmpty && $0.gateway == "10.77.0.1" && $0.device == "eth0" }, "\(routes)")
         #expect(routes.routes.contains { $0.destination == "10.77.0.0/24" && $0.device == "eth0" }, "\(routes)")
         #expect(network.vmmArguments(firstDescriptor: 3) == ["--net", "fd=3,mac=02:42:0a:4d:00:02,mtu=1400"])
+        // Static neighbours go to the guest too (AddARPNeighbors); learnt ones do not.
+        #expect(network.neighbours.map { "\($0.address) \($0.mac) \($0.device)" } == ["10.77.0.9 02:42:0a:4d:00:09 eth0"])
 
         let responder = Responder(tap: network.tapDescriptors[0])
         let ping = try Namespaces.run("/usr/bin/ip", ["netns", "exec", namespaces.node, "busybox", "ping", "-c", "3", "-W", "5", "10.77.0.2"])
@@ -203,6 +206,17 @@ import Glibc
         network.closeDescriptors()
         #expect(!(try Namespaces.ip("-n \(namespaces.pod) -o link")).contains("_kata"))
         #expect(!(try Namespaces.run("/usr/sbin/tc", ["-n", namespaces.pod, "qdisc", "show", "dev", "eth0"]).output).contains("ingress"))
+    }
+
+    /// Two pod interfaces with one MAC: the guest could not tell its NICs apart.
+    @Test func aMACSharedByTwoPodInterfacesIsAClearError() throws {
+        let namespaces = try Namespaces()
+        try Namespaces.ip("-n \(namespaces.pod) link add eth1 address 02:42:0a:4d:00:02 type veth peer name peer1")
+        try Namespaces.ip("-n \(namespaces.pod) addr add 10.78.0.2/24 dev eth1")
+        try Namespaces.ip("-n \(namespaces.pod) link set eth1 up")
+        let failure = #expect(throws: RuntimeError.self) { try PodNetwork.setUp(namespacePath: namespaces.podPath) }
+        #expect("\(String(describing: failure))".contains("eth0 and eth1 have the same MAC 02:42:0a:4d:00:02"), "\(String(describing: failure))")
+        #expect(!(try Namespaces.ip("-n \(namespaces.pod) -o link")).contains("_kata"), "nothing is made")
     }
 
     @Test func badNamespacesAreClearOrGiveNoNIC() throws {

@@ -183,6 +183,19 @@ public struct RouteNetlink: Sendable {
 
     // MARK: Neighbours
 
+    /// The neighbour table's entries: (link, address, MAC, NUD state bits).
+    public func neighbours(family: Int32 = AF_INET) throws(NetlinkError) -> [Neighbour] {
+        let header: [UInt8] = [UInt8(family), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        return try socket.dump(Netlink.getNeighbour, header: header).compactMap { message in
+            guard message.type == Netlink.newNeighbour, message.payload.count >= 12 else { return nil }
+            let attributes = NetlinkAttribute.decode(message.payload[12...])
+            guard let address = attributes.first(where: { $0.type == Netlink.neighbourDestination })?.payload else { return nil }
+            return Neighbour(linkIndex: Int32(bitPattern: message.payload.littleEndian(UInt32.self, at: 4)), address: address,
+                             mac: attributes.first { $0.type == Netlink.neighbourLinkAddress }?.payload ?? [],
+                             state: message.payload.littleEndian(UInt16.self, at: 8))
+        }
+    }
+
     /// A permanent neighbour entry (static ARP): `address` is at `mac` on the link.
     public func addNeighbour(linkIndex: Int32, address: [UInt8], mac: [UInt8]) throws(NetlinkError) {
         // ndmsg: family, pad, pad, ifindex, state (NUD_PERMANENT 0x80), flags, type.
@@ -195,6 +208,17 @@ public struct RouteNetlink: Sendable {
         try socket.request(NetlinkMessage(type: Netlink.newNeighbour, flags: Netlink.flagCreate | Netlink.flagReplace, payload: payload),
                            "add neighbour \(NetworkText.address(address))")
     }
+}
+
+/// A neighbour (ARP) entry. `state` holds NUD_* bits; NUD_PERMANENT (0x80) is a static one.
+public struct Neighbour: Equatable, Sendable {
+    public var linkIndex: Int32
+    public var address: [UInt8]
+    public var mac: [UInt8]
+    public var state: UInt16
+
+    public static let permanent: UInt16 = 0x80
+    public var isPermanent: Bool { state & Neighbour.permanent != 0 }
 }
 
 /// Addresses as people write them, and back.

@@ -77,6 +77,9 @@ final class TestNamespace {
             try netlink.addAddress(InterfaceAddress(linkIndex: link.index, family: AF_INET, address: [10, 1, 0, 2], prefixLength: 24))
             try netlink.addRoute(Route(gateway: [10, 1, 0, 1], linkIndex: link.index))
             try netlink.addNeighbour(linkIndex: link.index, address: [10, 1, 0, 1], mac: [2, 0, 0, 0, 0, 1])
+            let neighbours = try netlink.neighbours()
+            #expect(neighbours.contains { $0.linkIndex == link.index && $0.address == [10, 1, 0, 1] && $0.mac == [2, 0, 0, 0, 0, 1] && $0.isPermanent },
+                    "\(neighbours)")
             return (try netlink.link(named: "v0"), try netlink.addresses(family: AF_INET), try netlink.routes())
         }
         #expect(link.mtu == 1400 && link.isUp && link.mac.count == 6)
