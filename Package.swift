@@ -57,7 +57,8 @@ let package = Package(
         // the agent dial, streams and teardown; used by kata-runtime (and the shim).
         .target(name: "Runtime", dependencies: ["KasaTOML", "KasaJSON", "CLinux", "KVM",
                                                 .product(name: "AgentProtocol", package: "guest-agent"),
-                                                .product(name: "Netlink", package: "guest-agent")]),
+                                                .product(name: "Netlink", package: "guest-agent"),
+                                                .product(name: "AgentNetwork", package: "guest-agent")]),
         .executableTarget(
             name: "kata-runtime",
             dependencies: ["Runtime", "KVM", "CLinux", "KasaJSON", "KasaTOML",

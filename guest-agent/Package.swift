@@ -12,6 +12,7 @@ let package = Package(
         // rtnetlink (links, addresses, routes, neighbours, tc): the agent configures the
         // guest's network with it, the host runtime a pod's TAP and tc filters.
         .library(name: "Netlink", targets: ["Netlink"]),
+        .library(name: "AgentNetwork", targets: ["AgentNetwork"]),
         .executable(name: "kata-agent", targets: ["kata-agent"]),
     ],
     dependencies: [
@@ -35,7 +36,9 @@ let package = Package(
         // in-process; kata-agent is only PID-1 set-up and argument handling around it.
         .target(name: "Netlink", dependencies: ["CAgentLinux"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
-        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux", "Netlink"]),
+        // agent.proto's network messages built from Netlink's values, for the agent and the host.
+        .target(name: "AgentNetwork", dependencies: ["AgentProtocol", "Netlink"]),
+        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux", "Netlink", "AgentNetwork"]),
         .executableTarget(name: "kata-agent", dependencies: ["KataAgentCore"]),
         .testTarget(name: "KataAgentCoreTests", dependencies: ["KataAgentCore", "AgentProtocol"]),
         // What the agent decodes from the wire, as one fuzz check (frames, requests, OCI

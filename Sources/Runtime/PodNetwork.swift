@@ -1,3 +1,4 @@
+import AgentNetwork
 import AgentProtocol
 import CLinux
 import Netlink
@@ -107,23 +108,11 @@ public final class PodNetwork: @unchecked Sendable {
                                             addresses: addresses.filter { $0.linkIndex == link.index }, tapName: tapName))
             }
             let names = Dictionary(usable.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
-            let routes = try netlink.routes(family: AF_INET).compactMap { route -> AgentRoute? in
-                guard let device = names[route.linkIndex] else { return nil }
-                var entry = AgentRoute()
-                entry.destination = route.destination.isEmpty ? "" : "\(NetworkText.address(route.destination))/\(route.destinationLength)"
-                entry.gateway = route.gateway.isEmpty ? "" : NetworkText.address(route.gateway)
-                entry.source = route.source.isEmpty ? "" : NetworkText.address(route.source)
-                entry.device = device
-                entry.scope = UInt32(route.scope)
-                return entry
+            let routes = try netlink.routes(family: AF_INET).compactMap { route in
+                names[route.linkIndex].map { AgentRoute(route, device: $0) }
             }
-            let neighbours = try netlink.neighbours().compactMap { entry -> AgentARPNeighbor? in
-                guard entry.isPermanent, entry.mac.count == 6, let device = names[entry.linkIndex] else { return nil }
-                var neighbour = AgentARPNeighbor()
-                neighbour.address = NetworkText.address(entry.address)
-                neighbour.mac = NetworkText.mac(entry.mac)
-                neighbour.device = device
-                return neighbour
+            let neighbours = try netlink.neighbours().compactMap { entry in
+                entry.isPermanent && entry.mac.count == 6 ? names[entry.linkIndex].map { AgentARPNeighbor(entry, device: $0) } : nil
             }
             return (interfaces, routes, neighbours, descriptors)
         } catch {
@@ -153,18 +142,8 @@ public final class PodNetwork: @unchecked Sendable {
     /// What the agent needs to set the guest up like the pod's namespace.
     public func guestRequests() -> (interfaces: [AgentUpdateInterfaceRequest], routes: AgentUpdateRoutesRequest) {
         let interfaceRequests = interfaces.map { interface in
-            var guest = AgentInterface()
-            guest.name = interface.name
-            guest.mac = NetworkText.mac(interface.mac)
-            guest.mtu = interface.mtu
-            guest.addresses = interface.addresses.map { address in
-                var entry = AgentIPAddress()
-                entry.address = NetworkText.address(address.address)
-                entry.prefixLength = UInt32(address.prefixLength)
-                return entry
-            }
             var request = AgentUpdateInterfaceRequest()
-            request.interface = guest
+            request.interface = AgentInterface(name: interface.name, mac: interface.mac, mtu: interface.mtu, addresses: interface.addresses)
             return request
         }
         var routes = AgentUpdateRoutesRequest()
@@ -198,12 +177,8 @@ public final class PodNetwork: @unchecked Sendable {
             let netlink = RouteNetlink(socket: socket)
             let tc = TrafficControl(socket: socket)
             for link in try netlink.links() where link.name != "lo" {
-                if link.name.hasSuffix(tapSuffix) {
-                    try? tc.removeIngress(link.index)
-                    try? netlink.deleteLink(link.index)
-                } else {
-                    try? tc.removeIngress(link.index)
-                }
+                try? tc.removeIngress(link.index)
+                if link.name.hasSuffix(tapSuffix) { try? netlink.deleteLink(link.index) }
             }
             return true
         }

@@ -201,7 +201,7 @@ public struct RouteNetlink: Sendable {
         // ndmsg: family, pad, pad, ifindex, state (NUD_PERMANENT 0x80), flags, type.
         var payload: [UInt8] = [UInt8(address.count == 16 ? AF_INET6 : AF_INET), 0, 0, 0]
         payload.appendLittleEndian(UInt32(bitPattern: linkIndex))
-        payload.appendLittleEndian(UInt16(0x80))
+        payload.appendLittleEndian(Neighbour.permanent)
         payload += [0, 0]
         payload += NetlinkAttribute.encode([NetlinkAttribute(Netlink.neighbourDestination, address),
                                             NetlinkAttribute(Netlink.neighbourLinkAddress, mac)])

@@ -31,6 +31,7 @@ import Glibc
             return output
         }
 
+        @discardableResult
         func ip(_ text: String) throws -> String { try Namespace.run(["-n", name] + text.split(separator: " ").map(String.init)) }
     }
 
@@ -100,11 +101,11 @@ import Glibc
         let namespace = try Namespace()
         try namespace.ip("link add veth-guest address \(Self.mac) type veth peer name peer0")
         let agent = try RunningAgent(arguments: ["--netns", namespace.path])
-        try agent.client.call(.updateInterface, Self.interface(addresses: [("10.88.7.5", 16)]), returning: AgentInterface.self)
+        _ = try agent.client.call(.updateInterface, Self.interface(addresses: [("10.88.7.5", 16)]), returning: AgentInterface.self)
         #expect(try namespace.ip("route show").contains("10.88.0.0/16"))
         var routes = AgentUpdateRoutesRequest()
         routes.routes = [Self.route("10.88.7.0/24")]
-        try agent.client.call(.updateRoutes, routes, returning: AgentRoutes.self)
+        _ = try agent.client.call(.updateRoutes, routes, returning: AgentRoutes.self)
         let table = try namespace.ip("route show")
         #expect(!table.contains("10.88.0.0/16") && table.contains("10.88.7.0/24"), "\(table)")
     }

@@ -1,3 +1,4 @@
+import AgentNetwork
 import AgentProtocol
 import Netlink
 #if canImport(Glibc)
@@ -98,17 +99,8 @@ struct GuestNetwork: Sendable {
         guard let link = try netlink.links().first(where: { $0.index == index }) else {
             throw AgentError(.notFound, "interface \(index) is gone")
         }
-        var interface = AgentInterface()
-        interface.name = link.name
-        interface.mac = NetworkText.mac(link.mac)
-        interface.mtu = link.mtu
-        interface.addresses = try netlink.addresses().filter { $0.linkIndex == index }.map { address in
-            var entry = AgentIPAddress()
-            entry.address = NetworkText.address(address.address)
-            entry.prefixLength = UInt32(address.prefixLength)
-            return entry
-        }
-        return interface
+        return AgentInterface(name: link.name, mac: link.mac, mtu: link.mtu,
+                              addresses: try netlink.addresses().filter { $0.linkIndex == index })
     }
 
     // MARK: Routes
@@ -153,15 +145,7 @@ struct GuestNetwork: Sendable {
     static func listRoutes(_ netlink: RouteNetlink) throws -> AgentRoutes {
         let names = Dictionary(try netlink.links().map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
         var response = AgentRoutes()
-        response.routes = try netlink.routes(family: AF_INET).map { route in
-            var entry = AgentRoute()
-            entry.destination = route.destination.isEmpty ? "" : "\(NetworkText.address(route.destination))/\(route.destinationLength)"
-            entry.gateway = route.gateway.isEmpty ? "" : NetworkText.address(route.gateway)
-            entry.source = route.source.isEmpty ? "" : NetworkText.address(route.source)
-            entry.device = names[route.linkIndex] ?? ""
-            entry.scope = UInt32(route.scope)
-            return entry
-        }
+        response.routes = try netlink.routes(family: AF_INET).map { AgentRoute($0, device: names[$0.linkIndex] ?? "") }
         return response
     }
 
