@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <pthread.h>
+#include <errno.h>
 
 int ckvm_ioctl_none(int fd, unsigned long request) { return ioctl(fd, request, 0); }
 int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value) { return ioctl(fd, request, value); }
@@ -67,4 +68,31 @@ void ckvm_name_current_thread(const char *name) {
     strncpy(truncated, name, sizeof(truncated) - 1);
     truncated[sizeof(truncated) - 1] = 0;
     pthread_setname_np(pthread_self(), truncated);
+}
+
+int ckvm_ioapic_pin(int vm_fd, unsigned pin, struct ckvm_ioapic_pin *out) {
+    if (pin >= KVM_IOAPIC_NUM_PINS) { errno = EINVAL; return -1; }
+    struct kvm_irqchip chip;
+    memset(&chip, 0, sizeof(chip));
+    chip.chip_id = KVM_IRQCHIP_IOAPIC;
+    if (ioctl(vm_fd, KVM_GET_IRQCHIP, &chip) < 0) return -1;
+    out->vector = chip.chip.ioapic.redirtbl[pin].fields.vector;
+    out->masked = chip.chip.ioapic.redirtbl[pin].fields.mask;
+    out->level_triggered = chip.chip.ioapic.redirtbl[pin].fields.trig_mode;
+    out->remote_irr = chip.chip.ioapic.redirtbl[pin].fields.remote_irr;
+    out->irr = (chip.chip.ioapic.irr >> pin) & 1;
+    return 0;
+}
+
+int ckvm_lapic_vector(int vcpu_fd, uint8_t vector, uint8_t *requested, uint8_t *in_service) {
+    struct kvm_lapic_state lapic;
+    if (ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic) < 0) return -1;
+    // IRR and ISR are eight 32-bit registers each, 16 bytes apart (Intel SDM, APIC register map).
+    unsigned word = vector / 32, bit = vector % 32;
+    uint32_t irr, isr;
+    memcpy(&irr, lapic.regs + 0x200 + word * 16, sizeof(irr));
+    memcpy(&isr, lapic.regs + 0x100 + word * 16, sizeof(isr));
+    *requested = (irr >> bit) & 1;
+    *in_service = (isr >> bit) & 1;
+    return 0;
 }

@@ -13,6 +13,7 @@ public struct KVMCapability: Sendable, Hashable {
     public static let immediateExit = KVMCapability(rawValue: Int32(KVM_CAP_IMMEDIATE_EXIT), name: "KVM_CAP_IMMEDIATE_EXIT")
     public static let ioeventfd = KVMCapability(rawValue: Int32(KVM_CAP_IOEVENTFD), name: "KVM_CAP_IOEVENTFD")
     public static let irqfd = KVMCapability(rawValue: Int32(KVM_CAP_IRQFD), name: "KVM_CAP_IRQFD")
+    public static let irqInjectStatus = KVMCapability(rawValue: Int32(KVM_CAP_IRQ_INJECT_STATUS), name: "KVM_CAP_IRQ_INJECT_STATUS")
     public static let vcpuEvents = KVMCapability(rawValue: Int32(KVM_CAP_VCPU_EVENTS), name: "KVM_CAP_VCPU_EVENTS")
     public static let mpState = KVMCapability(rawValue: Int32(KVM_CAP_MP_STATE), name: "KVM_CAP_MP_STATE")
     public static let maxVCPUs = KVMCapability(rawValue: Int32(KVM_CAP_MAX_VCPUS), name: "KVM_CAP_MAX_VCPUS")

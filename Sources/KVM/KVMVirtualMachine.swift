@@ -8,9 +8,13 @@ public final class KVMVirtualMachine: Sendable {
     let descriptor: OwnedDescriptor
     public let system: KVMSystem
 
+    /// Whether KVM_IRQ_LINE_STATUS tells what an interrupt line change did.
+    let reportsInjectionStatus: Bool
+
     init(descriptor: OwnedDescriptor, system: KVMSystem) {
         self.descriptor = descriptor
         self.system = system
+        reportsInjectionStatus = ckvm_ioctl_value(descriptor.raw, CKVM_CHECK_EXTENSION, UInt(KVMCapability.irqInjectStatus.rawValue)) > 0
     }
 
     /// KVM_CHECK_EXTENSION on the VM fd (some answers differ per VM type).
@@ -63,14 +67,43 @@ public final class KVMVirtualMachine: Sendable {
         }
     }
 
-    /// Drives a GSI line of the in-kernel PIC/IOAPIC.
-    public func setInterruptLine(_ line: UInt32, high: Bool) throws {
+    /// One input of the in-kernel IOAPIC: where it points and whether a request waits on it.
+    public struct IOAPICPin: Sendable, Equatable, CustomStringConvertible {
+        public var vector: UInt8
+        public var masked: Bool
+        public var levelTriggered: Bool
+        public var remoteIRR: Bool
+        public var requested: Bool
+        public var description: String {
+            "vector \(vector) \(masked ? "masked" : "unmasked") \(levelTriggered ? "level" : "edge") "
+                + "remote-irr \(remoteIRR) irr \(requested)"
+        }
+    }
+
+    public func ioapicPin(_ pin: UInt32) throws -> IOAPICPin {
+        var value = ckvm_ioapic_pin()
+        if ckvm_ioapic_pin(descriptor.raw, pin, &value) < 0 {
+            throw KVMError.last("KVM_GET_IRQCHIP (IOAPIC pin \(pin))")
+        }
+        return IOAPICPin(vector: value.vector, masked: value.masked != 0, levelTriggered: value.level_triggered != 0,
+                         remoteIRR: value.remote_irr != 0, requested: value.irr != 0)
+    }
+
+    /// Drives a GSI line of the in-kernel PIC/IOAPIC. Where KVM reports it
+    /// (KVM_CAP_IRQ_INJECT_STATUS), returns what the line change did: for a legacy line
+    /// (0-15) the sum over the PIC and the IOAPIC of 1 per controller that passed the edge
+    /// on and 0 per one that merged it with a request still waiting; a controller whose
+    /// input is masked adds nothing. Nil where KVM does not report it.
+    @discardableResult
+    public func setInterruptLine(_ line: UInt32, high: Bool) throws -> Int32? {
         var level = kvm_irq_level()
         level.irq = line
         level.level = high ? 1 : 0
-        if ckvm_ioctl_pointer(descriptor.raw, CKVM_IRQ_LINE, &level) < 0 {
+        let request = reportsInjectionStatus ? CKVM_IRQ_LINE_STATUS : CKVM_IRQ_LINE
+        if ckvm_ioctl_pointer(descriptor.raw, request, &level) < 0 {
             throw KVMError.last("KVM_IRQ_LINE \(line)")
         }
+        return reportsInjectionStatus ? level.status : nil
     }
 
     /// Lets an eventfd write inject GSI `line` without a trip through the VMM.

@@ -145,6 +145,15 @@ public final class VCPU: @unchecked Sendable {
         return value
     }
 
+    /// Whether `vector` waits in this vCPU's local APIC (requested) or is being handled (in service).
+    public func localAPICVector(_ vector: UInt8) throws -> (requested: Bool, inService: Bool) {
+        var requested: UInt8 = 0, inService: UInt8 = 0
+        if ckvm_lapic_vector(descriptor.raw, vector, &requested, &inService) < 0 {
+            throw KVMError.last("KVM_GET_LAPIC")
+        }
+        return (requested != 0, inService != 0)
+    }
+
     public func setLocalAPIC(_ state: kvm_lapic_state) throws {
         var value = state
         try call(CKVM_SET_LAPIC, &value, "KVM_SET_LAPIC")

@@ -35,8 +35,11 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
     /// The transmitter-empty interrupt is edge-like: set when THR empties, cleared by an IIR read or a write.
     private var transmitterInterruptPending = false
     private var lineAsserted = false
+    private var raisedEdges = 0
+    private var transmittedBytes = 0
 
-    /// `output` receives each byte the guest writes; `interrupt` drives the IRQ line.
+    /// `output` receives each byte the guest writes; `interrupt` drives the IRQ line and is
+    /// called with the UART's lock held, so it must not call back into the UART.
     public init(output: @escaping @Sendable ([UInt8]) -> Void, interrupt: @escaping @Sendable (Bool) -> Void) {
         self.output = output
         self.interrupt = interrupt
@@ -73,6 +76,31 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
         }
         if let transmitted { output([transmitted]) }
         updateInterrupt()
+    }
+
+    /// What the UART's interrupt logic holds now, for diagnosing a guest whose console
+    /// output stalls (the 8250 driver sends user-space output only on THRE interrupts).
+    public struct InterruptState: Sendable, Equatable, CustomStringConvertible {
+        public var interruptEnable: UInt8
+        public var modemControl: UInt8
+        public var transmitInterruptPending: Bool
+        public var lineAsserted: Bool
+        /// Low-to-high transitions of the interrupt line so far.
+        public var raisedEdges: Int
+        public var transmittedBytes: Int
+        public var description: String {
+            let hex = { (value: UInt8) in "0x" + String(value, radix: 16) }
+            return "IER \(hex(interruptEnable)) MCR \(hex(modemControl)) THRE pending \(transmitInterruptPending) "
+                + "line \(lineAsserted ? "high" : "low") edges \(raisedEdges) bytes \(transmittedBytes)"
+        }
+    }
+
+    public var interruptState: InterruptState {
+        lock.withLock {
+            InterruptState(interruptEnable: interruptEnableRegister, modemControl: modemControlRegister,
+                           transmitInterruptPending: transmitterInterruptPending, lineAsserted: lineAsserted,
+                           raisedEdges: raisedEdges, transmittedBytes: transmittedBytes)
+        }
     }
 
     private var divisorLatchSelected: Bool { lineControlRegister & Serial16550.divisorLatchAccess != 0 }
@@ -122,6 +150,7 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
                 if receiveFIFO.count < Serial16550.receiveFIFOCapacity { receiveFIFO.append(value) }
                 return nil
             }
+            transmittedBytes += 1
             return value
         case Serial16550.interruptEnable:
             if divisorLatchSelected {
@@ -159,15 +188,19 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
     }
 
     /// Drives the line to match the pending state; only edges reach the interrupt controller.
+    /// The line is driven under the lock: two threads (the vCPU's register accesses and the
+    /// console-input thread) updating it could otherwise reach KVM in the opposite order to
+    /// the one they decided in, leaving KVM's line low while `lineAsserted` says high, after
+    /// which no edge would ever be raised again.
     private func updateInterrupt() {
-        let change: Bool? = lock.withLock {
+        lock.withLock {
             let asserted = pendingInterruptIdentity() != Serial16550.noInterruptPending
             // OUT2 gates the UART's interrupt onto the ISA bus on PCs.
             let wanted = asserted && (modemControlRegister & 0x08 != 0)
-            guard wanted != lineAsserted else { return nil }
+            guard wanted != lineAsserted else { return }
             lineAsserted = wanted
-            return wanted
+            if wanted { raisedEdges += 1 }
+            interrupt(wanted)
         }
-        if let change { interrupt(change) }
     }
 }

@@ -21,6 +21,7 @@ public final class MicroVM: Sendable {
     let vcpus: [VCPU]
     let bus: PortIOBus
     let serial: Serial16550
+    let serialLineRecord = InterruptLineRecord()
     let latch = StopLatch()
     let virtio: VirtioDeviceSet
     let eventLoop: EventLoop
@@ -85,8 +86,9 @@ public final class MicroVM: Sendable {
 
         let machine = self.machine
         let latch = self.latch
+        let serialLine = serialLineRecord
         serial = Serial16550(output: consoleSink, interrupt: { high in
-            try? machine.setInterruptLine(Serial16550.com1Interrupt, high: high)
+            serialLine.record(rising: high, status: Result { try machine.setInterruptLine(Serial16550.com1Interrupt, high: high) })
         })
         let keyboard = I8042Controller(onReset: { latch.stop(.reset) })
         bus = PortIOBus(mappings: [
@@ -256,6 +258,25 @@ public final class MicroVM: Sendable {
             throw VMMError.notADriveSlot(index: index)
         }
         virtio.slots[index].transport.changeConfiguration { drive.ejectMedium() }
+    }
+
+    /// The serial console's interrupt path from UART to vCPU 0: the UART's state, the IOAPIC
+    /// pin it drives and the vector's state in the local APIC. For a guest whose console
+    /// output stalls (Linux's 8250 driver sends user-space output only on THRE interrupts);
+    /// call it while the vCPUs are not running (after `run` returns) for a consistent picture.
+    public func serialInterruptDiagnosis() -> String {
+        var parts = ["uart: \(serial.interruptState)", "irq line: \(serialLineRecord.description)"]
+        do {
+            let pin = try machine.ioapicPin(Serial16550.com1Interrupt)
+            parts.append("ioapic pin \(Serial16550.com1Interrupt): \(pin)")
+            if let vcpu = vcpus.first, pin.vector != 0 {
+                let state = try vcpu.localAPICVector(pin.vector)
+                parts.append("lapic: irr \(state.requested) isr \(state.inService)")
+            }
+        } catch {
+            parts.append("interrupt controller state unreadable: \(error)")
+        }
+        return parts.joined(separator: "; ")
     }
 
     /// Ends the VM from any thread; `run` then returns `.stopped`.

@@ -65,6 +65,7 @@ enum KasaVMM {
                 log("command line: \(vm.effectiveCommandLine)")
             }
             let reason = try vm.run()
+            if options.verbose { log("serial interrupt path: \(vm.serialInterruptDiagnosis())") }
             switch reason {
             case .reset, .systemEvent:
                 if options.verbose { log(reason.description) }

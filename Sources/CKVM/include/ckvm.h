@@ -21,6 +21,7 @@ static const unsigned long CKVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADD
 static const unsigned long CKVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
 static const unsigned long CKVM_CREATE_PIT2 = KVM_CREATE_PIT2;
 static const unsigned long CKVM_IRQ_LINE = KVM_IRQ_LINE;
+static const unsigned long CKVM_IRQ_LINE_STATUS = KVM_IRQ_LINE_STATUS;
 static const unsigned long CKVM_IRQFD = KVM_IRQFD;
 static const unsigned long CKVM_IOEVENTFD = KVM_IOEVENTFD;
 static const unsigned long CKVM_RUN = KVM_RUN;
@@ -79,5 +80,19 @@ struct ckvm_exit {
 void ckvm_decode_exit(const struct kvm_run *run, struct ckvm_exit *out);
 void ckvm_set_mmio_read_data(struct kvm_run *run, const uint8_t *data, uint32_t length);
 void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value);
+
+// One IOAPIC input as the in-kernel IOAPIC holds it (KVM_GET_IRQCHIP), flattened because
+// Swift cannot reach into the redirection table's bitfields.
+struct ckvm_ioapic_pin {
+    uint8_t vector;
+    uint8_t masked;
+    uint8_t level_triggered;
+    uint8_t remote_irr;
+    uint8_t irr;  // the pin's bit in the IOAPIC's interrupt request register
+};
+int ckvm_ioapic_pin(int vm_fd, unsigned pin, struct ckvm_ioapic_pin *out);
+
+// Whether `vector` is requested (IRR) and in service (ISR) in a vCPU's local APIC (KVM_GET_LAPIC).
+int ckvm_lapic_vector(int vcpu_fd, uint8_t vector, uint8_t *requested, uint8_t *in_service);
 
 #endif
