@@ -39,7 +39,7 @@ public final class ContainerRun: @unchecked Sendable {
 
     private let monitor = Monitor()
     // Guarded by `monitor`.
-    private var client: AgentClient?
+    private var client: SandboxAgent?
     private var started = false
     private var finished = false
     private var interruption: Int32?
@@ -68,44 +68,42 @@ public final class ContainerRun: @unchecked Sendable {
 
     private func runSteps(stdio: Stdio) throws(RuntimeError) -> Int32 {
         backend.onUnexpectedExit { [self] reason in
-            let connection = monitor.update { () -> AgentClient? in
+            let connection = monitor.update { () -> SandboxAgent? in
                 backendFailure = reason
                 return client
             }
-            connection?.connection.close()
+            connection?.close()
         }
         let binds = try workload.hostBindMounts(containerID: sandboxID)
         let rootfsMount = try backend.launch(rootfs: workload.rootfs)
         progress?("launched")
-        let agent = try backend.connect(deadline: MonotonicClock.now + dialTimeout)
+        let agent = SandboxAgent(try backend.connect(deadline: MonotonicClock.now + dialTimeout), callTimeout: callTimeout)
         let keep = monitor.update { () -> Bool in
             guard abortSignal == nil && backendFailure == nil else { return false }
             client = agent
             return true
         }
         guard keep else {
-            agent.connection.close()
+            agent.close()
             throw RuntimeError.sandbox("stopped while connecting")
         }
         progress?("connected")
 
-        let health = try call { try agent.call(.check, AgentCheckRequest(), returning: AgentHealthCheckResponse.self, timeout: callTimeout) }
-        guard health.status == .serving else { throw RuntimeError.sandbox("the agent reports \(health.status), not serving") }
+        let health = try call { try agent.health() }
+        guard health == .serving else { throw RuntimeError.sandbox("the agent reports \(health), not serving") }
         if let network = backend.network {
-            try call { try network.configureGuest(agent, timeout: callTimeout) }
+            try call { try network.configureGuest(agent) }
             progress?("network configured")
         }
         let sandboxRequest = workload.createSandboxRequest(sandboxID: sandboxID)
-        try call { try agent.call(.createSandbox, sandboxRequest, timeout: callTimeout) }
-        let copied = try call { try workload.copying(binds, agent: agent, timeout: callTimeout) }
+        try call { try agent.createSandbox(sandboxRequest) }
+        let copied = try call { try workload.copying(binds, agent: agent) }
         let create = copied.createContainerRequest(containerID: sandboxID, rootfs: rootfsMount)
-        try call { try agent.call(.createContainer, create, timeout: callTimeout) }
+        try call { try agent.createContainer(create) }
         progress?("created")
 
-        var start = AgentStartContainerRequest()
-        start.containerID = sandboxID
         do {
-            try agent.call(.startContainer, start, timeout: callTimeout)
+            try agent.startContainer(sandboxID)
         } catch let error as TTRPCCallError where error.code == .failedPrecondition && monitor.withLock({ backendFailure == nil }) {
             // The process could not be executed (the agent reports exec's error).
             let notFound = error.message.contains("not found") || error.message.contains("No such file")
@@ -121,16 +119,13 @@ public final class ContainerRun: @unchecked Sendable {
         }
         let outputDone = Monitor()
         let pending = PendingCount(workload.terminal ? 1 : 2)
-        startOutputPump(.readStdout, agent: agent, to: stdio.output, pending: pending, monitor: outputDone)
+        startOutputPump(.stdout, agent: agent, to: stdio.output, pending: pending, monitor: outputDone)
         if !workload.terminal {
-            startOutputPump(.readStderr, agent: agent, to: stdio.error, pending: pending, monitor: outputDone)
+            startOutputPump(.stderr, agent: agent, to: stdio.error, pending: pending, monitor: outputDone)
         }
         startInputPump(agent: agent, from: stdio.input)
 
-        var wait = AgentWaitProcessRequest()
-        wait.containerID = sandboxID
-        wait.execID = sandboxID
-        let status = try call { try agent.call(.waitProcess, wait, returning: AgentWaitProcessResponse.self, timeout: StreamPumps.longCall) }.exitStatus
+        let status = try call { try agent.waitProcess(container: sandboxID) }
         progress?("exited")
         // The streams end when the process and every holder of its pipes are gone;
         // a background child keeping them open must not hold the run forever.
@@ -141,15 +136,15 @@ public final class ContainerRun: @unchecked Sendable {
 
     // MARK: Streams
 
-    private func startOutputPump(_ method: AgentServiceMethod, agent: AgentClient, to descriptor: Int32,
+    private func startOutputPump(_ stream: SandboxAgent.OutputStream, agent: SandboxAgent, to descriptor: Int32,
                                  pending: PendingCount, monitor done: Monitor) {
-        StreamPumps.output(method, agent: agent, containerID: sandboxID, execID: sandboxID, to: descriptor) {
+        StreamPumps.output(stream, agent: agent, container: sandboxID, exec: sandboxID, to: descriptor) {
             done.update { pending.value -= 1 }
         }
     }
 
-    private func startInputPump(agent: AgentClient, from descriptor: Int32?) {
-        StreamPumps.input(agent: agent, containerID: sandboxID, execID: sandboxID, from: descriptor, cancel: cancelInput)
+    private func startInputPump(agent: SandboxAgent, from descriptor: Int32?) {
+        StreamPumps.input(agent: agent, container: sandboxID, exec: sandboxID, from: descriptor, cancel: cancelInput)
     }
 
     // MARK: Control from other threads
@@ -157,20 +152,15 @@ public final class ContainerRun: @unchecked Sendable {
     /// The host terminal changed size (SIGWINCH).
     public func resize(rows: UInt16, columns: UInt16) {
         guard workload.terminal, let agent = monitor.withLock({ started ? client : nil }) else { return }
-        var request = AgentTtyWinResizeRequest()
-        request.containerID = sandboxID
-        request.execID = sandboxID
-        request.rows = UInt32(rows)
-        request.columns = UInt32(columns)
-        let timeout = callTimeout, resize = request
-        DetachedThread.start { _ = try? agent.call(.ttyWinResize, resize, timeout: timeout) }
+        let container = sandboxID
+        DetachedThread.start { _ = try? agent.resizeTerminal(container: container, rows: UInt32(rows), columns: UInt32(columns)) }
     }
 
     /// Ctrl-C, SIGTERM, SIGHUP: the first is passed to the workload, which gets
     /// `grace` seconds to end; a second, or the grace running out, tears the sandbox
     /// down and the run ends with `RuntimeError.interrupted`.
     public func interrupt(signal: Int32, grace: Double = 10) {
-        let (agent, first) = monitor.withLock { () -> (AgentClient?, Bool) in
+        let (agent, first) = monitor.withLock { () -> (SandboxAgent?, Bool) in
             defer { if interruption == nil { interruption = signal } }
             return (started && !finished ? client : nil, interruption == nil)
         }
@@ -178,13 +168,9 @@ public final class ContainerRun: @unchecked Sendable {
             abort(signal: signal)
             return
         }
-        var request = AgentSignalProcessRequest()
-        request.containerID = sandboxID
-        request.execID = sandboxID
-        request.signal = UInt32(signal)
-        let timeout = callTimeout, forward = request
+        let container = sandboxID
         DetachedThread.start { [self] in
-            _ = try? agent.call(.signalProcess, forward, timeout: timeout)
+            _ = try? agent.signalProcess(container: container, signal: UInt32(signal))
             usleep(UInt32(grace * 1_000_000))
             if monitor.withLock({ !finished }) { abort(signal: signal) }
         }
@@ -192,28 +178,25 @@ public final class ContainerRun: @unchecked Sendable {
 
     /// Stops everything now: the backend is killed, blocked calls fail, `run` throws.
     public func abort(signal: Int32) {
-        let agent = monitor.update { () -> AgentClient? in
+        let agent = monitor.update { () -> SandboxAgent? in
             if abortSignal == nil { abortSignal = signal }
             return client
         }
-        agent?.connection.close()
+        agent?.close()
         cancelInput.cancel()
         backend.tearDown()
     }
 
     private func tearDown() {
         cancelInput.cancel()
-        let (agent, removeFirst) = monitor.update { () -> (AgentClient?, Bool) in
+        let (agent, removeFirst) = monitor.update { () -> (SandboxAgent?, Bool) in
             finished = true
             return (client, started || client != nil)
         }
         if let agent, removeFirst, !backend.stopDiscardsGuestState, backend.failure == nil {
-            var remove = AgentRemoveContainerRequest()
-            remove.containerID = sandboxID
-            remove.timeoutSeconds = 5
-            _ = try? agent.call(.removeContainer, remove, timeout: 15)
+            _ = try? agent.removeContainer(sandboxID, graceSeconds: 5, timeout: 15)
         }
-        agent?.connection.close()
+        agent?.close()
         backend.tearDown()
         progress?("torn down")
     }

@@ -168,17 +168,16 @@ extension WorkloadSpec {
     /// Copies `binds` into the sandbox through `agent` and returns the workload to create
     /// the container from, its binds pointing at the copies. With nothing to copy it is
     /// this workload, and the agent is not asked anything.
-    public func copying(_ binds: HostBindMounts.Plan, agent: AgentClient, timeout: Double) throws -> WorkloadSpec {
+    public func copying(_ binds: HostBindMounts.Plan, agent: SandboxAgent) throws -> WorkloadSpec {
         guard !binds.isEmpty else { return self }
-        let details = try agent.call(.getGuestDetails, AgentGuestDetailsRequest(), returning: AgentGuestDetailsResponse.self,
-                                     timeout: timeout)
+        let details = try agent.guestDetails()
         guard !details.sharedFilesDirectory.isEmpty else {
             throw RuntimeError.sandbox("the agent has no shared-files directory (protocol version 3 or later is needed for bind mounts)")
         }
         let located = binds.located(in: details.sharedFilesDirectory, ociSpec)
         for request in located.requests {
             do {
-                try agent.call(.copyFile, request, timeout: timeout)
+                try agent.copyFile(request)
             } catch let error as TTRPCCallError {
                 throw TTRPCCallError(code: error.code, message: "copying bind-mounted host files into the VM: \(error.message)")
             }

@@ -140,31 +140,19 @@ public final class PodNetwork: @unchecked Sendable {
     }
 
     /// What the agent needs to set the guest up like the pod's namespace.
-    public func guestRequests() -> (interfaces: [AgentUpdateInterfaceRequest], routes: AgentUpdateRoutesRequest) {
-        let interfaceRequests = interfaces.map { interface in
-            var request = AgentUpdateInterfaceRequest()
-            request.interface = AgentInterface(name: interface.name, mac: interface.mac, mtu: interface.mtu, addresses: interface.addresses)
-            return request
+    public func guestRequests() -> (interfaces: [AgentInterface], routes: [AgentRoute]) {
+        let agentInterfaces = interfaces.map { interface in
+            AgentInterface(name: interface.name, mac: interface.mac, mtu: interface.mtu, addresses: interface.addresses)
         }
-        var routes = AgentUpdateRoutesRequest()
-        routes.routes = self.routes
-        return (interfaceRequests, routes)
+        return (agentInterfaces, routes)
     }
 
-    /// Sets the guest's NICs, addresses and routes through the agent.
-    public func configureGuest(_ agent: AgentClient, timeout: Double) throws {
-        let (interfaceRequests, routes) = guestRequests()
-        for request in interfaceRequests {
-            _ = try agent.call(.updateInterface, request, returning: AgentInterface.self, timeout: timeout)
-        }
-        if !routes.routes.isEmpty {
-            _ = try agent.call(.updateRoutes, routes, returning: AgentRoutes.self, timeout: timeout)
-        }
-        if !neighbours.isEmpty {
-            var request = AgentAddARPNeighborsRequest()
-            request.neighbors = neighbours
-            _ = try agent.call(.addARPNeighbors, request, timeout: timeout)
-        }
+    /// Sets the guest's NICs, addresses, routes and static neighbours through the agent.
+    public func configureGuest(_ agent: SandboxAgent) throws {
+        let (interfaces, routes) = guestRequests()
+        for interface in interfaces { try agent.updateInterface(interface) }
+        if !routes.isEmpty { try agent.updateRoutes(routes) }
+        if !neighbours.isEmpty { try agent.addARPNeighbors(neighbours) }
     }
 
     /// Undoes `setUp` in the namespace at `path`: every `tap*_kata` link goes, and so do

@@ -22,7 +22,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     private let monitor = Monitor()
     // Guarded by `monitor`.
     private var backend: MicroVMBackend?
-    private var agent: AgentClient?
+    private var agent: SandboxAgent?
     private var sandboxID: String?
     private var mountedRootfs: [String: String] = [:]  // container id -> host path we mounted
     private var attachedDrives: [String: Int] = [:]  // container id -> the drive slot its rootfs is in
@@ -62,9 +62,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             let agent = try connectedAgent()
             let exec = execID.isEmpty ? containerID : execID
             if execID.isEmpty {
-                var start = AgentStartContainerRequest()
-                start.containerID = containerID
-                try call { try agent.call(.startContainer, start, returning: AgentEmpty.self, timeout: callTimeout) }
+                try call { try agent.startContainer(containerID) }
             }
             startPumps(agent: agent, containerID: containerID, execID: exec)
             return UInt32(monitor.withLock { backend?.vmmPID } ?? 0)
@@ -74,22 +72,14 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     public func wait(containerID: String, execID: String) async throws -> Int32 {
         try await blocking { [self] in
             let agent = try connectedAgent()
-            var wait = AgentWaitProcessRequest()
-            wait.containerID = containerID
-            wait.execID = execID.isEmpty ? containerID : execID
-            return try call { try agent.call(.waitProcess, wait, returning: AgentWaitProcessResponse.self, timeout: 365 * 24 * 3600) }.exitStatus
+            return try call { try agent.waitProcess(container: containerID, exec: execID) }
         }
     }
 
     public func signal(containerID: String, execID: String, signal: UInt32, all: Bool) async throws {
         try await blocking { [self] in
             let agent = try connectedAgent()
-            var request = AgentSignalProcessRequest()
-            request.containerID = containerID
-            request.execID = execID.isEmpty ? containerID : execID
-            request.signal = signal
-            request.all = all && execID.isEmpty
-            try call { try agent.call(.signalProcess, request, returning: AgentEmpty.self, timeout: callTimeout) }
+            try call { try agent.signalProcess(container: containerID, exec: execID, signal: signal, all: all) }
         }
     }
 
@@ -98,24 +88,14 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             let agent = try connectedAgent()
             let opened = try openStdio(stdio, containerID: containerID)
             monitor.withLock { self.stdio[containerID + "/" + execID] = opened }
-            var request = AgentExecProcessRequest()
-            request.containerID = containerID
-            request.execID = execID
-            request.processJson = Data(processJSON)
-            request.terminal = stdio.terminal
-            try call { try agent.call(.execProcess, request, returning: AgentEmpty.self, timeout: callTimeout) }
+            try call { try agent.execProcess(container: containerID, exec: execID, processJSON: processJSON, terminal: stdio.terminal) }
         }
     }
 
     public func resizePty(containerID: String, execID: String, rows: UInt32, columns: UInt32) async throws {
         try await blocking { [self] in
             let agent = try connectedAgent()
-            var request = AgentTtyWinResizeRequest()
-            request.containerID = containerID
-            request.execID = execID.isEmpty ? containerID : execID
-            request.rows = rows
-            request.columns = columns
-            try call { try agent.call(.ttyWinResize, request, returning: AgentEmpty.self, timeout: callTimeout) }
+            try call { try agent.resizeTerminal(container: containerID, exec: execID, rows: rows, columns: columns) }
         }
     }
 
@@ -125,10 +105,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             // containerd says stdin ended: stop copying and tell the agent.
             monitor.withLock { stdio[containerID + "/" + exec]?.cancel.cancel() }
             let agent = try connectedAgent()
-            var request = AgentCloseStdinRequest()
-            request.containerID = containerID
-            request.execID = exec
-            try call { try agent.call(.closeStdin, request, returning: AgentEmpty.self, timeout: callTimeout) }
+            try call { try agent.closeStdin(container: containerID, exec: exec) }
         }
     }
 
@@ -138,10 +115,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             closeStdio(containerID + "/" + exec)
             guard execID.isEmpty else { return }
             if let agent = monitor.withLock({ agent }) {
-                var remove = AgentRemoveContainerRequest()
-                remove.containerID = containerID
-                remove.timeoutSeconds = 5
-                _ = try? agent.call(.removeContainer, remove, timeout: callTimeout)
+                _ = try? agent.removeContainer(containerID, graceSeconds: 5)
             }
             if monitor.withLock({ sandboxID == containerID }) {
                 tearDownSandbox()
@@ -157,13 +131,9 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         try await blocking { [self] in
             let agent = try connectedAgent()
             if paused {
-                var request = AgentPauseContainerRequest()
-                request.containerID = containerID
-                try call { try agent.call(.pauseContainer, request, returning: AgentEmpty.self, timeout: callTimeout) }
+                try call { try agent.pauseContainer(containerID) }
             } else {
-                var request = AgentResumeContainerRequest()
-                request.containerID = containerID
-                try call { try agent.call(.resumeContainer, request, returning: AgentEmpty.self, timeout: callTimeout) }
+                try call { try agent.resumeContainer(containerID) }
             }
         }
     }
@@ -171,19 +141,14 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     public func update(containerID: String, resourcesJSON: [UInt8]) async throws {
         try await blocking { [self] in
             let agent = try connectedAgent()
-            var request = AgentUpdateContainerRequest()
-            request.containerID = containerID
-            request.resourcesJson = Data(resourcesJSON)
-            try call { try agent.call(.updateContainer, request, returning: AgentEmpty.self, timeout: callTimeout) }
+            try call { try agent.updateContainer(containerID, resourcesJSON: resourcesJSON) }
         }
     }
 
     public func stats(containerID: String) async throws -> ShimContainerStats {
         try await blocking { [self] in
             let agent = try connectedAgent()
-            var request = AgentStatsContainerRequest()
-            request.containerID = containerID
-            let answer = try call { try agent.call(.statsContainer, request, returning: AgentStatsContainerResponse.self, timeout: callTimeout) }
+            let answer = try call { try agent.stats(containerID) }
             var stats = ShimContainerStats()
             stats.cpuUsageMicroseconds = answer.cpu.usageUsec
             stats.cpuUserMicroseconds = answer.cpu.userUsec
@@ -199,10 +164,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     public func processes(containerID: String) async throws -> [UInt32] {
         try await blocking { [self] in
             let agent = try connectedAgent()
-            var request = AgentListProcessesRequest()
-            request.containerID = containerID
-            return try call { try agent.call(.listProcesses, request, returning: AgentListProcessesResponse.self, timeout: callTimeout) }
-                .pids.map { UInt32(bitPattern: $0) }
+            return try call { try agent.processes(containerID) }.map { UInt32(bitPattern: $0) }
         }
     }
 
@@ -210,8 +172,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         try await blocking { [self] in
             let agent = try connectedAgent()
             // The agent answers when a container's memory.events counts a new oom_kill.
-            return try call { try agent.call(.getOOMEvent, AgentGetOOMEventRequest(), returning: AgentOOMEvent.self,
-                                             timeout: 365 * 24 * 3600) }.containerID
+            return try call { try agent.nextOOMKill() }
         }
     }
 
@@ -252,14 +213,14 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         }
         do {
             let mount = try translate { try backend.launch(rootfs: rootfs) }
-            let agent = try translate { try backend.connect(deadline: MonotonicClock.now + dialTimeout) }
+            let agent = SandboxAgent(try translate { try backend.connect(deadline: MonotonicClock.now + dialTimeout) },
+                                     callTimeout: callTimeout)
             monitor.withLock { self.agent = agent }
             backend.onUnexpectedExit { [log] reason in log("the sandbox stopped: \(reason)") }
             if let network = settings.network {
-                try call { try network.configureGuest(agent, timeout: callTimeout) }
+                try call { try network.configureGuest(agent) }
             }
-            let sandbox = workload.createSandboxRequest(sandboxID: container.id)
-            try call { try agent.call(.createSandbox, sandbox, returning: AgentEmpty.self, timeout: callTimeout) }
+            try call { try agent.createSandbox(workload.createSandboxRequest(sandboxID: container.id)) }
             try createContainer(container, workload: workload, binds: binds, mount: mount, agent: agent)
             return UInt32(backend.vmmPID ?? 0)
         } catch {
@@ -273,7 +234,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     /// running VM, then the agent creates it beside the others.
     private func createInRunningSandbox(_ container: ShimContainerSpec, workload: WorkloadSpec,
                                         binds: HostBindMounts.Plan) throws -> UInt32 {
-        guard let (backend, agent) = monitor.withLock({ () -> (MicroVMBackend, AgentClient)? in
+        guard let (backend, agent) = monitor.withLock({ () -> (MicroVMBackend, SandboxAgent)? in
             guard let backend, let agent else { return nil }
             return (backend, agent)
         }) else {
@@ -297,14 +258,13 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     }
 
     private func createContainer(_ container: ShimContainerSpec, workload: WorkloadSpec, binds: HostBindMounts.Plan,
-                                 mount: AgentMount, agent: AgentClient) throws {
+                                 mount: AgentMount, agent: SandboxAgent) throws {
         let key = container.id + "/" + container.id
         do {
             let opened = try openStdio(container.stdio, containerID: container.id)
             monitor.withLock { stdio[key] = opened }
-            let copied = try call { try translate { try workload.copying(binds, agent: agent, timeout: callTimeout) } }
-            let create = copied.createContainerRequest(containerID: container.id, rootfs: mount)
-            try call { try agent.call(.createContainer, create, returning: AgentEmpty.self, timeout: callTimeout) }
+            let copied = try call { try translate { try workload.copying(binds, agent: agent) } }
+            try call { try agent.createContainer(copied.createContainerRequest(containerID: container.id, rootfs: mount)) }
         } catch {
             closeStdio(key)
             throw error
@@ -381,19 +341,19 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         }
     }
 
-    private func startPumps(agent: AgentClient, containerID: String, execID: String) {
+    private func startPumps(agent: SandboxAgent, containerID: String, execID: String) {
         guard let opened = monitor.withLock({ () -> OpenStdio? in
             stdio[containerID + "/" + execID]?.pumping = true
             return stdio[containerID + "/" + execID]
         }) else { return }
         if let stdout = opened.stdout {
-            StreamPumps.output(.readStdout, agent: agent, containerID: containerID, execID: execID, to: stdout) { close(stdout) }
+            StreamPumps.output(.stdout, agent: agent, container: containerID, exec: execID, to: stdout) { close(stdout) }
         }
         if let stderr = opened.stderr {
-            StreamPumps.output(.readStderr, agent: agent, containerID: containerID, execID: execID, to: stderr) { close(stderr) }
+            StreamPumps.output(.stderr, agent: agent, container: containerID, exec: execID, to: stderr) { close(stderr) }
         }
         if let stdin = opened.stdin {
-            StreamPumps.input(agent: agent, containerID: containerID, execID: execID, from: stdin, cancel: opened.cancel) { close(stdin) }
+            StreamPumps.input(agent: agent, container: containerID, exec: execID, from: stdin, cancel: opened.cancel) { close(stdin) }
         }
     }
 
@@ -409,15 +369,15 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     // MARK: Support
 
     private func tearDownSandbox() {
-        let (backend, agent) = monitor.withLock { () -> (MicroVMBackend?, AgentClient?) in
+        let (backend, agent) = monitor.withLock { () -> (MicroVMBackend?, SandboxAgent?) in
             defer { self.backend = nil; self.agent = nil; sandboxID = nil; attachedDrives = [:] }
             return (self.backend, self.agent)
         }
-        agent?.connection.close()
+        agent?.close()
         backend?.tearDown()
     }
 
-    private func connectedAgent() throws -> AgentClient {
+    private func connectedAgent() throws -> SandboxAgent {
         guard let agent = monitor.withLock({ agent }) else { throw ShimError(.failedPrecondition, "the sandbox is not running") }
         return agent
     }
