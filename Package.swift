@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "Boot", dependencies: ["GuestMemory"]),
         .target(name: "LegacyDevices"),
         .target(name: "Virtio", dependencies: ["GuestMemory", "LegacyDevices", "CLinux"]),
-        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio"]),
+        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "CLinux"]),
         // Plays the guest driver in plain memory (no KVM): VirtioTests and kasa-device-bench.
         .target(name: "VirtioMockDriver", dependencies: ["Virtio", "GuestMemory", "CLinux"]),
         // Device-model throughput (virtio-blk, virtio-vsock) through the transport (docs/performance.md).
@@ -97,10 +97,10 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices"]),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver", "LegacyDevices"]),
         // Boots tiny guests (assembled from Tests/guests with gcc) and the real kernel under KVM,
         // and drives kata-agent in a VM over vsock (AgentProtocol).
-        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory",
+        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory", "LegacyDevices",
                                                                 .product(name: "AgentProtocol", package: "guest-agent")]),
     ],
     swiftLanguageModes: [.v6]

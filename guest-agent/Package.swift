@@ -28,7 +28,7 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto"]
         ),
-        .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"]),
+        .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The few Linux calls Swift cannot make directly (prctl, ioctl, capset, setns...)
         // for the container launcher in KataAgentCore/Container.
         .target(name: "CAgentLinux"),
@@ -38,9 +38,10 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
         // agent.proto's network messages built from Netlink's values, for the agent and the host.
         .target(name: "AgentNetwork", dependencies: ["AgentProtocol", "Netlink"]),
-        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux", "Netlink", "AgentNetwork"]),
+        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux", "Netlink", "AgentNetwork",
+                                                      .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(name: "kata-agent", dependencies: ["KataAgentCore"]),
-        .testTarget(name: "KataAgentCoreTests", dependencies: ["KataAgentCore", "AgentProtocol"]),
+        .testTarget(name: "KataAgentCoreTests", dependencies: ["KataAgentCore", "AgentProtocol", "CAgentLinux"]),
         // What the agent decodes from the wire, as one fuzz check (frames, requests, OCI
         // JSON); agent-fuzz runs it under libFuzzer (fuzz/run-fuzz.sh) or replays inputs.
         .target(name: "AgentFuzzing", dependencies: ["AgentProtocol", "KataAgentCore",

@@ -106,9 +106,6 @@ public final class VCPU: @unchecked Sendable {
         ckvm_set_immediate_exit(state, 1)
     }
 
-    public func clearExitRequest() {
-        ckvm_set_immediate_exit(state, 0)
-    }
 
     // MARK: - Register state
 
@@ -170,16 +167,7 @@ public final class VCPU: @unchecked Sendable {
         try call(CKVM_SET_VCPU_EVENTS, &value, "KVM_SET_VCPU_EVENTS")
     }
 
-    public func multiprocessingState() throws -> UInt32 {
-        var value = kvm_mp_state()
-        try call(CKVM_GET_MP_STATE, &value, "KVM_GET_MP_STATE")
-        return value.mp_state
-    }
 
-    public func setMultiprocessingState(_ state: UInt32) throws {
-        var value = kvm_mp_state(mp_state: state)
-        try call(CKVM_SET_MP_STATE, &value, "KVM_SET_MP_STATE")
-    }
 
     public func setCPUID(_ entries: [kvm_cpuid_entry2]) throws {
         try CPUIDBuffer.withBuffer(entries: entries) { buffer in

@@ -6,7 +6,6 @@ import Glibc
 /// The host end of kata-agent's debug console: a shell in a running sandbox's guest,
 /// reached through the sandbox's hybrid vsock socket (`kata-runtime exec SANDBOX`).
 public enum DebugConsoleClient {
-    public static let vsockPort: UInt32 = 1026
 
     /// A connected stream to the guest's shell.
     public static func connect(sandboxID: String, configuration: RuntimeConfiguration) throws(RuntimeError) -> Int32 {
@@ -22,7 +21,7 @@ public enum DebugConsoleClient {
         case .success(let connected):
             descriptor = connected
         }
-        _ = DescriptorIO.writeAll(descriptor, Array("CONNECT \(vsockPort)\n".utf8))
+        _ = DescriptorIO.writeAll(descriptor, Array("CONNECT \(AgentService.debugConsoleVsockPort)\n".utf8))
         guard let reply = UnixStream.readLine(descriptor, timeout: 30), reply.hasPrefix("OK ") else {
             close(descriptor)
             throw RuntimeError.sandbox("sandbox \(sandboxID) does not serve a debug console: set debug_console_enabled = true in [agent.kata] before starting it (and boot an agent image with a shell: images/build-agent-image.sh --with-shell)")

@@ -107,15 +107,6 @@ public enum HostFile {
         return String(cString: pointer)
     }
 
-    /// The directory holding the running executable (/proc/self/exe).
-    public static func executableDirectory() -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard count > 0 else { return nil }
-        let path = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard let slash = path.lastIndex(of: "/") else { return nil }
-        return String(path[..<slash])
-    }
 
     /// The last `count` bytes of a file as text (console logs in error messages).
     public static func tail(_ path: String, bytes count: Int = 3000) -> String {

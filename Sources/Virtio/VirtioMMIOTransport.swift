@@ -5,7 +5,6 @@ import LegacyDevices
 /// negotiation, device status, queue setup, interrupts and config space. It carries any
 /// `VirtioDevice` without knowing what it is.
 public final class VirtioMMIOTransport: @unchecked Sendable {
-    public static let windowSize: UInt64 = 0x1000
     public static let queueNotifyOffset: UInt64 = 0x050
     static let magic: UInt32 = 0x7472_6976  // "virt"
     static let vendor: UInt32 = 0x4153_414B  // "KASA"

@@ -127,8 +127,8 @@ struct ContainerRunTests {
         let stdio = CapturedStdio()
         let started = Date()
         Thread.detachNewThread {
-            // The workload prints "ready" once its trap is set; give it a moment to start.
-            Thread.sleep(forTimeInterval: 1.5)
+            // The workload prints "ready" once its trap is set.
+            guard stdio.waitForOutput("ready\n") else { return }
             run.interrupt(signal: SIGTERM, grace: 20)
         }
         let status = try run.run(stdio: stdio.stdio)
@@ -140,28 +140,31 @@ struct ContainerRunTests {
 
     @Test func aWorkloadIgnoringTheInterruptIsTornDown() throws {
         let fixture = try Fixture()
-        let (run, backend) = try fixture.makeRun(["/bin/sh", "-c", "trap '' INT; while true; do sleep 0.1; done"])
+        let (run, backend) = try fixture.makeRun(["/bin/sh", "-c", "trap '' INT; echo ready; while true; do sleep 0.1; done"])
         let stdio = CapturedStdio()
         Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: 1.5)
+            // Interrupting before the trap is set would end the workload, not test the teardown.
+            guard stdio.waitForOutput("ready\n") else { return }
             run.interrupt(signal: SIGINT, grace: 0.5)
         }
         let error = #expect(throws: RuntimeError.self) { try run.run(stdio: stdio.stdio) }
         _ = stdio.finish()
         #expect(error == .interrupted(signal: SIGINT))
         #expect(error?.exitStatus == 130)
-        // The host agent leaves its container to die with its pid namespace: give it time.
-        Thread.sleep(forTimeInterval: 1)
+        // The host agent leaves its container to die with its pid namespace: wait for that.
+        let deadline = Date().addingTimeInterval(10)
+        while !HostMounts.mountPoints(under: backend.directory).isEmpty && Date() < deadline { usleep(50_000) }
         #expect(HostMounts.mountPoints(under: backend.directory).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: backend.directory))
     }
 
     @Test func theBackendDyingEndsTheRunWithItsReason() throws {
         let fixture = try Fixture()
-        let (run, backend) = try fixture.makeRun(["/bin/sh", "-c", "sleep 3"])
+        let (run, backend) = try fixture.makeRun(["/bin/sh", "-c", "echo ready; sleep 3"])
         let stdio = CapturedStdio()
         Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: 1.5)
+            // Once the workload runs, the agent dies under it.
+            guard stdio.waitForOutput("ready\n") else { return }
             for line in RuntimeTestSupport.processes(mentioning: backend.socketPath) {
                 if let pid = Int32(line.prefix { $0 != ":" }) { kill(pid, SIGKILL) }
             }

@@ -46,14 +46,17 @@ import Testing
                 image_cache_dir = "\(directory)/images"
                 \(extra)
                 """.write(toFile: configPath, atomically: true, encoding: .utf8)
+            // Made here so that the "no state left" checks can look even after a refusal.
+            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: false)
         }
 
         deinit { try? FileManager.default.removeItem(atPath: directory) }
 
         /// Nothing of any sandbox is left: no state, no VMM, no socket.
         func expectNothingLeft(sourceLocation: SourceLocation = #_sourceLocation) {
-            let states = (try? FileManager.default.contentsOfDirectory(atPath: stateDirectory)) ?? []
-            #expect(states.isEmpty, "sandbox state left: \(states)", sourceLocation: sourceLocation)
+            // A state directory that cannot be listed must not pass for an empty one.
+            let states = Result { try FileManager.default.contentsOfDirectory(atPath: stateDirectory) }
+            #expect((try? states.get())?.isEmpty == true, "sandbox state left, or not listable: \(states)", sourceLocation: sourceLocation)
             let vmms = RuntimeTestSupport.processes(mentioning: stateDirectory)
             #expect(vmms.isEmpty, "processes left: \(vmms)", sourceLocation: sourceLocation)
         }

@@ -86,9 +86,13 @@ final class CapturedStdio: @unchecked Sendable {
         try? input.fileHandleForWriting.close()
         for (pipe, isOutput) in [(output, true), (error, false)] {
             group.enter()
-            DispatchQueue.global().async { [self] in
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                lock.withLock { if isOutput { outputBytes = data } else { errorBytes = data } }
+            // Read as it comes, so that a test can wait for what the workload says.
+            Thread.detachNewThread { [self] in
+                while true {
+                    let data = pipe.fileHandleForReading.availableData
+                    if data.isEmpty { break }
+                    lock.withLock { if isOutput { outputBytes += data } else { errorBytes += data } }
+                }
                 group.leave()
             }
         }
@@ -97,6 +101,16 @@ final class CapturedStdio: @unchecked Sendable {
     var stdio: ContainerRun.Stdio {
         ContainerRun.Stdio(input: input.fileHandleForReading.fileDescriptor, output: output.fileHandleForWriting.fileDescriptor,
                            error: error.fileHandleForWriting.fileDescriptor)
+    }
+
+    /// Waits until the workload's stdout contains `text`; false if it did not within `timeout`.
+    func waitForOutput(_ text: String, timeout: TimeInterval = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if lock.withLock({ String(decoding: outputBytes, as: UTF8.self).contains(text) }) { return true }
+            usleep(20_000)
+        }
+        return false
     }
 
     /// Closes the write ends and returns everything written.

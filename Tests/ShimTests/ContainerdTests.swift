@@ -101,6 +101,9 @@ import Testing
                 state_dir = "\(directory)/kasa-state"
                 image_cache_dir = "\(directory)/kasa-images"
                 """.write(toFile: directory + "/kasa.toml", atomically: true, encoding: .utf8)
+            // Made here so that every test's "no state left" check can look, even when the
+            // shim refused before it made anything.
+            try FileManager.default.createDirectory(atPath: directory + "/kasa-state", withIntermediateDirectories: false)
             FileManager.default.createFile(atPath: log, contents: nil)
             try launch()
         }
@@ -180,9 +183,27 @@ import Testing
         }
     }
 
-    /// Processes whose command line mentions `text`.
+    /// The entries of `path` for a "nothing left" check. A directory that cannot be read
+    /// is an error: a check that cannot look must not pass.
+    static func entries(of path: String) throws -> [String] {
+        do {
+            return try FileManager.default.contentsOfDirectory(atPath: path)
+        } catch {
+            throw CheckCannotLook(path: path, reason: "\(error)")
+        }
+    }
+
+    struct CheckCannotLook: Error, CustomStringConvertible {
+        let path: String, reason: String
+        var description: String { "cannot list \(path) to check that nothing was left there: \(reason)" }
+    }
+
+    /// Processes whose command line mentions `text` (the process table must be readable).
     static func processes(mentioning text: String) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else {
+            Issue.record("cannot list /proc to look for left processes")
+            return []
+        }
         return entries.compactMap { entry -> Int32? in
             guard let pid = Int32(entry), pid != getpid(),
                   let bytes = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
@@ -288,7 +309,7 @@ import Testing
         #expect(run.status == 3, "\(context)")
         let tasks = try Self.ctr(containerd, ["task", "ls"])
         #expect(!tasks.stdout.contains("t1"), "the task was left behind: \(tasks.stdout)")
-        let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
+        let states = try ContainerdTests.entries(of: containerd.directory + "/kasa-state")
         #expect(states.isEmpty, "sandbox state left: \(states)")
         // The shim exits after Shutdown and its VMM with it: nothing of t1 runs on.
         Thread.sleep(forTimeInterval: 1)
@@ -413,7 +434,7 @@ import Testing
         Thread.sleep(forTimeInterval: 1)
         #expect(containerd.leftovers().isEmpty,
                 "shim or VMM processes left")
-        let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
+        let states = try ContainerdTests.entries(of: containerd.directory + "/kasa-state")
         #expect(states.isEmpty, "sandbox state left: \(states)")
     }
 
@@ -444,7 +465,7 @@ import Testing
         Thread.sleep(forTimeInterval: 1)
         #expect(containerd.leftovers().isEmpty,
                 "shim or VMM processes left")
-        let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
+        let states = try ContainerdTests.entries(of: containerd.directory + "/kasa-state")
         #expect(states.isEmpty, "sandbox state left: \(states)")
     }
 
@@ -557,9 +578,9 @@ import Testing
         }
         let afterDeath = try Self.ctr(containerd, ["task", "ls"]).stdout
         #expect(cleaned, "after the shim died: \(afterDeath) \(context())")
-        let states = (try? FileManager.default.contentsOfDirectory(atPath: containerd.directory + "/kasa-state")) ?? []
+        let states = try ContainerdTests.entries(of: containerd.directory + "/kasa-state")
         #expect(states.isEmpty, "sandbox state left: \(states)")
-        let sockets = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/containerd/s")) ?? []).filter(address.contains)
+        let sockets = try ContainerdTests.entries(of: "/run/containerd/s").filter(address.contains)
         #expect(sockets.isEmpty, "shim socket left: \(sockets)")
         #expect(!FileManager.default.fileExists(atPath: bundle), "bundle left")
         _ = try Self.ctr(containerd, ["container", "rm", "t7"])

@@ -13,6 +13,9 @@ public enum AgentService {
     public static let name = "kasa.agent.v1.AgentService"
     /// The guest vsock port the agent listens on (Kata's).
     public static let vsockPort: UInt32 = 1024
+    /// The guest vsock port of the agent's debug shell (Kata's default; the guest command
+    /// line's `agent.debug_console_vport=N` moves it).
+    public static let debugConsoleVsockPort: UInt32 = 1026
 }
 
 /// The methods of AgentService (agent.proto), with their message types. The raw value

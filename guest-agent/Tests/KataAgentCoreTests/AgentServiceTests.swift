@@ -473,11 +473,25 @@ struct AgentServiceTests {
 
     @Test func removeLeavesNoProcessOrMount() throws {
         let agent = try RunningAgent()
-        try agent.create("gone", "sleep 60 & sleep 60")
+        // Two sleeps with a duration no other process uses, so the host's /proc finds them.
+        let token = "60.\(UInt32.random(in: 100_000...999_999))"
+        func sleepers() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in
+                guard Int(entry) != nil, let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return false }
+                return String(decoding: cmdline, as: UTF8.self).contains(token)
+            }
+        }
+        try agent.create("gone", "sleep \(token) & sleep \(token)")
         try agent.start("gone")
-        usleep(200_000)
+        // Remove must end the background child too: wait until both run.
+        var polls = 0
+        while sleepers().count < 2 && polls < 200 { usleep(50_000); polls += 1 }
+        #expect(sleepers().count == 2, "the container's two sleeps: \(sleepers())")
         try agent.remove("gone")
         // Nothing of the container is mounted on the host, and its processes are gone.
+        polls = 0
+        while !sleepers().isEmpty && polls < 200 { usleep(50_000); polls += 1 }
+        #expect(sleepers().isEmpty, "processes left: \(sleepers())")
         let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
         #expect(!mounts.contains(agent.rootfs.path))
         let status = #expect(throws: TTRPCCallError.self) { try agent.wait("gone") }

@@ -14,7 +14,6 @@ import Glibc
 /// images/build-agent-image.sh --with-shell (or build-agent-initrd.sh --with-shell) adds
 /// a static busybox.
 public enum DebugConsole {
-    public static let defaultVsockPort: UInt32 = 1026
     static let shell = "/bin/sh"
 
     /// The endpoint the kernel command line asks for, if any.
@@ -26,7 +25,7 @@ public enum DebugConsole {
         for word in words where word.hasPrefix("agent.debug_console_vport=") {
             if let port = UInt32(word.dropFirst("agent.debug_console_vport=".count)) { return .vsock(port: port) }
         }
-        return .vsock(port: defaultVsockPort)
+        return .vsock(port: AgentService.debugConsoleVsockPort)
     }
 
     /// Listens on `endpoint` on a thread of its own; never returns an error to the caller

@@ -1,4 +1,5 @@
 import AgentProtocol
+@testable import Runtime
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,7 +8,7 @@ import Glibc
 /// runtime's container, stream and teardown logic tested in seconds, without a VM. The
 /// rootfs directory is handed over as a read-only bind, so the agent lays the same tmpfs
 /// overlay over it as over the VM's image.
-public final class HostAgentBackend: SandboxBackend, @unchecked Sendable {
+final class HostAgentBackend: SandboxBackend, @unchecked Sendable {
     public let agentExecutable: String
     public let directory: String
     public var socketPath: String { directory + "/agent.sock" }
