@@ -25,10 +25,12 @@ let package = Package(
         .target(name: "CLinux"),
         .target(name: "KVM", dependencies: ["CKVM"]),
         .target(name: "GuestMemory"),
-        .target(name: "Boot", dependencies: ["GuestMemory"]),
+        // Guest memory and vCPU rules and defaults, shared by kasa-vmm and the runtime.
+        .target(name: "MachineSize"),
+        .target(name: "Boot", dependencies: ["GuestMemory", "MachineSize"]),
         .target(name: "LegacyDevices"),
         .target(name: "Virtio", dependencies: ["GuestMemory", "LegacyDevices", "CLinux"]),
-        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "CLinux"]),
+        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "CLinux", "MachineSize"]),
         // Plays the guest driver in plain memory (no KVM): VirtioTests and kasa-device-bench.
         .target(name: "VirtioMockDriver", dependencies: ["Virtio", "GuestMemory", "CLinux"]),
         // Device-model throughput (virtio-blk, virtio-vsock) through the transport (docs/performance.md).
@@ -43,7 +45,7 @@ let package = Package(
             name: "kasa-vmm",
             // No ArgumentParser: it linked FoundationEssentials in and cost ~1.5 MiB resident;
             // the command line is parsed by hand (CommandLineOptions.swift).
-            dependencies: ["VMM", "Boot", "KVM", "Virtio", "KasaJSON", "CLinux"],
+            dependencies: ["VMM", "Boot", "KVM", "Virtio", "KasaJSON", "CLinux", "MachineSize"],
             // The Swift runtime linked in (-static-stdlib), by lld with packed relative
             // relocations (needs glibc 2.36+ at run time): fewer resident pages than the
             // dynamic runtime (docs/performance.md, "VMM start to first guest byte").
@@ -55,13 +57,13 @@ let package = Package(
         .target(name: "KasaTOML"),
         // Sandboxes and containers on the host: kasa-vmm processes, the rootfs image cache,
         // the agent dial, streams and teardown; used by kata-runtime (and the shim).
-        .target(name: "Runtime", dependencies: ["KasaTOML", "KasaJSON", "CLinux", "KVM",
+        .target(name: "Runtime", dependencies: ["KasaTOML", "KasaJSON", "CLinux", "KVM", "MachineSize",
                                                 .product(name: "AgentProtocol", package: "guest-agent"),
                                                 .product(name: "Netlink", package: "guest-agent"),
                                                 .product(name: "AgentNetwork", package: "guest-agent")]),
         .executableTarget(
             name: "kata-runtime",
-            dependencies: ["Runtime", "KVM", "CLinux", "KasaJSON", "KasaTOML",
+            dependencies: ["Runtime", "KVM", "CLinux", "KasaJSON", "KasaTOML", "MachineSize",
                            .product(name: "AgentProtocol", package: "guest-agent"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),

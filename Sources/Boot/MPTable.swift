@@ -1,3 +1,4 @@
+import MachineSize
 import GuestMemory
 
 /// An Intel MultiProcessor Specification 1.4 table: how a kernel without ACPI learns the
@@ -15,7 +16,7 @@ public enum MPTable {
     static let interruptTypeExtINT: UInt8 = 3
 
     /// Fits in the last KiB of base memory, where the kernel searches.
-    public static let maximumVCPUs = 32
+    public static let maximumVCPUs = MachineSize.vcpuCounts.upperBound
 
     public static func size(vcpus: Int) -> Int {
         floatingPointerSize + headerSize + vcpus * processorEntrySize + shortEntrySize * (2 + ioapicPins + 2)

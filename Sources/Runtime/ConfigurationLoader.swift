@@ -1,3 +1,4 @@
+import MachineSize
 import KasaTOML
 #if canImport(Glibc)
 import Glibc
@@ -77,8 +78,8 @@ public enum ConfigurationLoader {
             case "initrd": configuration.hypervisor.initrd = try string(entry, place)
             case "image": configuration.hypervisor.image = try string(entry, place)
             case "kernel_params": configuration.hypervisor.kernelParams = try string(entry, place)
-            case "default_vcpus": configuration.hypervisor.defaultVCPUs = try integer(entry, place, in: 1...255)
-            case "default_memory": configuration.hypervisor.defaultMemoryMiB = try integer(entry, place, in: 64...1_048_576)
+            case "default_vcpus": configuration.hypervisor.defaultVCPUs = try integer(entry, place, in: MachineSize.vcpuCounts)
+            case "default_memory": configuration.hypervisor.defaultMemoryMiB = try integer(entry, place, in: MachineSize.sandboxMemoryMiB)
             default: return .unknownKey
             }
         case "agent.kata":

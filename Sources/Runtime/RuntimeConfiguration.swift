@@ -1,3 +1,5 @@
+import MachineSize
+
 /// The effective settings of the runtime: configuration.toml's subset (docs/configuration.md)
 /// on top of built-in defaults.
 public struct RuntimeConfiguration: Sendable, Equatable {
@@ -61,7 +63,7 @@ public struct RuntimeConfiguration: Sendable, Equatable {
                                kernel: "/usr/share/kasa/vmlinux",
                                image: "/usr/share/kasa/kata-agent.img",
                                initrd: "",
-                               kernelParams: "", defaultVCPUs: 1, defaultMemoryMiB: 512),
+                               kernelParams: "", defaultVCPUs: MachineSize.defaultVCPUs, defaultMemoryMiB: MachineSize.sandboxDefaultMemoryMiB),
         agent: Agent(dialTimeoutSeconds: nil, debugConsoleEnabled: false),
         runtime: Runtime(enableDebug: false, stateDirectory: "/run/kasa/sandboxes",
                          imageCacheDirectory: "/var/cache/kasa/rootfs"),

@@ -3,6 +3,7 @@ import CKVM
 import GuestMemory
 import KVM
 import LegacyDevices
+import MachineSize
 import Virtio
 #if canImport(Glibc)
 import Glibc
@@ -41,7 +42,7 @@ public final class MicroVM: Sendable {
         if memoryMiB == 0 { throw VMMError.memoryZero }
         let minimumMiB = BootLayout.minimumMemory >> 20
         if memoryMiB < minimumMiB { throw VMMError.memoryTooSmall(requestedMiB: memoryMiB, minimumMiB: minimumMiB) }
-        if memoryMiB > HostMemory.totalMiB { throw VMMError.memoryTooLarge(requestedMiB: memoryMiB, limitMiB: HostMemory.totalMiB) }
+        if memoryMiB > MachineSize.hostMemoryMiB { throw VMMError.memoryTooLarge(requestedMiB: memoryMiB, limitMiB: MachineSize.hostMemoryMiB) }
         if configuration.vcpuCount < 1 || configuration.vcpuCount > MPTable.maximumVCPUs {
             throw VMMError.vcpuCountInvalid(requested: configuration.vcpuCount, limit: MPTable.maximumVCPUs)
         }

@@ -1,3 +1,4 @@
+import MachineSize
 import Boot
 import Virtio
 
@@ -102,7 +103,7 @@ public struct VMConfiguration: Sendable {
     public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1 nomodule i8042.noaux i8042.nomux i8042.dumbkbd"
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = VMConfiguration.defaultCommandLine,
-                memoryMiB: UInt64 = 128, vcpuCount: Int = 1, console: ConsoleOutput = .standardOutput,
+                memoryMiB: UInt64 = MachineSize.vmmDefaultMemoryMiB, vcpuCount: Int = MachineSize.defaultVCPUs, console: ConsoleOutput = .standardOutput,
                 forwardStandardInput: Bool = false, hiddenCPUFeatures: [String] = [],
                 pvmCompatibility: PVMCompatibility = .auto, preferPVH: Bool = true, kvmPath: String = "/dev/kvm") {
         self.kernelPath = kernelPath

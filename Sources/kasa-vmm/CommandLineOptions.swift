@@ -1,3 +1,4 @@
+import MachineSize
 import VMM
 
 /// kasa-vmm's command line, parsed by hand.
@@ -77,7 +78,7 @@ struct CommandLineOptions {
         Option(key: .cmdline, names: ["cmdline", "boot-args"], short: nil, valueName: "args",
                help: "Kernel command line (default: \"\(VMConfiguration.defaultCommandLine)\")."),
         Option(key: .memory, names: ["memory", "mem-size-mib"], short: nil, valueName: "MiB",
-               help: "Guest memory in MiB (default 128)."),
+               help: "Guest memory in MiB (default \(MachineSize.vmmDefaultMemoryMiB))."),
         Option(key: .vcpus, names: ["vcpus", "vcpu-count"], short: nil, valueName: "n",
                help: "Number of vCPUs (default 1)."),
         Option(key: .console, names: ["console"], short: nil, valueName: "stdout|none|path",

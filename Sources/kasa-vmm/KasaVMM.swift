@@ -1,3 +1,4 @@
+import MachineSize
 import Boot
 import CLinux
 import KVM
@@ -99,7 +100,7 @@ extension CommandLineOptions {
         var configuration = VMConfiguration(kernelPath: kernelPath)
         configuration.initrdPath = initrd ?? file?.bootSource?.initrdPath
         configuration.commandLine = cmdline ?? file?.bootSource?.bootArgs ?? VMConfiguration.defaultCommandLine
-        configuration.memoryMiB = memory ?? file?.machineConfig?.memSizeMib ?? 128
+        configuration.memoryMiB = memory ?? file?.machineConfig?.memSizeMib ?? MachineSize.vmmDefaultMemoryMiB
         configuration.vcpuCount = vcpus ?? file?.machineConfig?.vcpuCount ?? 1
         configuration.console = try ConsoleChoice.parse(console ?? file?.console ?? "stdout")
         configuration.forwardStandardInput = !noStandardInput

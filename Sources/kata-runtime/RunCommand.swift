@@ -1,3 +1,4 @@
+import MachineSize
 import ArgumentParser
 import KVM
 import Runtime
@@ -59,8 +60,8 @@ struct RunCommand: ParsableCommand {
         let arguments = command.first == "--" ? Array(command.dropFirst()) : command
         do throws(RuntimeError) {
             try SandboxIdentifier.validate(sandboxID)
-            if let memory, !(64...1_048_576).contains(memory) { throw RuntimeError.invalidInput("--memory \(memory): use 64 to 1048576 MiB") }
-            if let vcpus, !(1...255).contains(vcpus) { throw RuntimeError.invalidInput("--vcpus \(vcpus): use 1 to 255") }
+            if let memory, let problem = MachineSize.sandboxMemoryProblem(memory, what: "--memory") { throw RuntimeError.invalidInput(problem) }
+            if let vcpus, let problem = MachineSize.vcpuProblem(vcpus, what: "--vcpus") { throw RuntimeError.invalidInput(problem) }
             if let bad = environment.first(where: { !$0.contains("=") || $0.hasPrefix("=") }) {
                 throw RuntimeError.invalidInput("--env \(bad): use KEY=VALUE")
             }

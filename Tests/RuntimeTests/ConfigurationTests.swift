@@ -63,6 +63,8 @@ import Testing
     @Test(arguments: [
         ("[hypervisor.kasa]\ndefault_vcpus = \"two\"\n", "/c.toml:2: [hypervisor.kasa] default_vcpus: expected an integer, found a string (\"two\")"),
         ("[hypervisor.kasa]\ndefault_memory = 1\n", "/c.toml:2: [hypervisor.kasa] default_memory: 1 is out of range (64...1048576)"),
+        // kasa-vmm's MP table describes at most 32 processors: more is refused here, not at boot.
+        ("[hypervisor.kasa]\ndefault_vcpus = 33\n", "/c.toml:2: [hypervisor.kasa] default_vcpus: 33 is out of range (1...32)"),
         ("[agent.kata]\ndebug_console_enabled = 1\n", "/c.toml:2: [agent.kata] debug_console_enabled: expected true or false, found an integer (1)"),
         ("[hypervisor.kasa]\nkernel = \"vmlinux\"\n", "/c.toml: [hypervisor.kasa] kernel must be an absolute path, not \"vmlinux\""),
         ("[runtime\n", "/c.toml: line 1: expected ']' after the key runtime"),
