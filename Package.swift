@@ -28,11 +28,11 @@ let package = Package(
         // Guest memory and vCPU rules and defaults, shared by kasa-vmm and the runtime.
         .target(name: "MachineSize"),
         .target(name: "Boot", dependencies: ["GuestMemory", "MachineSize"]),
-        .target(name: "LegacyDevices"),
-        .target(name: "Virtio", dependencies: ["GuestMemory", "LegacyDevices", "CLinux"]),
-        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "CLinux", "MachineSize"]),
+        .target(name: "LegacyDevices", dependencies: [.product(name: "HostOS", package: "guest-agent")]),
+        .target(name: "Virtio", dependencies: ["GuestMemory", "CLinux", .product(name: "HostOS", package: "guest-agent")]),
+        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "CLinux", "MachineSize", .product(name: "HostOS", package: "guest-agent")]),
         // Plays the guest driver in plain memory (no KVM): VirtioTests and kasa-device-bench.
-        .target(name: "VirtioMockDriver", dependencies: ["Virtio", "GuestMemory", "CLinux"]),
+        .target(name: "VirtioMockDriver", dependencies: ["Virtio", "GuestMemory", "CLinux", .product(name: "HostOS", package: "guest-agent")]),
         // Device-model throughput (virtio-blk, virtio-vsock) through the transport (docs/performance.md).
         .executableTarget(
             name: "kasa-device-bench",
@@ -45,7 +45,7 @@ let package = Package(
             name: "kasa-vmm",
             // No ArgumentParser: it linked FoundationEssentials in and cost ~1.5 MiB resident;
             // the command line is parsed by hand (CommandLineOptions.swift).
-            dependencies: ["VMM", "Boot", "KVM", "Virtio", "KasaJSON", "CLinux", "MachineSize"],
+            dependencies: ["VMM", "Boot", "KVM", "Virtio", "KasaJSON", "CLinux", "MachineSize", .product(name: "HostOS", package: "guest-agent")],
             // The Swift runtime linked in (-static-stdlib), by lld with packed relative
             // relocations (needs glibc 2.36+ at run time): fewer resident pages than the
             // dynamic runtime (docs/performance.md, "VMM start to first guest byte").
@@ -57,13 +57,13 @@ let package = Package(
         .target(name: "KasaTOML"),
         // Sandboxes and containers on the host: kasa-vmm processes, the rootfs image cache,
         // the agent dial, streams and teardown; used by kata-runtime (and the shim).
-        .target(name: "Runtime", dependencies: ["KasaTOML", "KasaJSON", "CLinux", "KVM", "MachineSize",
+        .target(name: "Runtime", dependencies: ["KasaTOML", "KasaJSON", "CLinux", "KVM", "MachineSize", .product(name: "HostOS", package: "guest-agent"),
                                                 .product(name: "AgentProtocol", package: "guest-agent"),
                                                 .product(name: "Netlink", package: "guest-agent"),
                                                 .product(name: "AgentNetwork", package: "guest-agent")]),
         .executableTarget(
             name: "kata-runtime",
-            dependencies: ["Runtime", "KVM", "CLinux", "KasaJSON", "KasaTOML", "MachineSize",
+            dependencies: ["Runtime", "KVM", "CLinux", "KasaJSON", "KasaTOML", "MachineSize", .product(name: "HostOS", package: "guest-agent"),
                            .product(name: "AgentProtocol", package: "guest-agent"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
@@ -75,34 +75,35 @@ let package = Package(
         // ttrpc served with SwiftNIO (containerd-shim-kata-v2), framing from AgentProtocol.
         .target(name: "TTRPCNIO", dependencies: [
             .product(name: "AgentProtocol", package: "guest-agent"),
+            .product(name: "HostOS", package: "guest-agent"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // containerd-shim-kata-v2's logic: the task service, its table and events.
-        .target(name: "Shim", dependencies: ["ShimProtocol", "TTRPCNIO", "Runtime", "KasaJSON",
+        .target(name: "Shim", dependencies: ["ShimProtocol", "TTRPCNIO", "Runtime", "KasaJSON", .product(name: "HostOS", package: "guest-agent"),
                                              .product(name: "AgentProtocol", package: "guest-agent"),
                                              .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(
             name: "containerd-shim-kata-v2",
-            dependencies: ["Shim", "ShimProtocol", "TTRPCNIO", "Runtime", "KVM", "CLinux",
+            dependencies: ["Shim", "ShimProtocol", "TTRPCNIO", "Runtime", "KVM", "CLinux", .product(name: "HostOS", package: "guest-agent"),
                            .product(name: "AgentProtocol", package: "guest-agent"),
                            .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
-        .testTarget(name: "ShimTests", dependencies: ["Shim", "ShimProtocol", "TTRPCNIO", "Runtime",
+        .testTarget(name: "ShimTests", dependencies: ["Shim", "ShimProtocol", "TTRPCNIO", "Runtime", .product(name: "HostOS", package: "guest-agent"),
                                                       .product(name: "AgentProtocol", package: "guest-agent"),
                                                       .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .testTarget(name: "TTRPCNIOTests", dependencies: ["TTRPCNIO", .product(name: "AgentProtocol", package: "guest-agent")]),
+        .testTarget(name: "TTRPCNIOTests", dependencies: ["TTRPCNIO", .product(name: "AgentProtocol", package: "guest-agent"), .product(name: "HostOS", package: "guest-agent")]),
         .testTarget(name: "KasaJSONTests", dependencies: ["KasaJSON"]),
         .testTarget(name: "KasaTOMLTests", dependencies: ["KasaTOML"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "KasaJSON", "KasaTOML", "CLinux",
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "KasaJSON", "KasaTOML", "CLinux", .product(name: "HostOS", package: "guest-agent"),
                                                          .product(name: "AgentProtocol", package: "guest-agent")]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
-        .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices"]),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver", "LegacyDevices"]),
+        .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices", .product(name: "HostOS", package: "guest-agent")]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver", .product(name: "HostOS", package: "guest-agent")]),
         // Boots tiny guests (assembled from Tests/guests with gcc) and the real kernel under KVM,
         // and drives kata-agent in a VM over vsock (AgentProtocol).
-        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory", "LegacyDevices",
+        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory", "LegacyDevices", .product(name: "HostOS", package: "guest-agent"),
                                                                 .product(name: "AgentProtocol", package: "guest-agent")]),
     ],
     swiftLanguageModes: [.v6]

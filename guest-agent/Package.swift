@@ -4,9 +4,12 @@ import PackageDescription
 // The guest side of Kasa (the kata-agent), kept in its own package so that the guest
 // binary never links host code. AgentProtocol is the whole host<->guest contract
 // (the ttrpc codec, agent.proto and its generated code); the host runtime uses it too.
+// HostOS (locks, threads, whole-buffer I/O, Unix sockets) lives here for the same
+// reason: both sides use it, and the root package already depends on this one.
 let package = Package(
     name: "KasaGuestAgent",
     products: [
+        .library(name: "HostOS", targets: ["HostOS"]),
         .library(name: "AgentProtocol", targets: ["AgentProtocol"]),
         .library(name: "KataAgentCore", targets: ["KataAgentCore"]),
         // rtnetlink (links, addresses, routes, neighbours, tc): the agent configures the
@@ -23,9 +26,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
     ],
     targets: [
+        // The OS plumbing every Kasa process shares: Lock, Monitor, DetachedThread,
+        // DescriptorIO, Unix socket addresses, listeners and dialers. No Foundation.
+        .target(name: "HostOS"),
+        .testTarget(name: "HostOSTests", dependencies: ["HostOS"]),
         .target(
             name: "AgentProtocol",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["HostOS", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto"]
         ),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -38,10 +45,10 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
         // agent.proto's network messages built from Netlink's values, for the agent and the host.
         .target(name: "AgentNetwork", dependencies: ["AgentProtocol", "Netlink"]),
-        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux", "Netlink", "AgentNetwork",
+        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux", "Netlink", "AgentNetwork", "HostOS",
                                                       .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(name: "kata-agent", dependencies: ["KataAgentCore"]),
-        .testTarget(name: "KataAgentCoreTests", dependencies: ["KataAgentCore", "AgentProtocol", "CAgentLinux"]),
+        .testTarget(name: "KataAgentCoreTests", dependencies: ["KataAgentCore", "AgentProtocol", "CAgentLinux", "HostOS"]),
         // What the agent decodes from the wire, as one fuzz check (frames, requests, OCI
         // JSON); agent-fuzz runs it under libFuzzer (fuzz/run-fuzz.sh) or replays inputs.
         .target(name: "AgentFuzzing", dependencies: ["AgentProtocol", "KataAgentCore",

@@ -1,3 +1,4 @@
+import HostOS
 /// A 16550A UART as Linux's 8250 driver expects to find it on COM1: FIFOs, divisor latch,
 /// scratch register, loopback for the driver's probe, and an interrupt line raised while
 /// the enabled conditions (data ready, transmitter empty) hold.

@@ -1,4 +1,5 @@
 import AgentProtocol
+import HostOS
 
 /// The state both backends keep about their child process (kasa-vmm or a host agent):
 /// the child, why it exited, whether a teardown was asked for, and who wants to hear of an

@@ -2,6 +2,7 @@ import AgentProtocol
 import CLinux
 import FoundationEssentials  // Data: the type of swift-protobuf's bytes fields
 import KasaJSON
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

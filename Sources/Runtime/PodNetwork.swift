@@ -2,6 +2,7 @@ import AgentNetwork
 import AgentProtocol
 import CLinux
 import Netlink
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,37 +1,17 @@
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Connecting Unix stream sockets and reading a line with a deadline (the hybrid vsock
-/// handshake).
+/// Dialing Unix stream sockets with errno results, and reading a line with a deadline (the
+/// hybrid vsock handshake).
 public enum UnixStream {
     /// A connected socket, or the errno of the failure.
     public static func connect(_ path: String) -> Result<Int32, Errno> {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { return .failure(Errno(errno)) }
-        guard withAddress(path, { Glibc.connect(descriptor, $0, $1) }) == 0 else {
-            let code = errno
-            close(descriptor)
-            return .failure(Errno(code))
-        }
-        return .success(descriptor)
-    }
-
-    /// Calls `body` with a sockaddr_un for `path` (connect, bind); -1 with ENAMETOOLONG
-    /// when the path does not fit.
-    public static func withAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            errno = ENAMETOOLONG
-            return -1
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        do {
+            return .success(try UnixSocket.connect(path))
+        } catch {
+            return .failure(Errno(error.code == 0 ? EINVAL : error.code))
         }
     }
 

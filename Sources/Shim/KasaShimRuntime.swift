@@ -2,6 +2,7 @@ import AgentProtocol
 import Foundation
 import KasaJSON
 import Runtime
+import HostOS
 
 /// The shim's runtime: one Kasa microVM per shim (a sandbox), its containers created by
 /// kata-agent over vsock, their streams bridged to containerd's FIFOs. Blocking agent

@@ -1,4 +1,4 @@
-import LegacyDevices
+import HostOS
 
 /// What KVM answered to each rising edge of one interrupt line: the evidence for telling a
 /// guest that never took an interrupt from one whose interrupt controller never passed it on.

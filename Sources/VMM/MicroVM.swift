@@ -5,6 +5,7 @@ import KVM
 import LegacyDevices
 import MachineSize
 import Virtio
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,5 @@
 import Dispatch
-import LegacyDevices
+import HostOS
 
 /// Records the first reason the VM ends and wakes whoever waits for it.
 final class StopLatch: Sendable {

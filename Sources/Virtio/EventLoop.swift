@@ -1,5 +1,5 @@
 import CLinux
-import LegacyDevices
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

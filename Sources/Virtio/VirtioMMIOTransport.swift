@@ -1,5 +1,5 @@
 import GuestMemory
-import LegacyDevices
+import HostOS
 
 /// The virtio-mmio transport, version 2 (virtio 1.x section 4.2.2): registers, feature
 /// negotiation, device status, queue setup, interrupts and config space. It carries any

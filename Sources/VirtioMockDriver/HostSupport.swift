@@ -1,5 +1,6 @@
 import CLinux
 import Virtio
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,28 +29,11 @@ public enum HostSupport {
     /// Connects a stream socket to the Unix socket at `path`; returns the (blocking)
     /// descriptor, which the caller closes.
     public static func connectUnixSocket(path: String) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw MockDriverError("socket: \(errorText())") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            Glibc.close(fd)
-            throw MockDriverError("connect \(path): the path is too long for a Unix socket")
+        do {
+            return try UnixSocket.connect(path)
+        } catch {
+            throw MockDriverError("connect \(path): \(error)")
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else {
-            let reason = errorText()
-            Glibc.close(fd)
-            throw MockDriverError("connect \(path): \(reason)")
-        }
-        return fd
     }
 
     /// Makes `fd` non-blocking.

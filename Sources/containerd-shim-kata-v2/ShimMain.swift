@@ -7,6 +7,7 @@ import Shim
 import ShimProtocol
 import SwiftProtobuf
 import TTRPCNIO
+import HostOS
 
 /// containerd-shim-kata-v2: containerd's runtime v2 shim for Kasa (docs/containerd.md).
 ///   start   (run by containerd, cwd = bundle) listen, spawn the daemon, print the address
@@ -82,14 +83,14 @@ enum ShimMain {
         return true
     }
 
+    /// The shim's socket (mode 0600: containerd runs as root), handed to the daemon as fd 3
+    /// (dup2 there clears close-on-exec).
     static func listen(_ path: String) -> Int32 {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { fail("socket: \(String(cString: strerror(errno)))") }
-        unlink(path)
-        guard UnixStream.withAddress(path, { bind(descriptor, $0, $1) }) == 0, Glibc.listen(descriptor, 64) == 0 else {
-            fail("listen on \(path): \(String(cString: strerror(errno)))")
+        do {
+            return try UnixSocket.listen(path, mode: 0o600, backlog: 64)
+        } catch {
+            fail("listen on \(path): \(error)")
         }
-        return descriptor
     }
 
     /// The daemon: the listener as fd 3, stdio on /dev/null (an inherited pipe would keep

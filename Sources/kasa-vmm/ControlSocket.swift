@@ -1,3 +1,4 @@
+import HostOS
 import KVM
 import KasaJSON
 import VMM
@@ -27,7 +28,7 @@ struct ControlSocket {
         do {
             listener = try UnixSocketListener(path: path)
         } catch {
-            throw VMMError.deviceSetupFailed("--api-socket: \(error)")
+            throw VMMError.deviceSetupFailed("--api-socket \(path): \(error)")
         }
     }
 

@@ -1,5 +1,6 @@
 import LegacyDevices
 import Testing
+import HostOS
 
 /// Collects what a device reports, for assertions.
 final class Recorder: @unchecked Sendable {

@@ -2,6 +2,7 @@ import AgentProtocol
 import Foundation
 import Testing
 @testable import TTRPCNIO
+import HostOS
 
 /// A service for the server tests: "Echo" returns the payload, "Block" waits until
 /// "Release" is called (concurrency on one connection), "Fail" answers NOT_FOUND,

@@ -1,6 +1,7 @@
 import Foundation
 import LegacyDevices
 import VMM
+import HostOS
 
 /// Boots a VM with its console captured, stopping it after `timeout` so no test can hang.
 struct GuestRun {

@@ -1,8 +1,8 @@
 import GuestMemory
-import LegacyDevices
 import Testing
 @testable import Virtio
 import VirtioMockDriver
+import HostOS
 
 final class Counter: @unchecked Sendable {
     private let lock = Lock()

@@ -1,9 +1,9 @@
 import Foundation
 import GuestMemory
-import LegacyDevices
 import Testing
 @testable import Virtio
 import VirtioMockDriver
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

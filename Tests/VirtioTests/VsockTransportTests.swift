@@ -1,9 +1,9 @@
 import Foundation
 import GuestMemory
-import LegacyDevices
 import Testing
 @testable import Virtio
 import VirtioMockDriver
+import HostOS
 
 /// The vsock device behind the real virtio-mmio transport: register-level setup as Linux
 /// does it, socket events taking the transport's lock, interrupts, and reset by status 0.

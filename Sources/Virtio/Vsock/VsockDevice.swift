@@ -1,6 +1,6 @@
 import Dispatch
 import GuestMemory
-import LegacyDevices
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

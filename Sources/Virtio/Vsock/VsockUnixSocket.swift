@@ -1,3 +1,4 @@
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,67 +24,22 @@ struct VsockListeningSocket {
 /// each buffer passed to the kernel is a Swift array (or slice) pinned for the call, with the
 /// count never larger than its length.
 enum VsockUnixSocket {
-    static let streamFlags = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
-
     static func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
 
-    /// Builds a sockaddr_un for `path`, or explains why it cannot.
-    private static func address(for path: String) -> Result<sockaddr_un, VsockSocketAddressError> {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard !bytes.isEmpty else { return .failure(.init(reason: "the path is empty")) }
-        guard !bytes.contains(0) else { return .failure(.init(reason: "the path contains a NUL byte")) }
-        guard bytes.count < capacity else {
-            return .failure(.init(reason: "the path is \(bytes.count) bytes, longer than the \(capacity - 1) a Unix socket allows"))
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return .success(address)
-    }
-
-    private static func withSocketAddress<R>(_ address: inout sockaddr_un, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-    }
-
-    /// Creates a listening socket at `path`, replacing a stale socket file left there.
-    /// Throws `VsockError.cannotListen` with the reason.
+    /// Creates a listening socket at `path` (mode 0600: only the VMM's user connects),
+    /// replacing a stale socket file left there. Throws `VsockError.cannotListen` with the reason.
     static func listen(path: String, backlog: Int32 = 128) throws -> VsockListeningSocket {
-        func failure(_ reason: String) -> VsockError { .cannotListen(path: path, reason: reason) }
-        var address: sockaddr_un
-        switch Self.address(for: path) {
-        case .success(let built): address = built
-        case .failure(let error): throw failure(error.reason)
-        }
-        var existing = stat()
-        if lstat(path, &existing) == 0 {
-            guard existing.st_mode & S_IFMT == S_IFSOCK else { throw failure("a file that is not a socket is in the way") }
-            guard unlink(path) == 0 else { throw failure("cannot remove the stale socket: \(errorText(errno))") }
-        }
-        let fd = socket(AF_UNIX, streamFlags, 0)
-        guard fd >= 0 else { throw failure(errorText(errno)) }
-        let bound = withSocketAddress(&address) { bind(fd, $0, $1) }
-        guard bound == 0 else {
-            let code = errno
-            Glibc.close(fd)
-            throw failure(errorText(code))
-        }
-        guard Glibc.listen(fd, backlog) == 0 else {
-            let code = errno
-            Glibc.close(fd)
-            unlink(path)
-            throw failure(errorText(code))
+        let fd: Int32
+        do {
+            fd = try UnixSocket.listen(path, mode: 0o600, backlog: backlog, nonBlocking: true)
+        } catch {
+            throw VsockError.cannotListen(path: path, reason: error.reason)
         }
         var created = stat()
         guard stat(path, &created) == 0 else {
             let code = errno
             Glibc.close(fd)
-            throw failure(errorText(code))
+            throw VsockError.cannotListen(path: path, reason: errorText(code))
         }
         return VsockListeningSocket(fd: fd, path: path, device: UInt64(created.st_dev), inode: UInt64(created.st_ino))
     }
@@ -123,20 +79,20 @@ enum VsockUnixSocket {
     }
 
     /// Connects to a listening Unix socket without blocking; a full backlog counts as failure.
-    static func connect(path: String) -> Result<Int32, VsockSocketAddressError> {
-        var address: sockaddr_un
-        switch Self.address(for: path) {
-        case .success(let built): address = built
-        case .failure(let error): return .failure(error)
+    static func connect(path: String) -> Result<Int32, UnixSocketError> {
+        let address: UnixSocketAddress, fd: Int32
+        do {
+            address = try UnixSocketAddress(path)
+            fd = try UnixSocket.stream(nonBlocking: true)
+        } catch {
+            return .failure(error)
         }
-        let fd = socket(AF_UNIX, streamFlags, 0)
-        guard fd >= 0 else { return .failure(.init(reason: errorText(errno))) }
         while true {
-            if withSocketAddress(&address, { Glibc.connect(fd, $0, $1) }) == 0 { return .success(fd) }
+            if address.withSocketAddress({ Glibc.connect(fd, $0, $1) }) == 0 { return .success(fd) }
             let code = errno
             if code == EINTR { continue }
             Glibc.close(fd)
-            return .failure(.init(reason: errorText(code)))
+            return .failure(UnixSocketError(code: code, reason: errorText(code)))
         }
     }
 
@@ -183,6 +139,3 @@ enum VsockUnixSocket {
     }
 }
 
-struct VsockSocketAddressError: Error, Equatable {
-    let reason: String
-}

@@ -2,6 +2,7 @@ import AgentProtocol
 import Foundation
 import Testing
 @testable import KataAgentCore
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

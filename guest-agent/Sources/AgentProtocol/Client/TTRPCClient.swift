@@ -1,4 +1,5 @@
 import SwiftProtobuf
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import AgentProtocol
 import CAgentLinux
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,22 +34,12 @@ public final class AgentListener: Sendable {
         self.endpoint = endpoint
         switch endpoint {
         case .unix(let path):
-            descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard descriptor >= 0 else { throw AgentListenError(description: "socket: \(String(cString: strerror(errno)))") }
-            unlink(path)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-                throw AgentListenError(description: "socket path too long: \(path)")
+            do {
+                descriptor = try UnixSocket.listen(path, mode: 0o600, backlog: 16)
+            } catch {
+                throw AgentListenError(description: "listen on \(path): \(error)")
             }
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                for (index, byte) in bytes.enumerated() { raw[index] = byte }
-            }
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            guard result == 0 else { throw AgentListenError(description: "bind \(path): \(String(cString: strerror(errno)))") }
+            return
         case .vsock(let port):
             descriptor = socket(AgentListener.addressFamilyVsock, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard descriptor >= 0 else { throw AgentListenError(description: "vsock socket: \(String(cString: strerror(errno)))") }

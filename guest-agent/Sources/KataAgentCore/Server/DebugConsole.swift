@@ -1,5 +1,6 @@
 import AgentProtocol
 import CAgentLinux
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,5 @@
 import AgentProtocol
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif

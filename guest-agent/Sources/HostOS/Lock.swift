@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// A small mutex for device state touched from vCPU and I/O threads. Synchronization's
+/// A small mutex (device state touched from vCPU and I/O threads, tables shared between
+/// request threads). Synchronization's
 /// Mutex needs macOS 15-era availability annotations; a pthread mutex works everywhere here.
 public final class Lock: @unchecked Sendable {
     // Safe: the mutex is allocated once, initialized before use and destroyed in deinit;

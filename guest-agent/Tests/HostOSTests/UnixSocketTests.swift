@@ -1,0 +1,80 @@
+import HostOS
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct UnixSocketTests {
+    /// A fresh directory for socket files, removed by the caller.
+    static func directory() throws -> String {
+        var template = Array("/tmp/kasa-hostos-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        try #require(made != nil)
+        return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    static func mode(_ path: String) -> mode_t {
+        var info = stat()
+        return lstat(path, &info) == 0 ? info.st_mode & 0o777 : 0
+    }
+
+    @Test func aListenerIsCreatedWithItsModeAndAcceptsAClient() throws {
+        let directory = try Self.directory()
+        defer { rmdir(directory) }
+        let path = directory + "/api.sock"
+        // A permissive umask must not widen the socket: the mode is set before bind.
+        let previous = umask(0)
+        defer { umask(previous) }
+        do {
+            let listener = try UnixSocketListener(path: path, mode: 0o600)
+            #expect(Self.mode(path) == 0o600, "mode \(String(Self.mode(path), radix: 8))")
+            let client = try UnixSocket.connect(path)
+            let accepted = try #require(listener.accept())
+            #expect(DescriptorIO.writeAll(client, Array("ping".utf8)))
+            #expect(DescriptorIO.readSome(accepted) == Array("ping".utf8))
+            close(client)
+            close(accepted)
+        }
+        // The listener removed its own file when it went away.
+        #expect(access(path, F_OK) != 0)
+    }
+
+    @Test func aStaleSocketIsReplacedButAnotherFileIsNot() throws {
+        let directory = try Self.directory()
+        defer { rmdir(directory) }
+        let path = directory + "/stale.sock"
+        let first = try UnixSocket.listen(path)
+        close(first)  // The file stays behind, as after a crash.
+        let second = try UnixSocket.listen(path)
+        close(second)
+        unlink(path)
+
+        let plain = directory + "/plain"
+        let file = open(plain, O_CREAT | O_WRONLY, 0o644)
+        close(file)
+        defer { unlink(plain) }
+        #expect(throws: UnixSocketError.self) { _ = try UnixSocket.listen(plain) }
+        #expect(access(plain, F_OK) == 0, "the regular file in the way was left alone")
+    }
+
+    @Test func aPathThatCannotBeASocketAddressIsAClearError() throws {
+        let long = "/tmp/" + String(repeating: "x", count: UnixSocketAddress.maximumPathLength)
+        let tooLong = #expect(throws: UnixSocketError.self) { _ = try UnixSocketAddress(long) }
+        #expect(tooLong?.code == ENAMETOOLONG)
+        #expect(tooLong?.reason.contains("longer than the 107") == true, "\(String(describing: tooLong))")
+        #expect(throws: UnixSocketError.self) { _ = try UnixSocketAddress("") }
+        #expect(throws: UnixSocketError.self) { _ = try UnixSocketAddress("/tmp/a\u{0}b") }
+        let refused = #expect(throws: UnixSocketError.self) { _ = try UnixSocket.connect("/nonexistent/kasa.sock") }
+        #expect(refused?.code == ENOENT)
+    }
+}
+
+@Suite struct MonitorTests {
+    @Test func aWaitEndsWhenTheStateChangesOrAtItsTimeout() {
+        let monitor = Monitor()
+        nonisolated(unsafe) var ready = false
+        DetachedThread.start { monitor.update { ready = true } }
+        #expect(monitor.wait(until: { ready }, timeout: 10))
+        #expect(!monitor.wait(until: { false }, timeout: 0.05))
+    }
+}
