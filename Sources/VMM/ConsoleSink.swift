@@ -1,3 +1,4 @@
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,15 +23,8 @@ enum ConsoleSink {
         }
     }
 
+    /// A closed console must not stop the guest: a failed write is dropped.
     static func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                return  // A closed console must not stop the guest.
-            }
-            offset += written
-        }
+        DescriptorIO.write(descriptor, bytes, socket: false)
     }
 }

@@ -1,3 +1,4 @@
+import HostOS
 import MachineSize
 import Boot
 import CLinux
@@ -142,15 +143,5 @@ func writeStandardOutput(_ text: String) {
 /// would end the VM.
 @discardableResult
 func writeFully(_ descriptor: Int32, _ bytes: [UInt8], isSocket: Bool = false) -> Bool {
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes[offset...].withUnsafeBytes { chunk in
-            isSocket ? send(descriptor, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL))
-                     : write(descriptor, chunk.baseAddress, chunk.count)
-        }
-        if written < 0 && errno == EINTR { continue }
-        guard written > 0 else { return false }
-        offset += written
-    }
-    return true
+    DescriptorIO.write(descriptor, bytes, socket: isSocket) == 0
 }

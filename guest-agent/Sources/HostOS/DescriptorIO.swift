@@ -4,25 +4,35 @@ import Glibc
 
 /// Whole-buffer reads and writes on a blocking descriptor.
 public enum DescriptorIO {
-    /// Writes everything; false if the peer is gone.
+    /// Writes all of `bytes`, retrying EINTR and short writes: with send(MSG_NOSIGNAL) on a
+    /// socket (a peer that is gone is EPIPE, never a SIGPIPE that would end the process),
+    /// with write(2) otherwise. Returns 0, or the errno that stopped it.
     @discardableResult
-    public static func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
+    public static func write(_ descriptor: Int32, _ bytes: [UInt8], socket: Bool) -> Int32 {
         var offset = 0
         while offset < bytes.count {
-            let count = bytes[offset...].withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let count = bytes[offset...].withUnsafeBytes { chunk in
+                socket ? send(descriptor, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL))
+                       : Glibc.write(descriptor, chunk.baseAddress, chunk.count)
+            }
             if count < 0 {
                 if errno == EINTR { continue }
-                if errno == ENOTSOCK {
-                    let plain = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-                    if plain < 0 { if errno == EINTR { continue }; return false }
-                    offset += plain
-                    continue
-                }
-                return false
+                return errno
             }
+            if count == 0 { return EIO }
             offset += count
         }
-        return true
+        return 0
+    }
+
+    /// Writes everything to a socket or any other descriptor; false if the peer is gone.
+    @discardableResult
+    public static func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
+        switch write(descriptor, bytes, socket: true) {
+        case 0: return true
+        case ENOTSOCK: return write(descriptor, bytes, socket: false) == 0  // Nothing was sent yet.
+        default: return false
+        }
     }
 
     /// Up to `limit` bytes; [] at end of stream or on error.

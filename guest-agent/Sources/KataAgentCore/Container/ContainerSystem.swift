@@ -1,3 +1,4 @@
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -21,18 +22,7 @@ enum ContainerSys {
     /// Writes every byte, retrying EINTR and short writes. Returns 0 or the errno.
     @discardableResult
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { raw in
-                write(fd, raw.baseAddress! + offset, raw.count - offset)
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            offset += n
-        }
-        return 0
+        DescriptorIO.write(fd, bytes, socket: false)
     }
 
     @discardableResult
@@ -44,18 +34,7 @@ enum ContainerSys {
     /// SIGPIPE). Returns 0 or the errno.
     @discardableResult
     static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { raw in
-                send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            offset += n
-        }
-        return 0
+        DescriptorIO.write(fd, bytes, socket: true)
     }
 
     /// `sendAll` bounded by `timeout` (MSG_DONTWAIT + poll): a peer that never reads
