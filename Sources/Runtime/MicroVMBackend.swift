@@ -16,6 +16,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         public var image: String
         public var initrd: String
         public var extraKernelParameters: String
+        /// The sandbox's id: its first container's (the rootfs drive's serial comes from it).
+        public var sandboxID: String
         public var memoryMiB: Int
         public var vcpus: Int
         /// The sandbox's own directory (created here, removed by tearDown).
@@ -46,6 +48,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             image = configuration.hypervisor.image
             initrd = configuration.hypervisor.initrd
             extraKernelParameters = configuration.hypervisor.kernelParams
+            self.sandboxID = sandboxID
             self.memoryMiB = memoryMiB ?? configuration.hypervisor.defaultMemoryMiB
             self.vcpus = vcpus ?? configuration.hypervisor.defaultVCPUs
             stateDirectory = configuration.runtime.sandboxDirectory(for: sandboxID)
@@ -104,10 +107,11 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
         // The agent's own disk first (the root, /dev/vda), then the container's.
         let boot = bootsImage ? ["--drive", "path=\(settings.image),readonly=on,root=on"] : ["--initrd", settings.initrd]
+        let rootfsDrive = MicroVMBackend.driveSerial(forContainer: settings.sandboxID)
         var arguments = ["--kernel", settings.kernel] + boot + [
             "--cmdline", kernelCommandLine,
             "--memory", String(settings.memoryMiB), "--vcpus", String(settings.vcpus),
-            "--drive", "path=\(image.path),readonly=on", "--rng",
+            "--drive", "path=\(image.path),readonly=on,id=\(rootfsDrive)", "--rng",
             "--vsock-uds", socketPath, "--vsock-cid", "3", "--no-stdin",
             "--parent-pid", String(getpid()),
         ]
@@ -129,13 +133,24 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             child.signal(SIGKILL)
             throw RuntimeError.sandbox("stopped while starting")
         }
-        return MicroVMBackend.rootfsMount(device: bootsImage ? "/dev/vdb" : "/dev/vda")
+        return MicroVMBackend.rootfsMount(serial: rootfsDrive)
     }
 
-    /// A rootfs image as the agent mounts it: read-only ext4 (the agent adds the overlay).
-    static func rootfsMount(device: String) -> AgentMount {
+    /// The virtio-blk serial (GET_ID, at most 20 bytes) of a container's rootfs drive:
+    /// the agent finds the disk by it, so the runtime never guesses the guest's vdX order,
+    /// and a refilled drive slot never passes for the container it held before.
+    static func driveSerial(forContainer id: String) -> String {
+        var digest = SHA256()
+        digest.update(id)
+        return "kasa-" + digest.hexDigest().prefix(15)
+    }
+
+    /// A rootfs image as the agent mounts it: read-only ext4 (the agent adds the overlay),
+    /// named the way udev names a virtio disk by its serial (the agent resolves the name
+    /// itself when no udev made the link).
+    static func rootfsMount(serial: String) -> AgentMount {
         var mount = AgentMount()
-        mount.source = device
+        mount.source = "/dev/disk/by-id/virtio-" + serial
         mount.type = "ext4"
         mount.options = ["ro"]
         return mount
@@ -143,12 +158,13 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
 
     /// Turns `rootfs` into its image (cached) and puts it in one of the running VM's empty
     /// drive slots; the mount tells the agent where the guest finds it.
-    public func attachRootfs(_ rootfs: String) throws(RuntimeError) -> (mount: AgentMount, driveIndex: Int) {
+    public func attachRootfs(_ rootfs: String, containerID: String) throws(RuntimeError) -> (mount: AgentMount, driveIndex: Int) {
         guard settings.driveSlots > 0 else { throw RuntimeError.sandbox("this sandbox was started without drive slots") }
         guard lifecycle.process != nil, failure == nil else { throw RuntimeError.sandbox("the sandbox's VM is not running") }
         let image = try settings.imageCache.image(for: rootfs)
-        let drive = try VMMControlClient(socketPath: controlSocketPath).attachDrive(path: image.path)
-        return (MicroVMBackend.rootfsMount(device: drive.device), drive.index)
+        let serial = MicroVMBackend.driveSerial(forContainer: containerID)
+        let drive = try VMMControlClient(socketPath: controlSocketPath).attachDrive(path: image.path, serial: serial)
+        return (MicroVMBackend.rootfsMount(serial: serial), drive.index)
     }
 
     /// Empties a drive slot `attachRootfs` filled (after the agent unmounted it).

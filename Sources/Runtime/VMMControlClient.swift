@@ -18,8 +18,10 @@ public struct VMMControlClient: Sendable {
 
     /// Puts an image into the VM's next empty drive slot; returns the slot's index and the
     /// guest's device path (/dev/vdc).
-    public func attachDrive(path: String) throws(RuntimeError) -> (index: Int, device: String) {
-        let answer = try request(JSONObject([("action", .string("attach-drive")), ("path", .string(path))]))
+    /// Fills an empty drive slot with `path`; `serial` is what the guest reads as the disk's
+    /// virtio serial (GET_ID).
+    public func attachDrive(path: String, serial: String) throws(RuntimeError) -> (index: Int, device: String) {
+        let answer = try request(JSONObject([("action", .string("attach-drive")), ("path", .string(path)), ("id", .string(serial))]))
         guard let index = answer["index"]?.numberValue?.integer(as: Int.self), let device = answer["device"]?.stringValue else {
             throw RuntimeError.sandbox("kasa-vmm's attach-drive answer lacks index or device: \(answer.jsonText)")
         }

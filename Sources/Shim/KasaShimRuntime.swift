@@ -247,7 +247,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         }
         let rootfs = try prepareRootfs(container, specRootfs: workload.rootfs)
         do {
-            let attached = try translate { try backend.attachRootfs(rootfs) }
+            let attached = try translate { try backend.attachRootfs(rootfs, containerID: container.id) }
             monitor.withLock { attachedDrives[container.id] = attached.driveIndex }
             try createContainer(container, workload: workload, binds: binds, mount: attached.mount, agent: agent)
             return UInt32(backend.vmmPID ?? 0)

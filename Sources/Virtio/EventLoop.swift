@@ -5,14 +5,31 @@ import Glibc
 #endif
 
 /// A poll(2) loop on its own thread for device backends: ioeventfds (queue notifications
-/// from the guest) and host sockets. Handlers run on the loop thread. Registration is
-/// allowed from any thread; an eventfd wakes the loop to pick up changes.
+/// from the guest), host sockets and timers (poll's timeout is the nearest deadline), so a
+/// device's backend work all happens on one thread. Handlers and timers run on the loop
+/// thread. Registration and scheduling are allowed from any thread; an eventfd wakes the
+/// loop to pick up changes.
 public final class EventLoop: @unchecked Sendable {
     public typealias Handler = @Sendable (_ revents: Int16) -> Void
 
     private let lock = Lock()
     private var handlers: [Int32: (events: Int16, handler: Handler)] = [:]  // guarded by lock
     private var stopping = false  // guarded by lock
+    private var timers: [Timer] = []  // guarded by lock; unordered (a handful per device)
+    private var nextTimerSequence: UInt64 = 0  // guarded by lock
+
+    private struct Timer {
+        let deadline: UInt64
+        let sequence: UInt64  // equal deadlines fire in the order they were scheduled
+        let work: @Sendable () -> Void
+    }
+
+    /// CLOCK_MONOTONIC in nanoseconds: the clock of `schedule(after:)` deadlines.
+    public static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
     private let wakeFD: Int32
 
     public init() throws {
@@ -33,6 +50,30 @@ public final class EventLoop: @unchecked Sendable {
         wake()
     }
 
+    /// Runs `work` on the loop thread once `nanoseconds` have passed (or at once, on the
+    /// next round, for 0). Timers still pending when the loop stops never run.
+    public func schedule(after nanoseconds: UInt64, _ work: @escaping @Sendable () -> Void) {
+        let (deadline, overflow) = EventLoop.now().addingReportingOverflow(nanoseconds)
+        lock.withLock {
+            timers.append(Timer(deadline: overflow ? .max : deadline, sequence: nextTimerSequence, work: work))
+            nextTimerSequence &+= 1
+        }
+        wake()
+    }
+
+    /// Removes and returns the timers due by `now`, in deadline order, and the milliseconds
+    /// until the next one (-1: none, poll waits for a descriptor).
+    private func takeDueTimers(now: UInt64) -> (due: [Timer], timeout: Int32) {
+        lock.withLock {
+            let due = timers.filter { $0.deadline <= now }.sorted { ($0.deadline, $0.sequence) < ($1.deadline, $1.sequence) }
+            timers.removeAll { $0.deadline <= now }
+            guard let next = timers.map(\.deadline).min() else { return (due, -1) }
+            // Round up, so that a wake-up never comes before the deadline it is for.
+            let milliseconds = (next - now + 999_999) / 1_000_000
+            return (due, Int32(min(milliseconds, UInt64(Int32.max))))
+        }
+    }
+
     public func stop() {
         lock.withLock { stopping = true }
         wake()
@@ -50,9 +91,15 @@ public final class EventLoop: @unchecked Sendable {
                 stopping ? [] : handlers.map { ($0.key, $0.value.events, $0.value.handler) }
             }
             if lock.withLock({ stopping }) { return }
+            let (due, timeout) = takeDueTimers(now: EventLoop.now())
+            for timer in due { timer.work() }
+            if !due.isEmpty {
+                // The work may have scheduled more, or made a descriptor's handler stale: look again.
+                continue
+            }
             var descriptors = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
             descriptors += snapshot.map { pollfd(fd: $0.0, events: $0.1, revents: 0) }
-            let ready = poll(&descriptors, nfds_t(descriptors.count), -1)
+            let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
             if ready < 0 {
                 if errno == EINTR { continue }
                 return

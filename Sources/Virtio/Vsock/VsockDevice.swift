@@ -1,4 +1,3 @@
-import Dispatch
 import GuestMemory
 import HostOS
 #if canImport(Glibc)
@@ -152,15 +151,15 @@ public final class VsockDevice: VirtioDevice, @unchecked Sendable {
         }
     }
 
-    /// Runs `work` after `nanoseconds`, as backend work.
+    /// Runs `work` after `nanoseconds`, as backend work on the event loop's thread (where
+    /// the device's socket events run too).
     func schedule(after nanoseconds: UInt64, _ work: @escaping @Sendable (VsockDevice) -> Void) {
-        let delay = DispatchTimeInterval.nanoseconds(Int(min(nanoseconds, UInt64(Int.max))))
-        DispatchQueue.global().asyncAfter(deadline: .now() + delay) { [weak self] in
+        eventLoop.schedule(after: nanoseconds) { [weak self] in
             self?.backend(work)
         }
     }
 
-    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    static func now() -> UInt64 { EventLoop.now() }
 
     func makeID() -> UInt64 {
         defer { nextID &+= 1 }

@@ -6,7 +6,8 @@ import Glibc
 /// mount(2) with fstab-style options, parsed by `MountOptions` (the same words the
 /// container launcher accepts): flag words become mount flags, the rest is filesystem data.
 enum Mounter {
-    static func mount(_ source: String, at target: String, type: String, options: [String]) throws {
+    static func mount(_ requested: String, at target: String, type: String, options: [String]) throws {
+        let source = try VirtioDiskName.resolve(requested)
         guard FileManagerLite.makeDirectories(target) else {
             throw AgentError(.internal, "cannot create mount point \(target): \(String(cString: strerror(errno)))")
         }
