@@ -16,14 +16,14 @@ public enum DirectoryDigest {
     }
 
     public static func summarize(_ root: String) throws(RuntimeError) -> Summary {
-        var hasher = SHA256()
+        var hasher = ContentHash()
         var summary = Summary(digest: "", entries: 0, blockBytes: 0)
         try walk(root, relative: ".", hasher: &hasher, summary: &summary)
         summary.digest = hasher.hexDigest()
         return summary
     }
 
-    private static func walk(_ path: String, relative: String, hasher: inout SHA256, summary: inout Summary) throws(RuntimeError) {
+    private static func walk(_ path: String, relative: String, hasher: inout ContentHash, summary: inout Summary) throws(RuntimeError) {
         var info = stat()
         guard lstat(path, &info) == 0 else {
             throw RuntimeError.invalidInput("cannot read \(path): \(HostFile.lastErrorDescription())")
@@ -53,7 +53,7 @@ public enum DirectoryDigest {
         }
     }
 
-    private static func hashContents(_ path: String, into hasher: inout SHA256) throws(RuntimeError) {
+    private static func hashContents(_ path: String, into hasher: inout ContentHash) throws(RuntimeError) {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard descriptor >= 0 else { throw RuntimeError.invalidInput("cannot read \(path): \(HostFile.lastErrorDescription())") }
         defer { close(descriptor) }

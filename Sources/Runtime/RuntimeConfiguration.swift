@@ -98,7 +98,7 @@ extension RuntimeConfiguration.Runtime {
     public func sandboxDirectory(for id: String) -> String {
         let plain = stateDirectory + "/" + id
         if (plain + "/" + Self.longestSocketName).utf8.count <= Self.socketPathLimit { return plain }
-        var digest = SHA256()
+        var digest = ContentHash()
         digest.update(id)
         return stateDirectory + "/" + String(digest.hexDigest().prefix(24))
     }

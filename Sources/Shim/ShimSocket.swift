@@ -10,7 +10,7 @@ public enum ShimSocket {
     public static let directory = "/run/containerd/s"
 
     public static func path(containerdAddress: String, namespace: String, group: String) -> String {
-        var hasher = SHA256()
+        var hasher = ContentHash()
         hasher.update("\(containerdAddress)/\(namespace)/\(group)")
         return directory + "/" + hasher.hexDigest()
     }

@@ -125,3 +125,16 @@ import Testing
         }
     }
 }
+
+@Suite struct DriveSerialTests {
+    /// virtio-blk's GET_ID carries 20 bytes: the serial must fit, and two containers of a
+    /// pod must never share one (the agent finds each rootfs disk by it).
+    @Test func aContainersRootfsDriveSerialFitsAndIsItsOwn() {
+        let first = MicroVMBackend.driveSerial(forContainer: "pod-sandbox")
+        let second = MicroVMBackend.driveSerial(forContainer: "app")
+        #expect(first.utf8.count == 20 && first.hasPrefix("kasa-"), "\(first)")
+        #expect(first != second)
+        #expect(first == MicroVMBackend.driveSerial(forContainer: "pod-sandbox"), "the same id gives the same serial")
+        #expect(MicroVMBackend.rootfsMount(serial: first).source == "/dev/disk/by-id/virtio-" + first)
+    }
+}

@@ -3,23 +3,23 @@ import Foundation
 import KasaJSON
 import Testing
 
-@Suite struct SHA256Tests {
+@Suite struct ContentHashTests {
     @Test(arguments: [
         ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
         ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
         ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
     ])
     func knownDigests(text: String, digest: String) {
-        var hasher = SHA256()
+        var hasher = ContentHash()
         hasher.update(text)
         #expect(hasher.hexDigest() == digest)
     }
 
     @Test func chunkingDoesNotChangeTheDigest() {
         let bytes = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        var whole = SHA256()
+        var whole = ContentHash()
         whole.update(bytes)
-        var pieces = SHA256()
+        var pieces = ContentHash()
         var index = 0
         for size in [1, 63, 64, 65, 127, 1000, 3] {
             pieces.update(bytes[index..<index + size])
@@ -28,7 +28,7 @@ import Testing
         pieces.update(bytes[index...])
         #expect(whole.hexDigest() == pieces.hexDigest())
         // A million 'a's (FIPS 180-2 test vector).
-        var million = SHA256()
+        var million = ContentHash()
         let block = [UInt8](repeating: UInt8(ascii: "a"), count: 1000)
         for _ in 0..<1000 { million.update(block) }
         #expect(million.hexDigest() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
