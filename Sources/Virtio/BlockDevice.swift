@@ -130,7 +130,10 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     func process(_ chain: DescriptorChain, memory: GuestMemory) -> UInt32 {
         // Layout: readable header, data buffers, one writable status byte at the very end.
         guard let statusBuffer = chain.writable.last ?? chain.readable.last, statusBuffer.length >= 1 else { return 0 }
-        let statusAddress = GuestAddress(statusBuffer.address.value + UInt64(statusBuffer.length) - 1)
+        // The chain's buffers were checked against guest memory; the arithmetic is checked anyway.
+        let (statusOffset, overflow) = statusBuffer.address.value.addingReportingOverflow(UInt64(statusBuffer.length) - 1)
+        guard !overflow else { return 0 }
+        let statusAddress = GuestAddress(statusOffset)
         func finish(_ status: Status, dataBytes: UInt32 = 0) -> UInt32 {
             guard statusBuffer.isWriteOnly, (try? memory.write(status.rawValue, at: statusAddress)) != nil else { return dataBytes }
             return dataBytes + 1
@@ -143,6 +146,10 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
         if descriptor < 0 && type != .getID { return finish(.ioError) }
         switch type {
         case .read, .write:
+            // size_max and seg_max, advertised in config space, bound what one request may
+            // carry: a driver that ignores them gets an error, not the work.
+            guard data.count <= Int(BlockDevice.maximumSegments),
+                  data.allSatisfy({ $0.length <= BlockDevice.maximumSegmentSize }) else { return finish(.ioError) }
             let offset = header.sector.multipliedReportingOverflow(by: BlockDevice.sectorSize)
             guard !offset.overflow, length % BlockDevice.sectorSize == 0,
                   offset.partialValue <= capacitySectors * BlockDevice.sectorSize,

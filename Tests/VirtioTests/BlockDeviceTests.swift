@@ -78,6 +78,36 @@ import VirtioMockDriver
         }
     }
 
+    /// The limits the device advertises (size_max 1 MiB per buffer, seg_max 126 buffers)
+    /// are enforced: a request beyond them fails even where the image has room for it.
+    @Test func requestsBeyondTheAdvertisedSegmentLimitsAreIOErrors() throws {
+        let bigMemory = try MockDriver.makeMemory(megabytes: 16)
+        let path = FileManager.default.temporaryDirectory.appending(path: "kasa-blk-big-\(UUID().uuidString)").path
+        FileManager.default.createFile(atPath: path, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let handle = try FileHandle(forWritingTo: URL(filePath: path))
+        try handle.truncate(atOffset: 8 << 20)
+        try handle.close()
+        let device = try BlockDevice(path: path, readOnly: false)
+        let transport = VirtioMMIOTransport(device: device, memory: bigMemory, raiseInterrupt: {})
+        // A 256-entry queue (the device's maximum): the longest chains below need 129 descriptors.
+        RegisterDriver(transport: transport).initialize(queueSize: 256, bases: [0x10000])
+        let mock = try MockDriver(memory: bigMemory, queue: transport.queues[0], size: 256)
+        let megabyte = 1 << 20
+        let (_, oversized) = try mock.add([.readable(header(0, sector: 0)), .writable(megabyte + 512), .writable(1)])
+        let (_, atTheLimit) = try mock.add([.readable(header(0, sector: 0)), .writable(megabyte), .writable(megabyte), .writable(1)])
+        let (_, tooMany) = try mock.add([.readable(header(0, sector: 0))] + Array(repeating: .writable(512), count: 127) + [.writable(1)])
+        transport.notify(queue: 0)
+        #expect(try mock.takeUsed().map(\.length) == [1, UInt32(2 * megabyte + 1), 1])
+        #expect(try mock.read(oversized[2], 1) == [1], "a buffer over size_max")
+        #expect(try mock.read(atTheLimit[3], 1) == [0], "two buffers of exactly size_max")
+        #expect(try mock.read(tooMany[128], 1) == [1], "more buffers than seg_max")
+        let (_, enough) = try mock.add([.readable(header(0, sector: 0))] + Array(repeating: .writable(512), count: 126) + [.writable(1)])
+        transport.notify(queue: 0)
+        #expect(try mock.takeUsed().map(\.length) == [126 * 512 + 1])
+        #expect(try mock.read(enough[127], 1) == [0], "seg_max buffers")
+    }
+
     @Test func getIDAndUnknownRequests() throws {
         let (_, mock, transport) = try attach()
         let (_, id) = try mock.add([.readable(header(8, sector: 0)), .writable(20), .writable(1)])
