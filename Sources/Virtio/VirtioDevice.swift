@@ -12,6 +12,23 @@ public struct VirtioDeviceContext: Sendable {
     /// socket became readable, a timer) must go through this, so it never races the vCPU
     /// threads resetting or reconfiguring the device.
     public let serialized: @Sendable (_ body: () -> Void) -> Void
+    /// Call, under the transport's lock like every device call, when queue `index` holds a
+    /// chain that fails validation: the transport sets DEVICE_NEEDS_RESET, counts the error
+    /// and raises the config-change interrupt (virtio 1.x 2.1.2), so a broken ring is
+    /// visible to the driver and the host instead of silently stalling.
+    public let queueBroken: @Sendable (_ index: Int, _ error: any Error) -> Void
+
+    public init(memory: GuestMemory, queues: [Virtqueue], acceptedFeatures: UInt64,
+                signalUsed: @escaping @Sendable (_ index: Int) -> Void,
+                serialized: @escaping @Sendable (_ body: () -> Void) -> Void,
+                queueBroken: @escaping @Sendable (_ index: Int, _ error: any Error) -> Void = { _, _ in }) {
+        self.memory = memory
+        self.queues = queues
+        self.acceptedFeatures = acceptedFeatures
+        self.signalUsed = signalUsed
+        self.serialized = serialized
+        self.queueBroken = queueBroken
+    }
 }
 
 extension VirtioDeviceContext {
@@ -21,8 +38,21 @@ extension VirtioDeviceContext {
     public func drainQueue(_ index: Int, _ serve: (DescriptorChain) -> UInt32) {
         let queue = queues[index]
         var completed = false
-        while let chain = try? queue.pop(memory: memory) {
-            try? queue.pushUsed(head: chain.head, length: serve(chain), memory: memory)
+        while true {
+            let chain: DescriptorChain
+            do {
+                guard let next = try queue.pop(memory: memory) else { break }
+                chain = next
+            } catch {
+                queueBroken(index, error)
+                break
+            }
+            do {
+                try queue.pushUsed(head: chain.head, length: serve(chain), memory: memory)
+            } catch {
+                queueBroken(index, error)
+                break
+            }
             completed = true
         }
         if completed { signalUsed(index) }

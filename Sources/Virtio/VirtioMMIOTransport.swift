@@ -41,6 +41,7 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
     private var interruptStatus: UInt32 = 0
     private var configurationGeneration: UInt32 = 0
     private var active = false
+    private var brokenQueueErrors = 0
 
     /// `raiseInterrupt` asserts the device's interrupt (an irqfd write); `report` receives
     /// one line for each driver mistake, so a misbehaving guest is visible, not fatal.
@@ -206,7 +207,8 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
                 let context = VirtioDeviceContext(
                     memory: memory, queues: queues, acceptedFeatures: driverFeatures,
                     signalUsed: { [weak self] index in self?.signalUsedLocked(index, raise: raise) },
-                    serialized: { [weak self] body in self?.lock.withLock(body) })
+                    serialized: { [weak self] body in self?.lock.withLock(body) },
+                    queueBroken: { [weak self] index, error in self?.queueBrokenLocked(index, error, raise: raise) })
                 try device.activate(context)
                 active = true
             } catch {
@@ -215,6 +217,21 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
             }
         }
         status = newStatus
+    }
+
+    /// How many times a queue of this device was found broken (a chain that failed
+    /// validation) since it was created.
+    public var queueErrors: Int { lock.withLock { brokenQueueErrors } }
+
+    /// Called by the device, with the lock already held: DEVICE_NEEDS_RESET, the error
+    /// counted (and reported the first times), the config-change interrupt.
+    private func queueBrokenLocked(_ index: Int, _ error: any Error, raise: @Sendable () -> Void) {
+        brokenQueueErrors += 1
+        if brokenQueueErrors <= 10 { report("virtio-mmio: queue \(index) is broken (\(error)); the device needs a reset") }
+        guard status & Status.needsReset == 0 else { return }
+        status |= Status.needsReset
+        interruptStatus |= 2
+        raise()
     }
 
     /// Called by the device, with the lock already held (from a transport call or `serialized`).

@@ -88,6 +88,31 @@ final class Counter: @unchecked Sendable {
         #expect(driver.read(0x070) & 64 != 0)
     }
 
+    /// A chain that fails validation (here a `next` beyond the table) must not stall the
+    /// queue silently: the device needs a reset, the driver hears of it through the
+    /// config-change interrupt, and the host counts and reports it. A reset recovers.
+    @Test func aBrokenChainSetsNeedsResetAndRaisesTheConfigInterrupt() throws {
+        driver.initialize(bases: [0x10000])
+        let mock = try MockDriver(memory: memory, queue: transport.queues[0])
+        try mock.writeDescriptor(0, address: 0x40000, length: 16, flags: 2 | 1, next: 999)
+        try mock.makeAvailable(0)
+        driver.write(0x050, 0)
+        #expect(driver.read(0x070) & 64 != 0, "DEVICE_NEEDS_RESET")
+        #expect(driver.read(0x060) & 2 != 0, "the config-change interrupt")
+        #expect(interrupts.count == 1)
+        #expect(transport.queueErrors == 1)
+        #expect(reports.lines.contains { $0.contains("queue 0 is broken") }, "\(reports.lines)")
+        // Another broken chain: counted, but the interrupt is not repeated.
+        try mock.writeDescriptor(1, address: 0x40000, length: 16, flags: 2 | 1, next: 999)
+        try mock.makeAvailable(1)
+        driver.write(0x050, 0)
+        #expect(transport.queueErrors == 2 && interrupts.count == 1)
+        driver.write(0x070, 0)
+        #expect(driver.read(0x070) == 0)
+        driver.initialize(bases: [0x10000])
+        #expect(driver.read(0x070) == 15, "a reset and a new set-up bring the device back")
+    }
+
     @Test func resetClearsEverything() throws {
         driver.initialize(bases: [0x10000])
         driver.write(0x070, 0)

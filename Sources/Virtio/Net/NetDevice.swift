@@ -145,6 +145,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
                 chain = next
             } catch {
                 malformed("receive queue: \(error)")
+                context.queueBroken(NetDevice.receiveQueue, error)
                 return
             }
             guard chain.writableLength >= NetDevice.headerSize else {
@@ -195,6 +196,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
                 chain = next
             } catch {
                 malformed("transmit queue: \(error)")
+                context.queueBroken(NetDevice.transmitQueue, error)
                 return
             }
             let length = chain.readableLength

@@ -30,6 +30,7 @@ extension VsockDevice {
                     guard let next = try queue.pop(memory: context.memory) else { break }
                     chain = next
                 } catch {
+                    context.queueBroken(VsockDevice.rxQueue, error)
                     break  // a broken ring
                 }
             }

@@ -14,6 +14,7 @@ extension VsockDevice {
                 guard let next = try queue.pop(memory: context.memory) else { break }
                 chain = next
             } catch {
+                context.queueBroken(VsockDevice.txQueue, error)
                 break  // a broken ring: nothing more can be taken from it safely
             }
             handleTxChain(chain, memory: context.memory)
