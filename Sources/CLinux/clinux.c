@@ -52,3 +52,7 @@ int clinux_tap_configure(int fd, int header_size, unsigned int offloads) {
     if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)offloads) != 0) return -1;
     return 0;
 }
+
+int clinux_tap_set_offloads(int fd, unsigned int offloads) {
+    return ioctl(fd, TUNSETOFFLOAD, (unsigned long)offloads) == 0 ? 0 : -1;
+}

@@ -1,5 +1,6 @@
 import Foundation
 import GuestMemory
+import HostOS
 import Testing
 @testable import Virtio
 import VirtioMockDriver
@@ -13,6 +14,15 @@ import Glibc
 final class SocketPairBackend: NetBackend, @unchecked Sendable {
     let descriptor: Int32
     let peer: Int32
+    private let lock = Lock()
+    private var offloadHistory: [UInt32] = []
+    /// Every TUNSETOFFLOAD the device asked for, in order.
+    var offloads: [UInt32] { lock.withLock { offloadHistory } }
+
+    func setOffloads(_ flags: UInt32) -> Bool {
+        lock.withLock { offloadHistory.append(flags) }
+        return true
+    }
 
     init() throws {
         var pair: [Int32] = [-1, -1]
@@ -62,7 +72,7 @@ final class NetHarness {
     let receive: MockDriver
     let transmit: MockDriver
 
-    init(mtu: UInt16 = 1500, activate: Bool = true) throws {
+    init(mtu: UInt16 = 1500, activate: Bool = true, features: UInt64 = VirtioFeature.version1) throws {
         memory = try MockDriver.makeMemory()
         backend = try SocketPairBackend()
         loopThread = try EventLoopThread()
@@ -71,7 +81,7 @@ final class NetHarness {
         registers = RegisterDriver(transport: transport)
         receive = MockDriver(memory: memory, size: 16, base: 0x10000)
         transmit = MockDriver(memory: memory, size: 16, base: 0x110000)
-        if activate { registers.initialize(drivers: [receive, transmit]) }
+        if activate { registers.initialize(features: features, drivers: [receive, transmit]) }
     }
 
     deinit { loopThread.stop() }
@@ -209,6 +219,40 @@ final class NetHarness {
         harness.registers.notify(queue: 1)
         #expect(harness.backend.receive(seconds: 0.2) == nil)
         #expect(harness.device.counters.malformed == 4)
+    }
+
+    /// The offloads a TAP gives for free: a driver that accepts host TSO may hand over a
+    /// segment larger than the MTU (the host kernel segments it), and the TAP is told which
+    /// receive offloads the driver accepted, and told again (none) when the driver resets.
+    @Test func offloadsFollowWhatTheDriverAccepted() throws {
+        typealias Feature = NetDevice.Feature
+        let all = VirtioFeature.version1 | Feature.checksum | Feature.hostTSO4 | Feature.hostTSO6
+            | Feature.guestChecksum | Feature.guestTSO4 | Feature.guestTSO6 | Feature.guestECN
+        let harness = try NetHarness(features: all)
+        #expect(harness.backend.offloads.last == 0x0F, "csum, TSO4, TSO6 and ECN for the receive side: \(harness.backend.offloads)")
+        var header = [UInt8](repeating: 0, count: NetDevice.headerSize)
+        header[0] = 1  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+        header[1] = 1  // VIRTIO_NET_HDR_GSO_TCPV4
+        let segment = NetHarness.frame([UInt8](repeating: 0x5A, count: 20_000))
+        try harness.transmit.add([.readable(header), .readable(segment)])
+        harness.registers.notify(queue: 1)
+        let sent = try #require(harness.backend.receive(), "the large segment did not reach the backend")
+        #expect(sent == header + segment, "header and segment pass unchanged")
+        #expect(harness.device.counters.transmitted == 1 && harness.device.counters.malformed == 0)
+        harness.registers.reset()
+        #expect(harness.backend.offloads.last == 0)
+
+        // Receive offloads need the checksum one: TSO alone enables nothing; without host
+        // TSO a frame over the MTU is malformed, as before.
+        #expect(NetDevice.tapOffloads(forAccepted: Feature.guestTSO4 | Feature.guestTSO6) == 0)
+        #expect(NetDevice.tapOffloads(forAccepted: Feature.guestChecksum) == 0x01)
+        #expect(NetDevice.tapOffloads(forAccepted: Feature.guestChecksum | Feature.guestECN) == 0x01, "ECN only with TSO")
+        let plain = try NetHarness(features: VirtioFeature.version1 | Feature.checksum)
+        #expect(plain.backend.offloads.last == 0)
+        try plain.transmit.add([.readable(header), .readable(segment)])
+        plain.registers.notify(queue: 1)
+        #expect(plain.backend.receive(seconds: 0.2) == nil)
+        #expect(plain.device.counters.malformed == 1)
     }
 
     /// After the driver resets the device, frames stay in the backend until it is set up

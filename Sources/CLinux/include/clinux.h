@@ -31,6 +31,10 @@ int clinux_tap_check(int fd, char name_out[16]);
 // TUNSETVNETHDRSZ `size` and TUNSETOFFLOAD `offloads` (TUN_F_* bits; 0 = none: the host
 // kernel finishes checksums and segmentation before a frame reaches the TAP). 0 or -1.
 int clinux_tap_configure(int fd, int header_size, unsigned int offloads);
+// TUNSETOFFLOAD alone: which offloads the TAP may use in frames it hands to us (the
+// guest's negotiated receive offloads). TUN_F_* values.
+int clinux_tap_set_offloads(int fd, unsigned int offloads);
+static const unsigned int CLINUX_TUN_F_CSUM = 0x01, CLINUX_TUN_F_TSO4 = 0x02, CLINUX_TUN_F_TSO6 = 0x04, CLINUX_TUN_F_TSO_ECN = 0x08;
 // The maximum name length for a network interface, with its NUL.
 #define CLINUX_IFNAMSIZ 16
 

@@ -1,3 +1,4 @@
+import CLinux
 import GuestMemory
 #if canImport(Glibc)
 import Glibc
@@ -8,11 +9,19 @@ import Glibc
 /// header). A TAP in the product; a SOCK_SEQPACKET socketpair stands in for it in tests.
 public protocol NetBackend: AnyObject, Sendable {
     var descriptor: Int32 { get }
+    /// Which offloads may appear in frames read from the backend (TUN_F_* flags); false
+    /// if it cannot. A backend without the notion (a socketpair) accepts any.
+    func setOffloads(_ flags: UInt32) -> Bool
 }
 
 extension TapDevice: NetBackend {}
 
-/// virtio-net (device ID 1) with one receive and one transmit queue, no offloads yet.
+/// virtio-net (device ID 1) with one receive and one transmit queue and the checksum and
+/// TSO offloads a TAP gives for free: the guest may send frames with a partial checksum
+/// and up to 64 KiB segments (the host kernel finishes or segments them), and receives
+/// them that way when its driver accepts it (the TAP is told with TUNSETOFFLOAD). On a
+/// kvm_pvm host, where the guest kernel is emulated, that is the guest's checksum and
+/// segmentation work moved to the host.
 /// Frames move straight between guest buffers and the backend with readv/writev on guest
 /// memory: nothing is copied through the VMM. Receiving is level-triggered: the backend is
 /// polled only while the guest has posted receive buffers, and polling resumes on the
@@ -24,6 +33,14 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     static let receiveQueue = 0, transmitQueue = 1
     /// Feature bits (virtio 1.2, 5.1.3).
     public enum Feature {
+        public static let checksum: UInt64 = 1 << 0
+        public static let guestChecksum: UInt64 = 1 << 1
+        public static let guestTSO4: UInt64 = 1 << 7
+        public static let guestTSO6: UInt64 = 1 << 8
+        public static let guestECN: UInt64 = 1 << 9
+        public static let hostTSO4: UInt64 = 1 << 11
+        public static let hostTSO6: UInt64 = 1 << 12
+        public static let hostECN: UInt64 = 1 << 13
         public static let mtu: UInt64 = 1 << 3
         public static let mac: UInt64 = 1 << 5
         public static let status: UInt64 = 1 << 16
@@ -37,7 +54,14 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     static let framesPerRound = 64
 
     public let deviceType = VirtioDeviceType.network
+    /// No UFO (Linux no longer offers it) and no mergeable receive buffers: a driver that
+    /// takes guest TSO posts 64 KiB receive chains instead.
     public let deviceFeatures = Feature.mac | Feature.mtu | Feature.status
+        | Feature.checksum | Feature.hostTSO4 | Feature.hostTSO6 | Feature.hostECN
+        | Feature.guestChecksum | Feature.guestTSO4 | Feature.guestTSO6 | Feature.guestECN
+    /// The largest frame a TSO-capable guest may hand over: a 64 KiB segment and its
+    /// Ethernet header (Linux's GSO limit).
+    static let largestSegment = 65536 + 18
     public let queueMaximumSizes: [UInt16] = [256, 256]
     public let mac: MACAddress
     public let mtu: UInt16
@@ -48,6 +72,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     // Guarded by the transport's lock (every entry point runs under it).
     private var context: VirtioDeviceContext?
     private var polling = false
+    /// Whether the driver accepted host TSO: transmit frames may then exceed the MTU.
+    private var acceptsLargeTransmits = false
     private var vectors: [iovec] = []
     /// What the device did, for tests and the VMM's report: frames each way, frames
     /// dropped (the backend could not take one, or the guest's buffer was too small) and
@@ -89,6 +115,12 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     public func writeConfiguration(offset: Int, bytes: [UInt8]) {}
 
     public func activate(_ context: VirtioDeviceContext) throws {
+        let accepted = context.acceptedFeatures
+        acceptsLargeTransmits = accepted & (Feature.hostTSO4 | Feature.hostTSO6) != 0
+        let receiveOffloads = NetDevice.tapOffloads(forAccepted: accepted)
+        guard backend.setOffloads(receiveOffloads) else {
+            throw NetDeviceError.invalidSetting("the TAP refused the receive offloads 0x\(String(receiveOffloads, radix: 16)) the driver accepted")
+        }
         self.context = context
         startPolling()
     }
@@ -96,6 +128,21 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     public func reset() {
         stopPolling()
         context = nil
+        acceptsLargeTransmits = false
+        // A driver that comes back may accept less: whole frames until it says otherwise.
+        _ = backend.setOffloads(0)
+    }
+
+    /// The TUN_F_* flags matching the receive offloads the driver accepted.
+    static func tapOffloads(forAccepted accepted: UInt64) -> UInt32 {
+        guard accepted & Feature.guestChecksum != 0 else { return 0 }
+        var flags = UInt32(CLINUX_TUN_F_CSUM)
+        if accepted & Feature.guestTSO4 != 0 { flags |= UInt32(CLINUX_TUN_F_TSO4) }
+        if accepted & Feature.guestTSO6 != 0 { flags |= UInt32(CLINUX_TUN_F_TSO6) }
+        if accepted & Feature.guestECN != 0, flags & (UInt32(CLINUX_TUN_F_TSO4) | UInt32(CLINUX_TUN_F_TSO6)) != 0 {
+            flags |= UInt32(CLINUX_TUN_F_TSO_ECN)
+        }
+        return flags
     }
 
     public func queueNotified(_ index: Int) {
@@ -186,7 +233,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
         let queue = context.queues[NetDevice.transmitQueue]
         var completed = false
         defer { if completed { context.signalUsed(NetDevice.transmitQueue) } }
-        let largest = NetDevice.headerSize + Int(mtu) + NetDevice.frameOverhead
+        let largest = NetDevice.headerSize + (acceptsLargeTransmits ? NetDevice.largestSegment : Int(mtu) + NetDevice.frameOverhead)
         // Everything available when the notification was read (at most the queue's size);
         // what the driver adds later comes with a notification of its own.
         for _ in 0..<Int(queue.size) {

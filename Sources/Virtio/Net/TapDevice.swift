@@ -5,8 +5,9 @@ import Glibc
 
 /// The host end of a virtio-net device: a TAP opened with IFF_TAP | IFF_NO_PI |
 /// IFF_VNET_HDR, non-blocking, with a 12-byte virtio-net header in front of every frame
-/// (the same header the guest driver uses, so frames pass between the two unchanged) and
-/// no offloads (the host kernel hands over whole, checksummed frames). Owns its descriptor.
+/// (the same header the guest driver uses, so frames pass between the two unchanged).
+/// It starts without receive offloads (whole, checksummed frames); the device enables the
+/// ones the guest's driver accepts (`setOffloads`). Owns its descriptor.
 public final class TapDevice: @unchecked Sendable {
     public let descriptor: Int32
     public let name: String
@@ -45,6 +46,11 @@ public final class TapDevice: @unchecked Sendable {
             let reason = String(cString: strerror(errno))
             throw .invalidTap("TAP \(name): cannot set a \(NetDevice.headerSize)-byte header without offloads: \(reason)")
         }
+    }
+
+    /// TUNSETOFFLOAD with `NetOffloads` flags; false if the kernel refused them.
+    public func setOffloads(_ flags: UInt32) -> Bool {
+        clinux_tap_set_offloads(descriptor, flags) == 0
     }
 
     deinit { close(descriptor) }
