@@ -38,6 +38,9 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
     private var lineAsserted = false
     private var raisedEdges = 0
     private var transmittedBytes = 0
+    /// When the line last went high (the caller's clock), while it is high.
+    private var lineRaisedAt: UInt64?
+    private var reassertions = 0
 
     /// `output` receives each byte the guest writes; `interrupt` drives the IRQ line and is
     /// called with the UART's lock held, so it must not call back into the UART.
@@ -88,11 +91,14 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
         public var lineAsserted: Bool
         /// Low-to-high transitions of the interrupt line so far.
         public var raisedEdges: Int
+        /// Edges raised again because the guest left a raised line unserviced (see
+        /// `reassertIfUnserviced`).
+        public var reassertions: Int
         public var transmittedBytes: Int
         public var description: String {
             let hex = { (value: UInt8) in "0x" + String(value, radix: 16) }
             return "IER \(hex(interruptEnable)) MCR \(hex(modemControl)) THRE pending \(transmitInterruptPending) "
-                + "line \(lineAsserted ? "high" : "low") edges \(raisedEdges) bytes \(transmittedBytes)"
+                + "line \(lineAsserted ? "high" : "low") edges \(raisedEdges) reasserted \(reassertions) bytes \(transmittedBytes)"
         }
     }
 
@@ -100,7 +106,32 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
         lock.withLock {
             InterruptState(interruptEnable: interruptEnableRegister, modemControl: modemControlRegister,
                            transmitInterruptPending: transmitterInterruptPending, lineAsserted: lineAsserted,
-                           raisedEdges: raisedEdges, transmittedBytes: transmittedBytes)
+                           raisedEdges: raisedEdges, reassertions: reassertions, transmittedBytes: transmittedBytes)
+        }
+    }
+
+    /// The interrupt reaches the guest as an edge (IRQ 4 is edge-triggered on the IOAPIC):
+    /// if that edge is lost, the line stays high, no further edge can come, and Linux's
+    /// 8250 driver, which sends user-space output only from THRE interrupts, stalls for
+    /// good (CI saw a guest's whole /init output vanish that way). A line that has stayed
+    /// high for `timeout` without the guest reading IIR is therefore lowered and raised
+    /// again: a guest that merely had interrupts off gets one spurious interrupt, which
+    /// its driver tolerates. Returns whether it did; `now` is the caller's clock, the
+    /// same one for every call.
+    @discardableResult
+    public func reassertIfUnserviced(now: UInt64, timeout: UInt64) -> Bool {
+        lock.withLock {
+            guard lineAsserted else { return false }
+            guard let raised = lineRaisedAt else {
+                lineRaisedAt = now
+                return false
+            }
+            guard now >= raised, now - raised >= timeout else { return false }
+            interrupt(false)
+            interrupt(true)
+            lineRaisedAt = now
+            reassertions += 1
+            return true
         }
     }
 
@@ -200,6 +231,8 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
             let wanted = asserted && (modemControlRegister & 0x08 != 0)
             guard wanted != lineAsserted else { return }
             lineAsserted = wanted
+            // The re-assertion watch starts on its next look (it has the clock).
+            lineRaisedAt = nil
             if wanted { raisedEdges += 1 }
             interrupt(wanted)
         }

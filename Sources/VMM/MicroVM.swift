@@ -214,6 +214,7 @@ public final class MicroVM: Sendable {
             started.append(thread)
         }
         let loop = eventLoop
+        MicroVM.watchSerialInterrupt(serial, on: loop)
         let loopThread = try HostThread(name: "kasa-events") { loop.run() }
         threadsLock.withLock { threads = started }
         if configuration.forwardStandardInput { try startConsoleInput() }
@@ -279,6 +280,19 @@ public final class MicroVM: Sendable {
             parts.append("interrupt controller state unreadable: \(error)")
         }
         return parts.joined(separator: "; ")
+    }
+
+    /// How often the event loop looks for a UART interrupt the guest left unserviced, and
+    /// how long one may wait before its edge is raised again (`Serial16550.reassertIfUnserviced`).
+    static let serialWatchInterval: UInt64 = 250_000_000
+    static let serialEdgeTimeout: UInt64 = 500_000_000
+
+    /// Looks at the UART's interrupt line every `serialWatchInterval` until the loop stops.
+    static func watchSerialInterrupt(_ serial: Serial16550, on loop: EventLoop) {
+        loop.schedule(after: serialWatchInterval) { [weak loop] in
+            serial.reassertIfUnserviced(now: EventLoop.now(), timeout: serialEdgeTimeout)
+            if let loop { watchSerialInterrupt(serial, on: loop) }
+        }
     }
 
     /// Ends the VM from any thread; `run` then returns `.stopped`.

@@ -100,3 +100,47 @@ final class Recorder: @unchecked Sendable {
         #expect(controller.read(offset: 4, size: 1) == 0)
     }
 }
+
+/// A UART interrupt whose edge the guest never serviced is raised again: the line stays
+/// high after a lost edge, and Linux's 8250 driver would then never send user-space
+/// output again.
+@Suite struct SerialReassertionTests {
+    final class Line: @unchecked Sendable {
+        private let lock = Lock()
+        private var changes: [Bool] = []
+        func record(_ high: Bool) { lock.withLock { changes.append(high) } }
+        var history: [Bool] { lock.withLock { changes } }
+    }
+
+    @Test func anUnservicedLineIsRaisedAgainOnlyAfterItsTimeout() {
+        let line = Line()
+        let serial = Serial16550(output: { _ in }, interrupt: { line.record($0) })
+        serial.write(offset: 4, size: 1, value: 0x08)  // OUT2: the line reaches the bus
+        serial.write(offset: 1, size: 1, value: 0x02)  // THRE interrupt on: raised
+        #expect(line.history == [true])
+        #expect(!serial.reassertIfUnserviced(now: 1_000, timeout: 500), "the first look only starts the clock")
+        #expect(!serial.reassertIfUnserviced(now: 1_400, timeout: 500))
+        #expect(serial.reassertIfUnserviced(now: 1_600, timeout: 500))
+        #expect(line.history == [true, false, true], "a new edge: low, then high")
+        #expect(serial.interruptState.reassertions == 1)
+
+        // The guest services it (reads IIR): the line drops, and nothing is re-raised.
+        _ = serial.read(offset: 2, size: 1)
+        #expect(line.history.last == false)
+        #expect(!serial.reassertIfUnserviced(now: 5_000, timeout: 500))
+        #expect(!serial.reassertIfUnserviced(now: 9_000, timeout: 500))
+        #expect(line.history == [true, false, true, false])
+    }
+
+    @Test func aLineThatWentLowAndHighBetweenLooksStartsItsClockAgain() {
+        let line = Line()
+        let serial = Serial16550(output: { _ in }, interrupt: { line.record($0) })
+        serial.write(offset: 4, size: 1, value: 0x08)
+        serial.write(offset: 1, size: 1, value: 0x02)
+        _ = serial.reassertIfUnserviced(now: 1_000, timeout: 500)
+        _ = serial.read(offset: 2, size: 1)  // serviced: low
+        serial.write(offset: 0, size: 1, value: 0x41)  // a byte sent: THRE again, high
+        #expect(!serial.reassertIfUnserviced(now: 1_600, timeout: 500), "a fresh edge is not an old one")
+        #expect(serial.reassertIfUnserviced(now: 2_200, timeout: 500))
+    }
+}
