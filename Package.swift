@@ -26,7 +26,7 @@ let package = Package(
     targets: [
         .target(name: "CKVM"),
         .target(name: "CLinux"),
-        .target(name: "KVM", dependencies: ["CKVM"]),
+        .target(name: "KVM", dependencies: ["CKVM", .product(name: "HostOS", package: "guest-agent")]),
         .target(name: "GuestMemory"),
         // Guest memory and vCPU rules and defaults, shared by kasa-vmm and the runtime.
         .target(name: "MachineSize"),

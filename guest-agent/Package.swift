@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "CAgentLinux"),
         // Everything the agent does, as a library the tests (and the root package) drive
         // in-process; kata-agent is only PID-1 set-up and argument handling around it.
-        .target(name: "Netlink", dependencies: ["CAgentLinux"]),
+        .target(name: "Netlink", dependencies: ["CAgentLinux", "HostOS"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
         // agent.proto's network messages built from Netlink's values, for the agent and the host.
         .target(name: "AgentNetwork", dependencies: ["AgentProtocol", "Netlink"]),

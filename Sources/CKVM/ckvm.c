@@ -63,12 +63,6 @@ void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value) {
     __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
 }
 
-void ckvm_name_current_thread(const char *name) {
-    char truncated[16];
-    strncpy(truncated, name, sizeof(truncated) - 1);
-    truncated[sizeof(truncated) - 1] = 0;
-    pthread_setname_np(pthread_self(), truncated);
-}
 
 int ckvm_ioapic_pin(int vm_fd, unsigned pin, struct ckvm_ioapic_pin *out) {
     if (pin >= KVM_IOAPIC_NUM_PINS) { errno = EINVAL; return -1; }

@@ -1,4 +1,4 @@
-import CKVM
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,13 +9,7 @@ import Glibc
 public final class HostThread: @unchecked Sendable {
     /// The signal used to kick a vCPU thread out of KVM_RUN; its handler does nothing.
     public static let kickSignal = SIGUSR1
-    // Written once by pthread_create before `start` returns; read-only afterwards.
-    private var thread = pthread_t()
-
-    private final class Body {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
+    private let thread: JoinableThread
 
     /// Installs the no-op kick handler without SA_RESTART, so the signal makes KVM_RUN
     /// return EINTR. Call once before starting vCPU threads.
@@ -28,34 +22,27 @@ public final class HostThread: @unchecked Sendable {
     }
 
     public init(name: String, _ body: @escaping @Sendable () -> Void) throws {
-        let context = Unmanaged.passRetained(Body({
-            ckvm_name_current_thread(name)
-            // The creating thread may block signals (dispatch workers do), and the new thread
-            // inherits that mask; the kick must get through or a halted vCPU never wakes.
-            var kick = sigset_t()
-            sigemptyset(&kick)
-            sigaddset(&kick, HostThread.kickSignal)
-            pthread_sigmask(SIG_UNBLOCK, &kick, nil)
-            body()
-        })).toOpaque()
-        let result = pthread_create(&thread, nil, { argument in
-            // Safe: `argument` is the retained Body passed just below; it is released here, once.
-            let body = Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue()
-            body.run()
-            return nil
-        }, context)
-        if result != 0 {
-            Unmanaged<Body>.fromOpaque(context).release()
-            throw KVMError("pthread_create for \(name)", errno: result)
+        do {
+            thread = try JoinableThread(name: name) {
+                // The creating thread may block signals (dispatch workers do), and the new thread
+                // inherits that mask; the kick must get through or a halted vCPU never wakes.
+                var kick = sigset_t()
+                sigemptyset(&kick)
+                sigaddset(&kick, HostThread.kickSignal)
+                pthread_sigmask(SIG_UNBLOCK, &kick, nil)
+                body()
+            }
+        } catch {
+            throw KVMError("pthread_create for \(name)", errno: error.code)
         }
     }
 
     /// Interrupts a KVM_RUN in progress on this thread.
     public func kick() {
-        pthread_kill(thread, HostThread.kickSignal)
+        thread.send(signal: HostThread.kickSignal)
     }
 
     public func join() {
-        pthread_join(thread, nil)
+        thread.join()
     }
 }

@@ -71,30 +71,21 @@ public final class MockInterruptLine: @unchecked Sendable {
 /// its device event loop.
 public final class EventLoopThread: @unchecked Sendable {
     public let loop: EventLoop
-    private var thread = pthread_t()
-
-    private final class Body {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
+    private let thread: JoinableThread
 
     public init() throws {
         loop = try EventLoop()
         let loop = self.loop
-        let body = Unmanaged.passRetained(Body { loop.run() }).toOpaque()
-        let result = pthread_create(&thread, nil, { raw in
-            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
-            return nil
-        }, body)
-        guard result == 0 else {
-            Unmanaged<Body>.fromOpaque(body).release()
-            throw MockDriverError("pthread_create: error \(result)")
+        do {
+            thread = try JoinableThread(name: "mock-events") { loop.run() }
+        } catch {
+            throw MockDriverError("\(error)")
         }
     }
 
     /// Stops the loop and waits for its thread.
     public func stop() {
         loop.stop()
-        pthread_join(thread, nil)
+        thread.join()
     }
 }

@@ -47,8 +47,6 @@ int ckvm_ioctl_none(int fd, unsigned long request);
 int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value);
 int ckvm_ioctl_pointer(int fd, unsigned long request, void *argument);
 
-// Names the calling thread (pthread_setname_np needs _GNU_SOURCE, which Swift's Glibc lacks).
-void ckvm_name_current_thread(const char *name);
 
 // A flat copy of the parts of kvm_run's exit union that the VMM acts on.
 struct ckvm_exit {

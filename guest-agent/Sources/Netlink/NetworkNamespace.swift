@@ -1,4 +1,5 @@
 import CAgentLinux
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +20,21 @@ public enum NetworkNamespace {
             self.path = path
             self.body = body
         }
+
+        /// On the job's own thread: enter the namespace, do the work, keep what failed.
+        func run() {
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else {
+                failure = NetlinkError.system("open network namespace \(path)", errno)
+                return
+            }
+            defer { close(descriptor) }
+            guard kasa_setns(descriptor, NetworkNamespace.cloneNewNet) == 0 else {
+                failure = NetlinkError.system("enter network namespace \(path)", errno)
+                return
+            }
+            do { try body() } catch { failure = error }
+        }
     }
 
     /// Runs `body` in the namespace at `path` and returns what it returns (or throws what
@@ -26,28 +42,13 @@ public enum NetworkNamespace {
     public static func run<T>(at path: String, _ body: @escaping () throws -> T) throws -> T {
         var result: T?
         let job = Job(path: path) { result = try body() }
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(job).toOpaque()
-        let created = pthread_create(&thread, nil, { raw in
-            let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
-            let descriptor = open(job.path, O_RDONLY | O_CLOEXEC)
-            guard descriptor >= 0 else {
-                job.failure = NetlinkError.system("open network namespace \(job.path)", errno)
-                return nil
-            }
-            defer { close(descriptor) }
-            guard kasa_setns(descriptor, NetworkNamespace.cloneNewNet) == 0 else {
-                job.failure = NetlinkError.system("enter network namespace \(job.path)", errno)
-                return nil
-            }
-            do { try job.body() } catch { job.failure = error }
-            return nil
-        }, context)
-        guard created == 0 else {
-            Unmanaged<Job>.fromOpaque(context).release()
-            throw NetlinkError.system("start a thread for network namespace \(path)", created)
+        let thread: JoinableThread
+        do {
+            thread = try JoinableThread(name: "kasa-netns") { job.run() }
+        } catch {
+            throw NetlinkError.system("start a thread for network namespace \(path)", error.code)
         }
-        pthread_join(thread, nil)
+        thread.join()
         if let failure = job.failure { throw failure }
         guard let result else { throw NetlinkError.malformed("no result from network namespace \(path)") }
         return result

@@ -78,3 +78,19 @@ import Glibc
         #expect(!monitor.wait(until: { false }, timeout: 0.05))
     }
 }
+
+@Suite struct JoinableThreadTests {
+    @Test func aThreadRunsUnderItsNameAndIsJoined() throws {
+        final class Seen: @unchecked Sendable { var name = "" }
+        let seen = Seen()
+        let thread = try JoinableThread(name: "kasa-test-thread-long-name") {
+            let descriptor = open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return }
+            defer { close(descriptor) }
+            seen.name = String(decoding: DescriptorIO.readSome(descriptor), as: UTF8.self)
+        }
+        thread.join()
+        // Linux keeps 15 bytes of a thread's name.
+        #expect(seen.name == "kasa-test-threa\n")
+    }
+}
