@@ -520,7 +520,10 @@ import Testing
         defer { kill(events.processIdentifier, SIGKILL) }
         let eventText = { (try? String(contentsOfFile: eventLog, encoding: .utf8)) ?? "" }
 
-        let script = "echo to-stderr >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"
+        // A long sleep in the background, so `ctr task ps` always has two processes to show:
+        // the loop's own `sleep 1` is gone between ticks (on kvm_pvm, forking the next one
+        // takes long enough for ps to land in that gap).
+        let script = "sleep 100000 & echo to-stderr >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"
         let limit = 64 << 20
         let run = try Self.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2", "--log-uri", "binary://" + logger,
                                             "--memory-limit", String(limit), "--rootfs", rootfs, "t7", "sh", "-c", script], timeout: 480)
@@ -535,7 +538,7 @@ import Testing
 
         let ps = try Self.ctr(containerd, ["task", "ps", "t7"], timeout: 120)
         let pids = ps.stdout.split(separator: "\n").dropFirst().compactMap { Int($0.split(separator: " ").first ?? "") }
-        #expect(ps.status == 0 && pids.count >= 2, "sh and its sleep: \(ps.stdout) \(ps.stderr)")
+        #expect(ps.status == 0 && pids.count >= 2, "sh and its background sleep: \(ps.stdout) \(ps.stderr)")
         let metrics = try Self.ctr(containerd, ["task", "metrics", "t7"], timeout: 120)
         #expect(metrics.status == 0 && (Self.metric("memory.usage", in: metrics.stdout) ?? 0) > 0,
                 "the guest cgroup's memory: \(metrics.stdout) \(metrics.stderr)")
