@@ -32,6 +32,14 @@ import Testing
         var pair: [Int32] = [0, 0]
         try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
         let (client, served) = (pair[0], pair[1])
+        // The served socket's identity: once closed, its number may at once belong to a file
+        // another test opened, so "closed" is checked as "no longer this socket".
+        var original = stat()
+        try #require(fstat(served, &original) == 0)
+        func stillTheSocket() -> Bool {
+            var now = stat()
+            return fstat(served, &now) == 0 && now.st_dev == original.st_dev && now.st_ino == original.st_ino
+        }
         let handler = GatedHandler()
         let server = TTRPCServer(handler: handler, log: { _ in })
         let readerDone = Monitor()
@@ -68,8 +76,8 @@ import Testing
         }
         // And once the last request is done, the descriptor is closed.
         var polls = 0
-        while fcntl(served, F_GETFD) >= 0 && polls < 100 { usleep(20_000); polls += 1 }
-        #expect(fcntl(served, F_GETFD) < 0, "the descriptor stayed open after its last reply")
+        while stillTheSocket() && polls < 100 { usleep(20_000); polls += 1 }
+        #expect(!stillTheSocket(), "the descriptor stayed open after its last reply")
     }
 
     @Test func requestsBeyondTheLimitAreRefusedAtOnce() throws {
@@ -96,6 +104,9 @@ import Testing
         #expect(refused.streamID == 5)
         let response = try TTRPCResponse(serializedBytes: refused.payload)
         #expect(response.status.code == TTRPCStatusCode.resourceExhausted.rawValue, "\(response)")
+        // The two admitted requests reach the handler on their own threads (maybe after
+        // the refusal went out); the refused one never does.
+        #expect(handler.monitor.wait(until: { handler.started >= 2 }, timeout: 10))
         #expect(handler.monitor.withLock { handler.started } == 2)
         handler.monitor.update { handler.released = true }
     }
