@@ -2,7 +2,6 @@
 #include "ckvm.h"
 #include <string.h>
 #include <sys/ioctl.h>
-#include <pthread.h>
 #include <errno.h>
 
 int ckvm_ioctl_none(int fd, unsigned long request) { return ioctl(fd, request, 0); }
@@ -62,7 +61,6 @@ void ckvm_set_mmio_read_data(struct kvm_run *run, const uint8_t *data, uint32_t 
 void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value) {
     __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
 }
-
 
 int ckvm_ioapic_pin(int vm_fd, unsigned pin, struct ckvm_ioapic_pin *out) {
     if (pin >= KVM_IOAPIC_NUM_PINS) { errno = EINVAL; return -1; }

@@ -49,8 +49,7 @@ int clinux_tap_check(int fd, char name_out[16]) {
 
 int clinux_tap_configure(int fd, int header_size, unsigned int offloads) {
     if (ioctl(fd, TUNSETVNETHDRSZ, &header_size) != 0) return -1;
-    if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)offloads) != 0) return -1;
-    return 0;
+    return clinux_tap_set_offloads(fd, offloads);
 }
 
 int clinux_tap_set_offloads(int fd, unsigned int offloads) {

@@ -90,10 +90,10 @@ public final class KVMVirtualMachine: Sendable {
     }
 
     /// Drives a GSI line of the in-kernel PIC/IOAPIC. Where KVM reports it
-    /// (KVM_CAP_IRQ_INJECT_STATUS), returns what the line change did: for a legacy line
-    /// (0-15) the sum over the PIC and the IOAPIC of 1 per controller that passed the edge
-    /// on and 0 per one that merged it with a request still waiting; a controller whose
-    /// input is masked adds nothing. Nil where KVM does not report it.
+    /// (KVM_CAP_IRQ_INJECT_STATUS), returns KVM's status for the change as it is (its
+    /// documentation: above 0 delivered, 0 merged with a request still waiting, below 0
+    /// masked); the serial diagnosis records the values without interpreting them further.
+    /// Nil where KVM does not report it.
     @discardableResult
     public func setInterruptLine(_ line: UInt32, high: Bool) throws -> Int32? {
         var level = kvm_irq_level()

@@ -106,7 +106,6 @@ public final class VCPU: @unchecked Sendable {
         ckvm_set_immediate_exit(state, 1)
     }
 
-
     // MARK: - Register state
 
     public func registers() throws -> kvm_regs {
@@ -166,8 +165,6 @@ public final class VCPU: @unchecked Sendable {
         var value = events
         try call(CKVM_SET_VCPU_EVENTS, &value, "KVM_SET_VCPU_EVENTS")
     }
-
-
 
     public func setCPUID(_ entries: [kvm_cpuid_entry2]) throws {
         try CPUIDBuffer.withBuffer(entries: entries) { buffer in

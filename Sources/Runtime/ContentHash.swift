@@ -20,6 +20,13 @@ public struct ContentHash {
 
     public mutating func update(_ text: String) { update(Array(text.utf8)) }
 
+    /// The hex digest of `text` alone (names derived from ids).
+    public static func hexDigest(of text: String) -> String {
+        var hash = ContentHash()
+        hash.update(text)
+        return hash.hexDigest()
+    }
+
     /// The digest of everything so far, in lowercase hex (the hash itself can go on).
     public func hexDigest() -> String {
         let hex = Array("0123456789abcdef".utf8)

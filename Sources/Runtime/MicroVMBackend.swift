@@ -140,9 +140,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     /// the agent finds the disk by it, so the runtime never guesses the guest's vdX order,
     /// and a refilled drive slot never passes for the container it held before.
     static func driveSerial(forContainer id: String) -> String {
-        var digest = ContentHash()
-        digest.update(id)
-        return "kasa-" + digest.hexDigest().prefix(15)
+        "kasa-" + ContentHash.hexDigest(of: id).prefix(15)
     }
 
     /// A rootfs image as the agent mounts it: read-only ext4 (the agent adds the overlay),

@@ -98,9 +98,7 @@ extension RuntimeConfiguration.Runtime {
     public func sandboxDirectory(for id: String) -> String {
         let plain = stateDirectory + "/" + id
         if (plain + "/" + Self.longestSocketName).utf8.count <= Self.socketPathLimit { return plain }
-        var digest = ContentHash()
-        digest.update(id)
-        return stateDirectory + "/" + String(digest.hexDigest().prefix(24))
+        return stateDirectory + "/" + String(ContentHash.hexDigest(of: id).prefix(24))
     }
 
     /// Why sandboxes cannot run under this `state_dir` (their sockets' paths would be too

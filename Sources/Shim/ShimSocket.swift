@@ -10,9 +10,7 @@ public enum ShimSocket {
     public static let directory = "/run/containerd/s"
 
     public static func path(containerdAddress: String, namespace: String, group: String) -> String {
-        var hasher = ContentHash()
-        hasher.update("\(containerdAddress)/\(namespace)/\(group)")
-        return directory + "/" + hasher.hexDigest()
+        directory + "/" + ContentHash.hexDigest(of: "\(containerdAddress)/\(namespace)/\(group)")
     }
 
     /// The pod sandbox id when the bundle's config.json says this container joins one

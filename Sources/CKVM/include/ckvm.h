@@ -47,7 +47,6 @@ int ckvm_ioctl_none(int fd, unsigned long request);
 int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value);
 int ckvm_ioctl_pointer(int fd, unsigned long request, void *argument);
 
-
 // A flat copy of the parts of kvm_run's exit union that the VMM acts on.
 struct ckvm_exit {
     uint32_t reason;

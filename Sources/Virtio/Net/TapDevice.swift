@@ -48,7 +48,7 @@ public final class TapDevice: @unchecked Sendable {
         }
     }
 
-    /// TUNSETOFFLOAD with `NetOffloads` flags; false if the kernel refused them.
+    /// TUNSETOFFLOAD with TUN_F_* flags (`CLINUX_TUN_F_*`); false if the kernel refused them.
     public func setOffloads(_ flags: UInt32) -> Bool {
         clinux_tap_set_offloads(descriptor, flags) == 0
     }

@@ -80,20 +80,7 @@ enum VsockUnixSocket {
 
     /// Connects to a listening Unix socket without blocking; a full backlog counts as failure.
     static func connect(path: String) -> Result<Int32, UnixSocketError> {
-        let address: UnixSocketAddress, fd: Int32
-        do {
-            address = try UnixSocketAddress(path)
-            fd = try UnixSocket.stream(nonBlocking: true)
-        } catch {
-            return .failure(error)
-        }
-        while true {
-            if address.withSocketAddress({ Glibc.connect(fd, $0, $1) }) == 0 { return .success(fd) }
-            let code = errno
-            if code == EINTR { continue }
-            Glibc.close(fd)
-            return .failure(UnixSocketError(code: code, reason: errorText(code)))
-        }
+        Result { () throws(UnixSocketError) in try UnixSocket.connect(path, nonBlocking: true) }
     }
 
     /// Reads up to `count` bytes (at most the buffer's size) into the front of `buffer`.

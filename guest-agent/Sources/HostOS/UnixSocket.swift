@@ -68,10 +68,11 @@ public enum UnixSocket {
         return descriptor
     }
 
-    /// A connected, blocking socket to the listener at `path`.
-    public static func connect(_ path: String) throws(UnixSocketError) -> Int32 {
+    /// A connected socket to the listener at `path`, blocking unless `nonBlocking` (then a
+    /// listener whose backlog is full is a failure, EAGAIN, not a wait).
+    public static func connect(_ path: String, nonBlocking: Bool = false) throws(UnixSocketError) -> Int32 {
         let address = try UnixSocketAddress(path)
-        let descriptor = try stream()
+        let descriptor = try stream(nonBlocking: nonBlocking)
         while address.withSocketAddress({ Glibc.connect(descriptor, $0, $1) }) != 0 {
             if errno == EINTR { continue }
             let code = errno
