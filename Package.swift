@@ -27,13 +27,15 @@ let package = Package(
         .target(name: "CKVM"),
         .target(name: "CLinux"),
         .target(name: "KVM", dependencies: ["CKVM", .product(name: "HostOS", package: "guest-agent")]),
-        .target(name: "GuestMemory"),
+        .target(name: "GuestMemory", dependencies: ["CLinux"]),
         // Guest memory and vCPU rules and defaults, shared by kasa-vmm and the runtime.
         .target(name: "MachineSize"),
+        // A snapshot's files and their encoding (the VMM fills in what each layer saves).
+        .target(name: "Snapshot"),
         .target(name: "Boot", dependencies: ["GuestMemory", "MachineSize"]),
         .target(name: "LegacyDevices", dependencies: [.product(name: "HostOS", package: "guest-agent")]),
         .target(name: "Virtio", dependencies: ["GuestMemory", "CLinux", .product(name: "HostOS", package: "guest-agent")]),
-        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "CLinux", "MachineSize", .product(name: "HostOS", package: "guest-agent")]),
+        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "CLinux", "MachineSize", "Snapshot", .product(name: "HostOS", package: "guest-agent")]),
         // Plays the guest driver in plain memory (no KVM): VirtioTests and kasa-device-bench.
         .target(name: "VirtioMockDriver", dependencies: ["Virtio", "GuestMemory", "CLinux", .product(name: "HostOS", package: "guest-agent")]),
         // Device-model throughput (virtio-blk, virtio-vsock) through the transport (docs/performance.md).

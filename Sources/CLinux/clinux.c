@@ -1,7 +1,9 @@
+#define _GNU_SOURCE
 #include "clinux.h"
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -55,3 +57,5 @@ int clinux_tap_configure(int fd, int header_size, unsigned int offloads) {
 int clinux_tap_set_offloads(int fd, unsigned int offloads) {
     return ioctl(fd, TUNSETOFFLOAD, (unsigned long)offloads) == 0 ? 0 : -1;
 }
+
+int clinux_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

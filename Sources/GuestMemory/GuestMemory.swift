@@ -4,7 +4,17 @@ public final class GuestMemory: Sendable {
     public let regions: [GuestMemoryRegion]
 
     /// Maps each (start, size) range. Ranges must be page-aligned, sorted and disjoint.
-    public init(ranges: [(start: GuestAddress, size: UInt64)]) throws {
+    public convenience init(ranges: [(start: GuestAddress, size: UInt64)]) throws {
+        try GuestMemory.checkLayout(ranges)
+        try self.init(checkedRegions: ranges.map { try GuestMemoryRegion(start: $0.start, size: $0.size) }, ranges: ranges)
+    }
+
+    init(checkedRegions: [GuestMemoryRegion], ranges: [(start: GuestAddress, size: UInt64)]) throws {
+        try GuestMemory.checkLayout(ranges)
+        regions = checkedRegions
+    }
+
+    static func checkLayout(_ ranges: [(start: GuestAddress, size: UInt64)]) throws {
         guard !ranges.isEmpty else { throw GuestMemoryError.invalidLayout("no memory regions") }
         var previousEnd: UInt64 = 0
         for (index, range) in ranges.enumerated() {
@@ -19,7 +29,6 @@ public final class GuestMemory: Sendable {
             }
             previousEnd = range.start.value + range.size
         }
-        regions = try ranges.map { try GuestMemoryRegion(start: $0.start, size: $0.size) }
     }
 
     public var totalSize: UInt64 { regions.reduce(0) { $0 + $1.size } }

@@ -3,6 +3,7 @@ public enum GuestMemoryError: Error, Equatable, Sendable, CustomStringConvertibl
     case outOfRange(address: GuestAddress, length: UInt64)
     case invalidLayout(String)
     case mappingFailed(size: UInt64, errno: Int32)
+    case snapshotWriteFailed(errno: Int32)
 
     public var description: String {
         switch self {
@@ -12,6 +13,8 @@ public enum GuestMemoryError: Error, Equatable, Sendable, CustomStringConvertibl
             return "invalid guest memory layout: \(reason)"
         case .mappingFailed(let size, let errno):
             return "cannot map \(size >> 20) MiB of guest memory (errno \(errno))"
+        case .snapshotWriteFailed(let errno):
+            return "cannot write guest memory to the snapshot (errno \(errno))"
         }
     }
 }

@@ -73,6 +73,22 @@ public final class KVMSystem: Sendable {
         throw KVMError("KVM_GET_SUPPORTED_CPUID", errno: E2BIG)
     }
 
+    /// The MSRs KVM saves and restores for a vCPU (KVM_GET_MSR_INDEX_LIST).
+    public func msrIndexList() throws -> [UInt32] {
+        var capacity = 256
+        while capacity <= 16384 {
+            var buffer = [UInt32](repeating: 0, count: capacity + 1)
+            buffer[0] = UInt32(capacity)
+            // Safe: kvm_msr_list is a u32 count followed by that many u32 indices; the
+            // buffer holds the count plus `capacity` indices.
+            let result = buffer.withUnsafeMutableBytes { ckvm_ioctl_pointer(descriptor.raw, CKVM_GET_MSR_INDEX_LIST, $0.baseAddress) }
+            if result == 0 { return Array(buffer[1...].prefix(Int(min(buffer[0], UInt32(capacity))))) }
+            guard Glibc.errno == E2BIG else { throw KVMError.last("KVM_GET_MSR_INDEX_LIST") }
+            capacity *= 4
+        }
+        throw KVMError("KVM_GET_MSR_INDEX_LIST", errno: E2BIG)
+    }
+
     public func createVirtualMachine() throws -> KVMVirtualMachine {
         let fd = ckvm_ioctl_value(descriptor.raw, CKVM_CREATE_VM, 0)
         if fd < 0 { throw KVMError.last("KVM_CREATE_VM") }

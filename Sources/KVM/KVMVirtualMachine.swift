@@ -139,6 +139,7 @@ public final class KVMVirtualMachine: Sendable {
         guard let mapping = mmap(nil, mapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapping != MAP_FAILED else {
             throw KVMError.last("mmap of vCPU \(id) run area")
         }
-        return VCPU(id: id, descriptor: owned, runArea: mapping, runAreaSize: mapSize)
+        return VCPU(id: id, descriptor: owned, runArea: mapping, runAreaSize: mapSize, system: system,
+                    xsaveSize: max(MemoryLayout<kvm_xsave>.size, Int(check(.xsave2))))
     }
 }

@@ -12,12 +12,19 @@ public final class VCPU: @unchecked Sendable {
     // from the vCPU's own thread, except `immediate_exit`, which is written atomically.
     let runArea: UnsafeMutableRawPointer
     let runAreaSize: Int
+    /// The host that lists the MSRs a snapshot saves.
+    let machineSystem: KVMSystem
+    /// Bytes of this vCPU's XSAVE area (4 KiB, more with AMX-sized state: KVM_CAP_XSAVE2).
+    let xsaveSize: Int
 
-    init(id: UInt32, descriptor: OwnedDescriptor, runArea: UnsafeMutableRawPointer, runAreaSize: Int) {
+    init(id: UInt32, descriptor: OwnedDescriptor, runArea: UnsafeMutableRawPointer, runAreaSize: Int,
+         system: KVMSystem, xsaveSize: Int) {
         self.id = id
         self.descriptor = descriptor
         self.runArea = runArea
         self.runAreaSize = runAreaSize
+        self.machineSystem = system
+        self.xsaveSize = xsaveSize
     }
 
     deinit { munmap(runArea, runAreaSize) }

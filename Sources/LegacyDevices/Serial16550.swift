@@ -21,25 +21,25 @@ public final class Serial16550: PortIODevice, @unchecked Sendable {
     static let noInterruptPending: UInt8 = 0x01, transmitterEmptyInterrupt: UInt8 = 0x02, receivedDataInterrupt: UInt8 = 0x04
     static let fifosEnabled: UInt8 = 0xC0
 
-    private let lock = Lock()
+    let lock = Lock()
     private let output: @Sendable ([UInt8]) -> Void
     private let interrupt: @Sendable (Bool) -> Void
     // State below is guarded by `lock`.
-    private var receiveFIFO: [UInt8] = []
-    private var interruptEnableRegister: UInt8 = 0
-    private var lineControlRegister: UInt8 = 0x03
-    private var modemControlRegister: UInt8 = 0
-    private var scratchRegister: UInt8 = 0
-    private var divisorLow: UInt8 = 0x0C  // 9600 baud
-    private var divisorHigh: UInt8 = 0
-    private var fifoControl: UInt8 = 0
+    var receiveFIFO: [UInt8] = []
+    var interruptEnableRegister: UInt8 = 0
+    var lineControlRegister: UInt8 = 0x03
+    var modemControlRegister: UInt8 = 0
+    var scratchRegister: UInt8 = 0
+    var divisorLow: UInt8 = 0x0C  // 9600 baud
+    var divisorHigh: UInt8 = 0
+    var fifoControl: UInt8 = 0
     /// The transmitter-empty interrupt is edge-like: set when THR empties, cleared by an IIR read or a write.
-    private var transmitterInterruptPending = false
-    private var lineAsserted = false
+    var transmitterInterruptPending = false
+    var lineAsserted = false
     private var raisedEdges = 0
     private var transmittedBytes = 0
     /// When the line last went high (the caller's clock), while it is high.
-    private var lineRaisedAt: UInt64?
+    var lineRaisedAt: UInt64?
     private var reassertions = 0
 
     /// `output` receives each byte the guest writes; `interrupt` drives the IRQ line and is

@@ -12,23 +12,31 @@ import Glibc
 
 /// One microVM: guest memory, vCPUs on their own threads, the legacy devices and the
 /// booted kernel. Built completely by `init` (every failure there is a clear error),
-/// then `run` blocks until the guest resets or fails, or `stop` is called.
+/// then `run` blocks until the guest resets or fails, or `stop` is called. A VM can also
+/// be built from a snapshot (`init(restoring:settings:)`, MicroVM+Snapshot.swift), and
+/// paused and snapshotted while it runs.
 public final class MicroVM: Sendable {
     public let configuration: VMConfiguration
     public let memory: GuestMemory
-    public let boot: BootResult
+    /// How the kernel was loaded; nil for a VM restored from a snapshot.
+    public let boot: BootResult?
     public let effectiveCommandLine: String
     let kvm: KVMSystem
     let machine: KVMVirtualMachine
     let vcpus: [VCPU]
     let bus: PortIOBus
     let serial: Serial16550
-    let serialLineRecord = InterruptLineRecord()
-    let latch = StopLatch()
+    let serialLineRecord: InterruptLineRecord
+    let latch: StopLatch
     let virtio: VirtioDeviceSet
     let eventLoop: EventLoop
-    private let threadsLock = Lock()
-    nonisolated(unsafe) private var threads: [HostThread] = []
+    /// Parks the vCPU threads for pause and snapshot (worker i is vCPU i).
+    let vcpuGate: PauseGate
+    /// Serializes pause, resume and snapshot; `paused` is guarded by it.
+    let pauseLock = Lock()
+    nonisolated(unsafe) var paused = false
+    let threadsLock = Lock()
+    nonisolated(unsafe) var threads: [HostThread] = []
     private let assistLock = Lock()
     nonisolated(unsafe) private var assists: [UInt8: Int] = [:]
 
@@ -36,9 +44,81 @@ public final class MicroVM: Sendable {
     /// (0xCC int3, 0x9B fwait). Always empty on hardware KVM.
     public var emulationAssists: [UInt8: Int] { assistLock.withLock { assists } }
 
-    public init(configuration: VMConfiguration) throws {
+    /// KVM, guest memory and every device, before any vCPU exists: what a cold boot and a
+    /// restore build alike (the same devices at the same addresses).
+    struct Platform {
+        let kvm: KVMSystem
+        let machine: KVMVirtualMachine
+        let memory: GuestMemory
+        let eventLoop: EventLoop
+        let virtio: VirtioDeviceSet
+        let serial: Serial16550
+        let serialLineRecord: InterruptLineRecord
+        let latch: StopLatch
+        let bus: PortIOBus
+
+        /// `makeMemory` maps guest RAM for the layout's ranges (fresh, or from a snapshot).
+        init(_ configuration: VMConfiguration, makeMemory: ([(start: GuestAddress, size: UInt64)]) throws -> GuestMemory) throws {
+            let consoleSink = try ConsoleSink.make(configuration.console)
+            kvm = try KVMSystem(path: configuration.kvmPath)
+            try kvm.require()
+            let vcpuLimit = min(kvm.maximumVCPUs, MPTable.maximumVCPUs)
+            if configuration.vcpuCount > vcpuLimit {
+                throw VMMError.vcpuCountInvalid(requested: configuration.vcpuCount, limit: vcpuLimit)
+            }
+            machine = try kvm.createVirtualMachine()
+            try machine.setTSSAddress(BootLayout.kvmTSSAddress)
+            try machine.setIdentityMapAddress(BootLayout.kvmIdentityMapAddress)
+            memory = try makeMemory(BootLayout.ramRanges(memorySize: configuration.memoryMiB << 20))
+            for (slot, region) in memory.regions.enumerated() {
+                try machine.setMemoryRegion(slot: UInt32(slot), guestAddress: region.start.value, size: region.size, hostAddress: region.hostAddress)
+            }
+            // After the memory slots: on kvm_pvm, registering memory once the IRQ chip exists
+            // costs ~6 ms more (measured by bench/boot-bench); hardware KVM accepts either order.
+            try machine.createInterruptController()
+            try machine.createProgrammableIntervalTimer()
+
+            eventLoop = try EventLoop()
+            virtio = try MicroVM.makeVirtioDevices(configuration, memory: memory, machine: machine, eventLoop: eventLoop)
+
+            let machine = self.machine
+            let latch = StopLatch()
+            let serialLine = InterruptLineRecord()
+            serial = Serial16550(output: consoleSink, interrupt: { high in
+                serialLine.record(rising: high, status: Result { try machine.setInterruptLine(Serial16550.com1Interrupt, high: high) })
+            })
+            let keyboard = I8042Controller(onReset: { latch.stop(.reset) })
+            bus = PortIOBus(mappings: [
+                .init(base: Serial16550.com1Base, count: Serial16550.portCount, device: serial),
+                .init(base: I8042Controller.dataPort, count: 5, device: keyboard),
+                .init(base: 0x70, count: 2, device: QuietPort()),  // CMOS/RTC
+                .init(base: 0x80, count: 1, device: QuietPort()),  // POST code / delay port
+            ])
+            self.latch = latch
+            serialLineRecord = serialLine
+        }
+    }
+
+    init(configuration: VMConfiguration, platform: Platform, boot: BootResult?, effectiveCommandLine: String, vcpus: [VCPU]) {
         self.configuration = configuration
-        // Check the user's input before touching KVM, so a typo does not read as a host problem.
+        kvm = platform.kvm
+        machine = platform.machine
+        memory = platform.memory
+        eventLoop = platform.eventLoop
+        virtio = platform.virtio
+        serial = platform.serial
+        serialLineRecord = platform.serialLineRecord
+        latch = platform.latch
+        bus = platform.bus
+        self.boot = boot
+        self.effectiveCommandLine = effectiveCommandLine
+        self.vcpus = vcpus
+        vcpuGate = PauseGate(workers: vcpus.count)
+    }
+
+    /// The size rules every VM obeys, checked before KVM is touched, so a typo does not read
+    /// as a host problem.
+    static func checkSize(_ configuration: VMConfiguration) throws {
         let memoryMiB = configuration.memoryMiB
         if memoryMiB == 0 { throw VMMError.memoryZero }
         let minimumMiB = BootLayout.minimumMemory >> 20
@@ -47,63 +127,30 @@ public final class MicroVM: Sendable {
         if configuration.vcpuCount < 1 || configuration.vcpuCount > MPTable.maximumVCPUs {
             throw VMMError.vcpuCountInvalid(requested: configuration.vcpuCount, limit: MPTable.maximumVCPUs)
         }
+    }
+
+    /// Boots `configuration`'s kernel.
+    public convenience init(configuration: VMConfiguration) throws {
+        try MicroVM.checkSize(configuration)
         let kernel = try FileLoader.read(configuration.kernelPath, role: "kernel")
         let initrd = try configuration.initrdPath.map { try FileLoader.read($0, role: "initrd") }
         let cpuidPolicy = try CPUIDPolicy(hiding: configuration.hiddenCPUFeatures)
-        let consoleSink = try ConsoleSink.make(configuration.console)
-
-        kvm = try KVMSystem(path: configuration.kvmPath)
-        try kvm.require()
-        let vcpuLimit = min(kvm.maximumVCPUs, MPTable.maximumVCPUs)
-        if configuration.vcpuCount > vcpuLimit {
-            throw VMMError.vcpuCountInvalid(requested: configuration.vcpuCount, limit: vcpuLimit)
-        }
-
-        machine = try kvm.createVirtualMachine()
-        try machine.setTSSAddress(BootLayout.kvmTSSAddress)
-        try machine.setIdentityMapAddress(BootLayout.kvmIdentityMapAddress)
-        let memorySize = memoryMiB << 20
-        memory = try GuestMemory(ranges: BootLayout.ramRanges(memorySize: memorySize))
-        for (slot, region) in memory.regions.enumerated() {
-            try machine.setMemoryRegion(slot: UInt32(slot), guestAddress: region.start.value, size: region.size, hostAddress: region.hostAddress)
-        }
-        // After the memory slots: on kvm_pvm, registering memory once the IRQ chip exists
-        // costs ~6 ms more (measured by bench/boot-bench); hardware KVM accepts either order.
-        try machine.createInterruptController()
-        try machine.createProgrammableIntervalTimer()
-
-        eventLoop = try EventLoop()
-        virtio = try MicroVM.makeVirtioDevices(configuration, memory: memory, machine: machine, eventLoop: eventLoop)
+        let platform = try Platform(configuration) { try GuestMemory(ranges: $0) }
 
         var commandLine = KernelCommandLine(configuration.commandLine)
-        commandLine.append(virtio.commandLine)
-        if let root = virtio.rootParameters { commandLine.append(root) }
+        commandLine.append(platform.virtio.commandLine)
+        if let root = platform.virtio.rootParameters { commandLine.append(root) }
         if PVMGuestCommandLine.shouldApply(configuration.pvmCompatibility) {
             commandLine.append(PVMGuestCommandLine.parameters)
         }
-        effectiveCommandLine = commandLine.text
-        boot = try LinuxBoot.load(BootConfiguration(
-            kernel: kernel, initrd: initrd, commandLine: commandLine, memorySize: memorySize,
-            vcpuCount: configuration.vcpuCount, preferPVH: configuration.preferPVH), into: memory)
+        let boot = try LinuxBoot.load(BootConfiguration(
+            kernel: kernel, initrd: initrd, commandLine: commandLine, memorySize: configuration.memoryMiB << 20,
+            vcpuCount: configuration.vcpuCount, preferPVH: configuration.preferPVH), into: platform.memory)
 
-        let machine = self.machine
-        let latch = self.latch
-        let serialLine = serialLineRecord
-        serial = Serial16550(output: consoleSink, interrupt: { high in
-            serialLine.record(rising: high, status: Result { try machine.setInterruptLine(Serial16550.com1Interrupt, high: high) })
-        })
-        let keyboard = I8042Controller(onReset: { latch.stop(.reset) })
-        bus = PortIOBus(mappings: [
-            .init(base: Serial16550.com1Base, count: Serial16550.portCount, device: serial),
-            .init(base: I8042Controller.dataPort, count: 5, device: keyboard),
-            .init(base: 0x70, count: 2, device: QuietPort()),  // CMOS/RTC
-            .init(base: 0x80, count: 1, device: QuietPort()),  // POST code / delay port
-        ])
-
-        let supported = try kvm.supportedCPUID().map(\.neutral)
+        let supported = try platform.kvm.supportedCPUID().map(\.neutral)
         var created: [VCPU] = []
         for id in 0..<configuration.vcpuCount {
-            let vcpu = try machine.createVCPU(id: UInt32(id))
+            let vcpu = try platform.machine.createVCPU(id: UInt32(id))
             try vcpu.setCPUID(cpuidPolicy.entries(for: id, of: configuration.vcpuCount, supported: supported).map(kvm_cpuid_entry2.init))
             try vcpu.setMSRs(ModelSpecificRegister.bootValues)
             try MicroVM.configureLocalInterrupts(vcpu)
@@ -115,7 +162,7 @@ public final class MicroVM: Sendable {
             if id == 0 { try MicroVM.loadBootState(boot.bootProcessorState, into: vcpu) }
             created.append(vcpu)
         }
-        vcpus = created
+        self.init(configuration: configuration, platform: platform, boot: boot, effectiveCommandLine: commandLine.text, vcpus: created)
     }
 
     static func makeVirtioDevices(_ configuration: VMConfiguration, memory: GuestMemory, machine: KVMVirtualMachine,
@@ -219,6 +266,8 @@ public final class MicroVM: Sendable {
         threadsLock.withLock { threads = started }
         if configuration.forwardStandardInput { try startConsoleInput() }
         let reason = latch.wait()
+        // A paused VM stops too: parked vCPUs and the parked loop are let go.
+        vcpuGate.release()
         for (vcpu, thread) in zip(vcpus, started) {
             vcpu.requestExit()
             thread.kick()
@@ -349,6 +398,9 @@ public final class MicroVM: Sendable {
             case .mmioWrite(let address, let bytes):
                 _ = virtio.write(address: address, bytes: bytes)
             case .interrupted:
+                // A pause kicked this vCPU out (the run that returned this completed any
+                // I/O it had exited for): wait here until resumed or stopped.
+                if vcpuGate.pauseRequested { vcpuGate.park(worker: Int(vcpu.id)) }
                 continue
             case .halt:
                 latch.stop(.failed("vCPU \(vcpu.id) halted with no interrupt controller to wake it"))

@@ -14,6 +14,10 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
     case deviceSetupFailed(String)
     case noFreeDriveSlot(slots: Int)
     case notADriveSlot(index: Int)
+    /// Pause, resume or snapshot refused or failed (the VM keeps running unless it says so).
+    case pauseFailed(String)
+    /// The snapshot cannot be written, read or restored; says why.
+    case snapshotFailed(String)
 
     public var description: String {
         switch self {
@@ -44,6 +48,10 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
         case .noFreeDriveSlot(let slots):
             return slots == 0 ? "this VM has no drive slots (start it with --drive-slots N)"
                 : "all \(slots) drive slots are in use; detach one first"
+        case .pauseFailed(let reason):
+            return "cannot pause the VM: \(reason)"
+        case .snapshotFailed(let reason):
+            return "snapshot: \(reason)"
         case .notADriveSlot(let index):
             return "drive \(index) is not a drive slot"
         }

@@ -32,6 +32,8 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     public private(set) var capacitySectors: UInt64
     private var descriptor: Int32
     private var identifier: [UInt8]
+    /// The identifier as given (nil: derived from the file name).
+    public private(set) var identifierText: String?
     private var context: VirtioDeviceContext?  // guarded by the transport's lock
 
     public var deviceFeatures: UInt64 {
@@ -48,6 +50,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
         self.descriptor = medium.descriptor
         self.capacitySectors = medium.sectors
         self.identifier = BlockDevice.identifierBytes(identifier, path: path)
+        self.identifierText = identifier
     }
 
     /// A drive with no medium yet: capacity 0, every read or write fails until `insertMedium`.
@@ -69,6 +72,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
         self.descriptor = medium.descriptor
         self.capacitySectors = medium.sectors
         self.identifier = BlockDevice.identifierBytes(identifier, path: path)
+        self.identifierText = identifier
     }
 
     /// Empties the drive (the guest should have stopped using it). Call through the
@@ -79,6 +83,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
         capacitySectors = 0
         path = ""
         identifier = BlockDevice.identifierBytes(nil, path: "")
+        identifierText = nil
     }
 
     private static func open(_ path: String, readOnly: Bool) throws -> (descriptor: Int32, sectors: UInt64) {

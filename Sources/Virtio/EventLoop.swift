@@ -31,6 +31,8 @@ public final class EventLoop: @unchecked Sendable {
         return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
     }
     private let wakeFD: Int32
+    /// Holds the loop thread between rounds while the VM is paused (no handler or timer runs).
+    private let gate = PauseGate(workers: 1)
 
     public init() throws {
         wakeFD = clinux_eventfd(0)
@@ -76,7 +78,19 @@ public final class EventLoop: @unchecked Sendable {
 
     public func stop() {
         lock.withLock { stopping = true }
+        gate.release()
         wake()
+    }
+
+    /// Stops the loop between rounds: once this returns true, no handler or timer runs until
+    /// `resume`. False when the loop thread did not stop within `timeout` seconds (or the
+    /// loop is stopping); call `resume` either way.
+    public func pause(timeout: Double = 5) -> Bool {
+        gate.pause(timeout: timeout) { wake() }
+    }
+
+    public func resume() {
+        gate.resume()
     }
 
     private func wake() {
@@ -91,6 +105,10 @@ public final class EventLoop: @unchecked Sendable {
                 stopping ? [] : handlers.map { ($0.key, $0.value.events, $0.value.handler) }
             }
             if lock.withLock({ stopping }) { return }
+            if gate.pauseRequested {
+                gate.park(worker: 0)
+                continue
+            }
             let (due, timeout) = takeDueTimers(now: EventLoop.now())
             for timer in due { timer.work() }
             if !due.isEmpty {

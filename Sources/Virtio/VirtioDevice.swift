@@ -77,6 +77,18 @@ public protocol VirtioDevice: AnyObject, Sendable {
     func queueNotified(_ index: Int)
     /// The driver reset the device (status 0): drop all state, close backend connections.
     func reset()
+    /// The VM is paused for a snapshot: give back every chain popped but not yet used (the
+    /// queue's next-available index then covers only finished requests), so that a restore
+    /// loses no buffer of the driver's.
+    func prepareForSnapshot()
+    /// The device was activated again from a snapshot, in a new process: tell the driver
+    /// what did not survive (vsock: every connection).
+    func restoredFromSnapshot()
+}
+
+extension VirtioDevice {
+    public func prepareForSnapshot() {}
+    public func restoredFromSnapshot() {}
 }
 
 public enum VirtioFeature {

@@ -29,18 +29,18 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
     public let device: any VirtioDevice
     public let memory: GuestMemory
     public let queues: [Virtqueue]
-    private let lock = Lock()
-    private let raiseInterrupt: @Sendable () -> Void
+    let lock = Lock()
+    let raiseInterrupt: @Sendable () -> Void
     private let report: @Sendable (String) -> Void
     // Register state, guarded by `lock`.
-    private var status: UInt32 = 0
-    private var deviceFeaturesSelect: UInt32 = 0
-    private var driverFeaturesSelect: UInt32 = 0
-    private var driverFeatures: UInt64 = 0
-    private var queueSelect: UInt32 = 0
-    private var interruptStatus: UInt32 = 0
-    private var configurationGeneration: UInt32 = 0
-    private var active = false
+    var status: UInt32 = 0
+    var deviceFeaturesSelect: UInt32 = 0
+    var driverFeaturesSelect: UInt32 = 0
+    var driverFeatures: UInt64 = 0
+    var queueSelect: UInt32 = 0
+    var interruptStatus: UInt32 = 0
+    var configurationGeneration: UInt32 = 0
+    var active = false
     private var brokenQueueErrors = 0
 
     /// `raiseInterrupt` asserts the device's interrupt (an irqfd write); `report` receives
@@ -102,6 +102,11 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
             }
             return result
         }
+    }
+
+    /// Reads the device's state under the lock (every device call holds it).
+    public func inspect<T>(_ body: () throws -> T) rethrows -> T {
+        try lock.withLock(body)
     }
 
     /// A queue notification that arrived through an ioeventfd rather than a register write.
@@ -203,13 +208,7 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
                     queue.eventIndex = driverFeatures & VirtioFeature.ringEventIndex != 0
                     try queue.validate(memory: memory)
                 }
-                let raise = raiseInterrupt
-                let context = VirtioDeviceContext(
-                    memory: memory, queues: queues, acceptedFeatures: driverFeatures,
-                    signalUsed: { [weak self] index in self?.signalUsedLocked(index, raise: raise) },
-                    serialized: { [weak self] body in self?.lock.withLock(body) },
-                    queueBroken: { [weak self] index, error in self?.queueBrokenLocked(index, error, raise: raise) })
-                try device.activate(context)
+                try device.activate(makeContextLocked())
                 active = true
             } catch {
                 report("virtio-mmio: activation failed: \(error)")
@@ -217,6 +216,16 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
             }
         }
         status = newStatus
+    }
+
+    /// What the device gets at DRIVER_OK (and again at restore).
+    func makeContextLocked() -> VirtioDeviceContext {
+        let raise = raiseInterrupt
+        return VirtioDeviceContext(
+            memory: memory, queues: queues, acceptedFeatures: driverFeatures,
+            signalUsed: { [weak self] index in self?.signalUsedLocked(index, raise: raise) },
+            serialized: { [weak self] body in self?.lock.withLock(body) },
+            queueBroken: { [weak self] index, error in self?.queueBrokenLocked(index, error, raise: raise) })
     }
 
     /// How many times a queue of this device was found broken (a chain that failed

@@ -70,9 +70,9 @@ public final class Virtqueue: @unchecked Sendable {
     /// VIRTIO_F_RING_EVENT_IDX negotiated: notifications use used_event / avail_event.
     public var eventIndex = false
     // Device progress
-    public private(set) var nextAvailable: UInt16 = 0
-    public private(set) var nextUsed: UInt16 = 0
-    private var lastSignalledUsed: UInt16 = 0
+    public internal(set) var nextAvailable: UInt16 = 0
+    public internal(set) var nextUsed: UInt16 = 0
+    var lastSignalledUsed: UInt16 = 0
 
     public init(maximumSize: UInt16) {
         self.maximumSize = maximumSize

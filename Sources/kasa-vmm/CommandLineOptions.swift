@@ -34,6 +34,7 @@ struct CommandLineOptions {
     var networks: [String] = []
     var driveSlots: Int?
     var apiSocket: String?
+    var restore: String?
     var entropy = false
     var vsockPath: String?
     var vsockCID: UInt64?
@@ -47,7 +48,7 @@ struct CommandLineOptions {
     enum Key {
         case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput, parentPID
         case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, network, noPVH
-        case verbose, help, version
+        case restore, verbose, help, version
     }
 
     struct Option {
@@ -97,7 +98,10 @@ struct CommandLineOptions {
         Option(key: .driveSlots, names: ["drive-slots"], short: nil, valueName: "n",
                help: "Add n empty read-only virtio-blk drives after the --drive ones, filled while the guest runs through --api-socket."),
         Option(key: .apiSocket, names: ["api-socket"], short: nil, valueName: "path",
-               help: "Serve a control socket (JSON lines: attach-drive, detach-drive) at this path."),
+               help: "Serve a control socket (JSON lines: attach-drive, detach-drive, pause, resume, snapshot) at this path."),
+        Option(key: .restore, names: ["restore"], short: nil, valueName: "dir",
+               help: "Continue the VM saved in this snapshot directory instead of booting a kernel. Takes the clone's own "
+                   + "--vsock-uds, --net, --console, --api-socket; the snapshot fixes everything else."),
         Option(key: .entropy, names: ["rng"], short: nil, valueName: nil,
                help: "Add a virtio-rng device fed by the host's getrandom."),
         Option(key: .vsockPath, names: ["vsock-uds"], short: nil, valueName: "path",
@@ -219,6 +223,7 @@ struct CommandLineOptions {
         case .network: networks.append(value)
         case .driveSlots: driveSlots = try Self.number(value, for: option)
         case .apiSocket: apiSocket = value
+        case .restore: restore = value
         case .vsockPath: vsockPath = value
         case .vsockCID: vsockCID = try Self.number(value, for: option)
         case .parentPID: parentPID = try Self.number(value, for: option)
@@ -323,6 +328,7 @@ struct CommandLineOptions {
 
             USAGE: kasa-vmm --kernel <path> [<options>]
                    kasa-vmm --config-file <path> [<options>]
+                   kasa-vmm --restore <dir> [--vsock-uds <path>] [--net <spec>] [--console <c>] [--api-socket <path>]
 
             OPTIONS:
 

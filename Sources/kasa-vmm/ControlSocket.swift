@@ -13,6 +13,11 @@ import Glibc
 ///       -> {"ok": true, "index": 2, "device": "/dev/vdc"}
 ///     {"action": "detach-drive", "index": 2}
 ///       -> {"ok": true}
+///     {"action": "pause"} / {"action": "resume"}
+///       -> {"ok": true}
+///     {"action": "snapshot", "path": "/run/vc/vm/template"}
+///       -> {"ok": true, "memory_bytes": N, "memory_bytes_written": M}
+///       (a running VM is paused for the snapshot and continues after it)
 ///     anything else -> {"ok": false, "error": "..."}
 ///
 /// The socket is created with mode 0600 (only the VMM's user may drive it). One client
@@ -83,8 +88,19 @@ struct ControlSocket {
                 }
                 try vm.detachDrive(index: index)
                 return .object(JSONObject([("ok", .bool(true))]))
+            case "pause":
+                try vm.pause()
+                return .object(JSONObject([("ok", .bool(true))]))
+            case "resume":
+                vm.resume()
+                return .object(JSONObject([("ok", .bool(true))]))
+            case "snapshot":
+                guard let path = request["path"]?.stringValue, !path.isEmpty else { return failure("snapshot needs \"path\" (a directory)") }
+                let summary = try vm.snapshot(to: path, vmmVersion: CommandLineOptions.version)
+                return .object(JSONObject([("ok", .bool(true)), ("memory_bytes", .number(JSONNumber(Int(summary.memoryBytes)))),
+                                           ("memory_bytes_written", .number(JSONNumber(Int(summary.memoryBytesWritten))))]))
             default:
-                return failure("unknown action \"\(action)\" (attach-drive, detach-drive)")
+                return failure("unknown action \"\(action)\" (attach-drive, detach-drive, pause, resume, snapshot)")
             }
         } catch {
             return failure("\(error)")

@@ -56,13 +56,23 @@ enum KasaVMM {
     /// failed, 2 on bad input (the help text's EXIT STATUS).
     static func run(_ options: CommandLineOptions) -> Int32 {
         do {
-            let configuration = try options.resolveConfiguration()
-            let vm = try MicroVM(configuration: configuration)
+            let vm: MicroVM
+            if let directory = options.restore {
+                vm = try MicroVM(restoring: directory, settings: try options.restoreSettings(),
+                                 vmmVersion: CommandLineOptions.version)
+            } else {
+                vm = try MicroVM(configuration: try options.resolveConfiguration())
+            }
+            let configuration = vm.configuration
             if let path = options.apiSocket { try ControlSocket(path: path).serve(vm) }
             if options.verbose {
                 let host = KVMSystem.isPVMHost ? "kvm_pvm (guest kernel code is emulated; expect slow boots)" : "hardware KVM"
                 log("host: \(host)")
-                log("kernel: \(configuration.kernelPath) via \(vm.boot.entryProtocol.rawValue) entry at 0x\(String(vm.boot.bootProcessorState.rip, radix: 16))")
+                if let boot = vm.boot {
+                    log("kernel: \(configuration.kernelPath) via \(boot.entryProtocol.rawValue) entry at 0x\(String(boot.bootProcessorState.rip, radix: 16))")
+                } else {
+                    log("restored from: \(configuration.kernelPath)")
+                }
                 log("memory: \(configuration.memoryMiB) MiB, vCPUs: \(configuration.vcpuCount)")
                 log("command line: \(vm.effectiveCommandLine)")
             }
@@ -93,6 +103,28 @@ enum KasaVMM {
 }
 
 extension CommandLineOptions {
+    /// With --restore the snapshot fixes the machine; only a clone's own host ends may be given.
+    func restoreSettings() throws -> RestoreSettings {
+        let fixed: [(String, Bool)] = [
+            ("--config-file", configFile != nil), ("--kernel", kernel != nil), ("--initrd", initrd != nil),
+            ("--cmdline", cmdline != nil), ("--memory", memory != nil), ("--vcpus", vcpus != nil),
+            ("--hide-cpu-feature", !hiddenFeatures.isEmpty), ("--pvm-compat", pvmCompatibility != nil),
+            ("--drive", !drives.isEmpty), ("--drive-slots", driveSlots != nil), ("--rng", entropy),
+            ("--vsock-cid", vsockCID != nil), ("--no-pvh", noPVH),
+        ]
+        if let given = fixed.first(where: { $0.1 }) {
+            throw VMMError.deviceSetupFailed("\(given.0) cannot be combined with --restore (the snapshot fixes it)")
+        }
+        let interfaces = try networks.map(NetworkSpecification.parse)
+        if let withMAC = interfaces.first(where: { $0.mac != nil }) {
+            throw VMMError.deviceSetupFailed("--net with --restore takes tap= or fd= only (the guest keeps its MAC \(withMAC.mac!))")
+        }
+        return RestoreSettings(
+            vsockUDSPath: vsockPath, networkBackends: interfaces.map(\.backend),
+            console: try ConsoleChoice.parse(console ?? "stdout"),
+            forwardStandardInput: !noStandardInput && (isatty(STDIN_FILENO) != 0 || ConsoleChoice.standardInputIsReadable))
+    }
+
     func resolveConfiguration() throws -> VMConfiguration {
         let file = try configFile.map { try ConfigurationFile.load(path: $0) }
         guard let kernelPath = kernel ?? file?.bootSource?.kernelImagePath else {

@@ -8,7 +8,7 @@ import VMM
     @Test func pvhEntryReceivesStartInfoAndCommandLine() throws {
         let run = try GuestRun.boot(try GuestBuilder.elf("pvh32"), commandLine: "hello pvh")
         #expect(run.reason == .reset, "console: \(run.console)")
-        #expect(run.vm.boot.entryProtocol.rawValue == "pvh")
+        #expect(run.vm.boot?.entryProtocol.rawValue == "pvh")
         #expect(run.console.contains("PVH32 OK\nstart_info magic ok\ncmdline=hello pvh"))
         #expect(run.console.contains("e820 entries=3"))
     }
@@ -16,14 +16,14 @@ import VMM
     @Test func sixtyFourBitEntryReceivesTheZeroPage() throws {
         let run = try GuestRun.boot(try GuestBuilder.elf("long64"), commandLine: "hello long mode")
         #expect(run.reason == .reset, "console: \(run.console)")
-        #expect(run.vm.boot.entryProtocol.rawValue == "elf64")
+        #expect(run.vm.boot?.entryProtocol.rawValue == "elf64")
         #expect(run.console.contains("LONG64 OK\nzero page ok\ncmdline=hello long mode"))
     }
 
     @Test func bzImageBootsThroughTheSixtyFourBitProtocol() throws {
         let run = try GuestRun.boot(try GuestBuilder.flat("bzimage"))
         #expect(run.reason == .reset, "console: \(run.console)")
-        #expect(run.vm.boot.entryProtocol.rawValue == "bzImage")
+        #expect(run.vm.boot?.entryProtocol.rawValue == "bzImage")
         #expect(run.console == "BZIMAGE OK\nsetup header ok\n")
     }
 

@@ -41,6 +41,22 @@ static const unsigned long CKVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 static const unsigned long CKVM_GET_MP_STATE = KVM_GET_MP_STATE;
 static const unsigned long CKVM_SET_MP_STATE = KVM_SET_MP_STATE;
 static const unsigned long CKVM_TRANSLATE = KVM_TRANSLATE;
+// Snapshot and restore: the rest of a vCPU's state, the irqchip, the PIT and kvm-clock.
+static const unsigned long CKVM_GET_MSR_INDEX_LIST = KVM_GET_MSR_INDEX_LIST;
+static const unsigned long CKVM_GET_CPUID2 = KVM_GET_CPUID2;
+static const unsigned long CKVM_GET_XSAVE = KVM_GET_XSAVE;
+static const unsigned long CKVM_SET_XSAVE = KVM_SET_XSAVE;
+static const unsigned long CKVM_GET_XSAVE2 = KVM_GET_XSAVE2;
+static const unsigned long CKVM_GET_XCRS = KVM_GET_XCRS;
+static const unsigned long CKVM_SET_XCRS = KVM_SET_XCRS;
+static const unsigned long CKVM_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+static const unsigned long CKVM_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
+static const unsigned long CKVM_GET_IRQCHIP = KVM_GET_IRQCHIP;
+static const unsigned long CKVM_SET_IRQCHIP = KVM_SET_IRQCHIP;
+static const unsigned long CKVM_GET_PIT2 = KVM_GET_PIT2;
+static const unsigned long CKVM_SET_PIT2 = KVM_SET_PIT2;
+static const unsigned long CKVM_GET_CLOCK = KVM_GET_CLOCK;
+static const unsigned long CKVM_SET_CLOCK = KVM_SET_CLOCK;
 static const uint32_t CKVM_IOEVENTFD_FLAG_DATAMATCH = KVM_IOEVENTFD_FLAG_DATAMATCH;
 
 int ckvm_ioctl_none(int fd, unsigned long request);

@@ -11,6 +11,12 @@ int clinux_eventfd(unsigned int initial);
 // Fills `buffer` from the kernel's random pool; returns bytes written or -1 with errno set.
 long clinux_getrandom(void *buffer, unsigned long length);
 
+// memfd_create(name, MFD_CLOEXEC): anonymous memory with a descriptor (guest RAM, so a
+// snapshot can find the pages ever written with SEEK_DATA). fd or -1 with errno set.
+int clinux_memfd(const char *name);
+// lseek's SEEK_DATA and SEEK_HOLE, which Swift's Glibc module does not export.
+static const int CLINUX_SEEK_DATA = 3, CLINUX_SEEK_HOLE = 4;
+
 // prctl(PR_SET_PDEATHSIG): `signal` is sent to this process when the thread that
 // started it exits (prctl is variadic, so Swift cannot call it directly). 0 or -1.
 int clinux_set_parent_death_signal(int signal);
