@@ -104,12 +104,13 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "KasaJSON", "KasaTOML", "CLinux", .product(name: "HostOS", package: "guest-agent"),
                                                          .product(name: "AgentProtocol", package: "guest-agent")]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "SnapshotTests", dependencies: ["Snapshot"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices", .product(name: "HostOS", package: "guest-agent")]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver", .product(name: "HostOS", package: "guest-agent")]),
         // Boots tiny guests (assembled from Tests/guests with gcc) and the real kernel under KVM,
         // and drives kata-agent in a VM over vsock (AgentProtocol).
-        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory", "LegacyDevices", .product(name: "HostOS", package: "guest-agent"),
+        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory", "LegacyDevices", "Snapshot", .product(name: "HostOS", package: "guest-agent"),
                                                                 .product(name: "AgentProtocol", package: "guest-agent")]),
     ],
     swiftLanguageModes: [.v6]

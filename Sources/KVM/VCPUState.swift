@@ -156,3 +156,19 @@ extension VCPU {
         try setCPUID(entries)
     }
 }
+
+extension VCPUState {
+    /// Where the vCPU stopped (RIP), if the registers were captured.
+    public var instructionPointer: UInt64? {
+        guard let bytes = parts.first(where: { $0.part == .registers })?.bytes, bytes.count == MemoryLayout<kvm_regs>.size else { return nil }
+        // Safe: the size matches kvm_regs, a plain C struct.
+        return bytes.withUnsafeBytes { $0.loadUnaligned(as: kvm_regs.self) }.rip
+    }
+
+    /// The privilege level it was running at (the low bits of CS), 0 for the kernel, 3 for user code.
+    public var privilegeLevel: Int? {
+        guard let bytes = parts.first(where: { $0.part == .specialRegisters })?.bytes, bytes.count == MemoryLayout<kvm_sregs>.size else { return nil }
+        // Safe: the size matches kvm_sregs, a plain C struct.
+        return Int(bytes.withUnsafeBytes { $0.loadUnaligned(as: kvm_sregs.self) }.cs.selector & 3)
+    }
+}

@@ -125,7 +125,7 @@ public enum SnapshotFiles {
     public static func openMemory(directory: String, snapshotID: [UInt8], memoryBytes: UInt64, format: UInt32) throws -> Int32 {
         let path = directory + "/" + memoryName
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw SnapshotError.memoryFileMismatch("cannot open \(path): \(errorText())") }
+        guard descriptor >= 0 else { throw SnapshotError.io("cannot open the snapshot's memory file \(path): \(errorText())") }
         do {
             var header = [UInt8](repeating: 0, count: Int(memoryOffset))
             let count = header.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }

@@ -131,3 +131,42 @@ extension MicroVM {
         try transport.restore(record.transport)
     }
 }
+
+/// What a snapshot holds, for people and tools (`kata-runtime factory status`, the tests).
+public struct SnapshotDescription: Sendable {
+    public let vmmVersion: String
+    public let cpuModel: String
+    public let memoryMiB: UInt64
+    public let commandLine: String
+    /// Each vCPU's instruction pointer and privilege level (0 kernel, 3 user) when saved.
+    public let vcpus: [(instructionPointer: UInt64?, privilegeLevel: Int?)]
+    /// The virtio devices in slot order: "drive", "drive-slot", "entropy", "vsock", "network".
+    public let devices: [String]
+}
+
+extension MicroVM {
+    /// Reads and checks a snapshot's state file (not its memory file).
+    public static func describeSnapshot(_ directory: String) throws -> SnapshotDescription {
+        let manifest: SnapshotManifest
+        do {
+            manifest = try SnapshotManifest(decoding: try SnapshotFiles.decodeState(
+                try SnapshotFiles.readState(directory: directory), path: directory + "/" + SnapshotFiles.stateName,
+                format: SnapshotManifest.formatVersion))
+        } catch {
+            throw VMMError.snapshotFailed("\(error)")
+        }
+        return SnapshotDescription(
+            vmmVersion: manifest.vmmVersion, cpuModel: manifest.cpuModel, memoryMiB: manifest.memoryMiB,
+            commandLine: manifest.commandLine,
+            vcpus: manifest.vcpus.map { ($0.instructionPointer, $0.privilegeLevel) },
+            devices: manifest.devices.map { record in
+                switch record.kind {
+                case .drive: return "drive"
+                case .driveSlot: return "drive-slot"
+                case .entropy: return "entropy"
+                case .vsock: return "vsock"
+                case .network: return "network"
+                }
+            })
+    }
+}
