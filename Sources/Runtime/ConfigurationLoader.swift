@@ -102,6 +102,17 @@ public enum ConfigurationLoader {
             case "disable_new_netns": configuration.runtime.disableNewNetworkNamespace = try boolean(entry, place)
             default: return .unknownKey
             }
+        case "factory":
+            switch entry.key {
+            case "enable_template": configuration.factory.enableTemplate = try boolean(entry, place)
+            case "template_path":
+                let path = try string(entry, place)
+                guard path.hasPrefix("/"), path.count > 1 else {
+                    throw RuntimeError.configuration("\(place): \"\(path)\" is not an absolute directory path")
+                }
+                configuration.factory.templatePath = path
+            default: return .unknownKey
+            }
         default:
             return .unknownTable
         }

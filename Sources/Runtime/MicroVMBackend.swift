@@ -1,5 +1,6 @@
 import AgentProtocol
 import HostOS
+import KVM
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,6 +36,10 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         public var containerInitTimeout: Int?
         /// The pod's network: its TAPs become the VM's NICs (passed to kasa-vmm as fds).
         public var network: PodNetwork?
+        /// `[factory] template_path` when `enable_template` is on: the VM is restored from
+        /// the template's snapshot (built first if missing or stale) when it can be (the
+        /// configured size, no network interfaces); else it boots.
+        public var templatePath: String?
 
         /// The agent's container set-up limit for a host that waits `callTimeout` seconds for
         /// each agent call: three quarters of it.
@@ -55,10 +60,33 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             imageCache = RootfsImageCache(directory: configuration.runtime.imageCacheDirectory)
             consoleToStandardError = configuration.runtime.enableDebug
             debugConsole = configuration.agent.debugConsoleEnabled
+            templatePath = configuration.factory.enableTemplate ? configuration.factory.templatePath : nil
+            defaultMemoryMiB = configuration.hypervisor.defaultMemoryMiB
+            defaultVCPUs = configuration.hypervisor.defaultVCPUs
+            dialTimeout = Double(configuration.effectiveDialTimeout(onPVMHost: KVMSystem.isPVMHost))
+        }
+
+        /// The configured size, which the template has.
+        public var defaultMemoryMiB: Int
+        public var defaultVCPUs: Int
+        /// Seconds to wait for a template VM's agent.
+        public var dialTimeout: Double
+
+        /// Why this sandbox cannot start from the template (nil: it can).
+        var templateObstacle: String? {
+            guard templatePath != nil else { return "templates are off" }
+            if network != nil { return "the pod has network interfaces (templates have none yet)" }
+            if memoryMiB != defaultMemoryMiB || vcpus != defaultVCPUs {
+                return "the sandbox asks for \(memoryMiB) MiB and \(vcpus) vCPUs, the template has \(defaultMemoryMiB) MiB and \(defaultVCPUs)"
+            }
+            return nil
         }
     }
 
-    public let settings: Settings
+    public private(set) var settings: Settings
+    /// The running VM was restored from the template: it gets fresh entropy and the time
+    /// before anything else (`connect`).
+    private var restoredFromTemplate = false
     public var network: PodNetwork? { settings.network }
     public var socketPath: String { settings.stateDirectory + "/vsock.sock" }
     public var consoleLogPath: String { settings.stateDirectory + "/console.log" }
@@ -80,7 +108,9 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     /// The guest command line: the console, no reboot on panic loops, and `quiet` unless
     /// debugging (on kvm_pvm every console byte is a VM exit). kasa-vmm adds the virtio
     /// and PVM parameters itself.
-    var kernelCommandLine: String {
+    var kernelCommandLine: String { MicroVMBackend.kernelCommandLine(settings) }
+
+    static func kernelCommandLine(_ settings: Settings) -> String {
         var words = ["console=ttyS0", "reboot=k", "panic=-1"]
         if !settings.image.isEmpty {
             // kasa-vmm adds root=/dev/vda ro for the root drive.
@@ -91,6 +121,11 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         if let seconds = settings.containerInitTimeout { words.append("agent.container_init_timeout=\(seconds)") }
         if !settings.extraKernelParameters.isEmpty { words.append(settings.extraKernelParameters) }
         return words.joined(separator: " ")
+    }
+
+    /// The agent's own disk (the root, /dev/vda) or its initrd.
+    static func bootMediumArguments(_ settings: Settings) -> [String] {
+        settings.image.isEmpty ? ["--initrd", settings.initrd] : ["--drive", "path=\(settings.image),readonly=on,root=on"]
     }
 
     public func launch(rootfs: String) throws(RuntimeError) -> AgentMount {
@@ -105,8 +140,11 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         let image = try settings.imageCache.image(for: rootfs)
         rootfsImage = image
         try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
+        if settings.templateObstacle == nil, let templatePath = settings.templatePath {
+            return try launchFromTemplate(templatePath, image: image)
+        }
         // The agent's own disk first (the root, /dev/vda), then the container's.
-        let boot = bootsImage ? ["--drive", "path=\(settings.image),readonly=on,root=on"] : ["--initrd", settings.initrd]
+        let boot = MicroVMBackend.bootMediumArguments(settings)
         let rootfsDrive = MicroVMBackend.driveSerial(forContainer: settings.sandboxID)
         var arguments = ["--kernel", settings.kernel] + boot + [
             "--cmdline", kernelCommandLine,
@@ -134,6 +172,31 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             throw RuntimeError.sandbox("stopped while starting")
         }
         return MicroVMBackend.rootfsMount(serial: rootfsDrive)
+    }
+
+    /// The VM restored from the template (built first if it must be), with the container's
+    /// rootfs in its first drive slot.
+    private func launchFromTemplate(_ templatePath: String, image: RootfsImageCache.Image) throws(RuntimeError) -> AgentMount {
+        let template = VMTemplate(path: templatePath)
+        let snapshot = try template.ensure(for: settings)
+        settings.driveSlots = VMTemplate.driveSlots
+        restoredFromTemplate = true
+        let arguments = ["--restore", snapshot, "--vsock-uds", socketPath, "--no-stdin", "--api-socket", controlSocketPath,
+                         "--parent-pid", String(getpid()),
+                         "--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
+        let child = try ChildProcess(settings.vmmPath, arguments, stdin: .null, stdout: .null,
+                                     stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath))
+        try? HostFile.write(Array("\(child.pid)\n".utf8), to: vmmPIDPath)
+        guard lifecycle.adopt(child, name: "kasa-vmm") else {
+            child.signal(SIGKILL)
+            throw RuntimeError.sandbox("stopped while starting")
+        }
+        let serial = MicroVMBackend.driveSerial(forContainer: settings.sandboxID)
+        try VMTemplate.waitForSocket(controlSocketPath, deadline: MonotonicClock.now + 30) { () throws(RuntimeError) in
+            if let failure { throw RuntimeError.sandbox("the VM restored from \(templatePath) stopped: \(failure)\(failureDetail)") }
+        }
+        _ = try VMMControlClient(socketPath: controlSocketPath).attachDrive(path: image.path, serial: serial)
+        return MicroVMBackend.rootfsMount(serial: serial)
     }
 
     /// The virtio-blk serial (GET_ID, at most 20 bytes) of a container's rootfs drive:
@@ -171,11 +234,37 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     }
 
     public func connect(deadline: Double) throws(RuntimeError) -> AgentClient {
+        let client: AgentClient
+        do {
+            client = try MicroVMBackend.dialAgent(socketPath: socketPath, deadline: deadline) { () throws(RuntimeError) in
+                if lifecycle.isTearingDown { throw RuntimeError.sandbox("stopped while connecting") }
+                if let failure { throw RuntimeError.sandbox("the VM stopped before its agent answered: \(failure)\(failureDetail)") }
+            }
+        } catch {
+            if case .sandbox(let message) = error, message.hasPrefix("the agent did not answer") {
+                throw RuntimeError.sandbox(message + failureDetail)
+            }
+            throw error
+        }
+        if restoredFromTemplate {
+            do {
+                try VMTemplate.makeUnique(client)
+            } catch {
+                client.connection.close()
+                throw error
+            }
+        }
+        return client
+    }
+
+    /// Dials the agent through kasa-vmm's vsock bridge until it answers or `deadline`
+    /// passes; `check` runs before every attempt and throws to give up early.
+    static func dialAgent(socketPath: String, deadline: Double,
+                          check: () throws(RuntimeError) -> Void) throws(RuntimeError) -> AgentClient {
         var attempts = 0
         var lastProblem = "no attempt"
         while MonotonicClock.now < deadline {
-            if lifecycle.isTearingDown { throw RuntimeError.sandbox("stopped while connecting") }
-            if let failure { throw RuntimeError.sandbox("the VM stopped before its agent answered: \(failure)\(failureDetail)") }
+            try check()
             attempts += 1
             switch UnixStream.connect(socketPath) {
             case .failure(let error):
@@ -193,7 +282,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             }
             usleep(100_000)
         }
-        throw RuntimeError.sandbox("the agent did not answer within the dial timeout (\(attempts) attempts, last: \(lastProblem))\(failureDetail)")
+        throw RuntimeError.sandbox("the agent did not answer within the dial timeout (\(attempts) attempts, last: \(lastProblem))")
     }
 
     public var failure: String? { lifecycle.failure }

@@ -44,6 +44,16 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         public var disableNewNetworkNamespace = false
     }
 
+    /// [factory]: VM templates (Kata's keys).
+    public struct Factory: Sendable, Equatable {
+        /// Start sandboxes by restoring a snapshot of a booted template VM instead of booting
+        /// a kernel (built on first use, or by `kata-runtime factory init`).
+        public var enableTemplate = false
+        /// Where the template's snapshot lives (a tmpfs, so its pages are memory that every
+        /// sandbox shares read-only).
+        public var templatePath = "/run/vc/vm/template"
+    }
+
     /// `tcfilter`: a TAP per pod interface joined to it by tc filters (Kata's default);
     /// `none`: the VM gets no NIC.
     public enum InternetworkingModel: String, Sendable, Equatable, CaseIterable {
@@ -54,6 +64,7 @@ public struct RuntimeConfiguration: Sendable, Equatable {
     public var hypervisor: Hypervisor
     public var agent: Agent
     public var runtime: Runtime
+    public var factory = Factory()
     /// The file these settings came from; nil = built-in defaults only.
     public var sourcePath: String?
 

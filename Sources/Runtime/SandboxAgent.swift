@@ -40,6 +40,22 @@ public struct SandboxAgent: Sendable {
         try client.call(.createSandbox, request, timeout: callTimeout)
     }
 
+    /// Mixes `seed` (host randomness) into the guest's pool and reseeds its CRNG: a VM
+    /// restored from a template must not draw the template's random numbers.
+    public func reseedRandom(_ seed: [UInt8]) throws {
+        var request = AgentReseedRandomDevRequest()
+        request.data = Data(seed)
+        try client.call(.reseedRandomDev, request, timeout: callTimeout)
+    }
+
+    /// Sets the guest's wall clock.
+    public func setGuestTime(seconds: Int64, microseconds: Int64) throws {
+        var request = AgentSetGuestDateTimeRequest()
+        request.sec = seconds
+        request.usec = microseconds
+        try client.call(.setGuestDateTime, request, timeout: callTimeout)
+    }
+
     public func guestDetails() throws -> AgentGuestDetailsResponse {
         try client.call(.getGuestDetails, AgentGuestDetailsRequest(), returning: AgentGuestDetailsResponse.self, timeout: callTimeout)
     }

@@ -32,6 +32,11 @@ public struct VMMControlClient: Sendable {
         _ = try request(JSONObject([("action", .string("detach-drive")), ("index", .number(JSONNumber(index)))]))
     }
 
+    /// Saves the VM (paused for the duration) into `directory`: kasa-vmm's snapshot files.
+    public func snapshot(to directory: String) throws(RuntimeError) {
+        _ = try request(JSONObject([("action", .string("snapshot")), ("path", .string(directory))]))
+    }
+
     func request(_ request: JSONObject) throws(RuntimeError) -> JSONValue {
         let descriptor: Int32
         switch UnixStream.connect(socketPath) {

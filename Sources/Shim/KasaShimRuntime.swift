@@ -41,7 +41,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
 
     /// Rootfs slots a pod's VM gets for the containers after the sandbox (virtio-mmio
     /// leaves room for 19 devices; each slot costs the guest one probe at boot).
-    public static let podDriveSlots = 8
+    public static let podDriveSlots = VMTemplate.driveSlots
 
     public init(configuration: RuntimeConfiguration, onPVMHost: Bool, namespace: String = "default",
                 log: @escaping @Sendable (String) -> Void) {

@@ -38,6 +38,10 @@ struct EnvCommand: ParsableCommand {
                 ("state_dir", .string(settings.runtime.stateDirectory)),
                 ("image_cache_dir", .string(settings.runtime.imageCacheDirectory)),
             ]),
+            ("factory", [
+                ("enable_template", .boolean(settings.factory.enableTemplate)),
+                ("template_path", .string(settings.factory.templatePath)),
+            ]),
         ]
         let source = settings.sourcePath ?? "built-in defaults (no configuration.toml found)"
         let host = onPVMHost ? "kvm_pvm" : "hardware"

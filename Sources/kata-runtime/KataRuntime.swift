@@ -16,7 +16,7 @@ struct KataRuntime: ParsableCommand {
             Settings come from configuration.toml: --config PATH, then $KATA_CONF_FILE, then \
             /etc/kata-containers/configuration.toml, then /usr/share/defaults/kata-containers/configuration.toml.
             """,
-        subcommands: [RunCommand.self, ExecCommand.self, CheckCommand.self, EnvCommand.self, VersionCommand.self]
+        subcommands: [RunCommand.self, ExecCommand.self, CheckCommand.self, EnvCommand.self, FactoryCommand.self, VersionCommand.self]
     )
 
     /// Kata's spelling puts --config before the verb (`kata-runtime --config F check`);

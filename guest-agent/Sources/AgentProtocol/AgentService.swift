@@ -4,7 +4,7 @@ import SwiftProtobuf
 /// agent reports it in VersionCheckResponse.protocol_version; bump it when the host must
 /// be able to tell that the agent understands something new.
 public enum AgentProtocolVersion {
-    public static let current: UInt32 = 4
+    public static let current: UInt32 = 5
 }
 
 /// Where and under which name the agent serves AgentService.
@@ -57,6 +57,9 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
     case addARPNeighbors = "AddARPNeighbors"
     case listInterfaces = "ListInterfaces"
     case listRoutes = "ListRoutes"
+    // clones (protocol 5)
+    case reseedRandomDev = "ReseedRandomDev"
+    case setGuestDateTime = "SetGuestDateTime"
 
     public var requestType: any SwiftProtobuf.Message.Type {
         switch self {
@@ -86,6 +89,8 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
         case .addARPNeighbors: AgentAddARPNeighborsRequest.self
         case .listInterfaces: AgentListInterfacesRequest.self
         case .listRoutes: AgentListRoutesRequest.self
+        case .reseedRandomDev: AgentReseedRandomDevRequest.self
+        case .setGuestDateTime: AgentSetGuestDateTimeRequest.self
         }
     }
 
@@ -105,7 +110,7 @@ public enum AgentServiceMethod: String, CaseIterable, Hashable, Sendable {
         case .listInterfaces: AgentInterfaces.self
         case .createSandbox, .destroySandbox, .createContainer, .startContainer, .removeContainer,
              .execProcess, .signalProcess, .closeStdin, .ttyWinResize, .pauseContainer, .resumeContainer, .updateContainer,
-             .copyFile, .addARPNeighbors:
+             .copyFile, .addARPNeighbors, .reseedRandomDev, .setGuestDateTime:
             AgentEmpty.self
         }
     }

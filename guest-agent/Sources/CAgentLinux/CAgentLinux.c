@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <linux/random.h>
 #include "CAgentLinux.h"
 
 #include <errno.h>
@@ -169,3 +170,5 @@ int kasa_interface_is_up(const char *name) {
     close(fd);
     return (request.ifr_flags & IFF_UP) ? 1 : 0;
 }
+
+int kasa_reseed_crng(int fd) { return ioctl(fd, RNDRESEEDCRNG); }

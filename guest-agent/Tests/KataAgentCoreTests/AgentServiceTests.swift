@@ -142,6 +142,21 @@ struct AgentServiceTests {
         #expect(!version.agentVersion.isEmpty)
     }
 
+    /// A clone's clock and random pool are the guest's: an agent running as a host process
+    /// must refuse to touch the host's (the runtime calls these on every restored VM).
+    @Test func aHostProcessAgentLeavesTheHostClockAndPoolAlone() throws {
+        let agent = try RunningAgent()
+        var seed = AgentReseedRandomDevRequest()
+        seed.data = Data(repeating: 7, count: 64)
+        let reseed = #expect(throws: TTRPCCallError.self) { try agent.client.call(.reseedRandomDev, seed) }
+        #expect(reseed?.code == .failedPrecondition, "\(String(describing: reseed))")
+        var time = AgentSetGuestDateTimeRequest()
+        time.sec = 0
+        let clock = #expect(throws: TTRPCCallError.self) { try agent.client.call(.setGuestDateTime, time) }
+        #expect(clock?.code == .failedPrecondition, "\(String(describing: clock))")
+        #expect(Date().timeIntervalSince1970 > 1_000_000_000, "the host clock was set to the epoch")
+    }
+
     @Test func containerStreamsAndExitCode() throws {
         let agent = try RunningAgent()
         try agent.create("c1", "echo out; echo err >&2; echo $GREETING $(hostname) $$; exit 3")

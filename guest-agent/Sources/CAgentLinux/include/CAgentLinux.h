@@ -95,6 +95,10 @@ int kasa_interface_up(const char *name);
 int kasa_interface_is_up(const char *name);
 
 // The agent server's descriptor helpers (pty, accept4, window size).
+// ioctl(fd, RNDRESEEDCRNG) on /dev/urandom: the kernel's CRNG takes a new key from its
+// input pool now (where the bytes just written to the device were mixed in).
+int kasa_reseed_crng(int fd);
+
 #include "kasa_agent_io.h"
 
 #endif

@@ -147,6 +147,14 @@ public final class AgentServiceHandler: TTRPCRequestHandler, @unchecked Sendable
             return try network.listInterfaces()
         case .listRoutes:
             return try network.listRoutes()
+        case .reseedRandomDev:
+            let request = try decode(AgentReseedRandomDevRequest.self, payload)
+            try CloneIdentity.reseed(Array(request.data), ownsTheMachine: sandbox.configuration.ownsTheMachine)
+            return AgentEmpty()
+        case .setGuestDateTime:
+            let request = try decode(AgentSetGuestDateTimeRequest.self, payload)
+            try CloneIdentity.setTime(seconds: request.sec, microseconds: request.usec, ownsTheMachine: sandbox.configuration.ownsTheMachine)
+            return AgentEmpty()
         }
     }
 }

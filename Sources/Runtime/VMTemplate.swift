@@ -1,0 +1,193 @@
+import AgentProtocol
+import HostOS
+import KVM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A VM template (Kata's `[factory] enable_template`): a VM booted once with the
+/// configured kernel, agent image, size and empty drive slots, saved by kasa-vmm's
+/// snapshot once its agent answers. Sandboxes are then restored from it (copy-on-write
+/// memory: they share its pages until they write) instead of booting a kernel.
+///
+/// The directory (`template_path`) holds the snapshot (`state`, `memory`), `inputs` (what
+/// it was built from, one `key=value` per line: a template whose inputs no longer match
+/// the configuration is rebuilt) and `lock` (builders wait for each other on it).
+public struct VMTemplate: Sendable {
+    public let path: String
+
+    /// The empty drive slots every template VM has: a sandbox's first rootfs goes into one,
+    /// a pod's later containers into the others.
+    public static let driveSlots = 8
+
+    public init(path: String) { self.path = path }
+
+    var inputsPath: String { path + "/inputs" }
+    var lockPath: String { path + "/lock" }
+    var buildDirectory: String { path + "/build" }
+
+    public enum Status: Sendable, Equatable {
+        case absent
+        /// Built from these inputs, which match the configuration.
+        case ready(inputs: [String])
+        /// Built from `inputs`; the configuration now differs in `changed` (keys).
+        case stale(inputs: [String], changed: [String])
+    }
+
+    /// The settings a template VM is built with: a sandbox's, made canonical, so that
+    /// `kata-runtime run` and the shim share one template.
+    static func canonical(_ settings: MicroVMBackend.Settings) -> MicroVMBackend.Settings {
+        var template = settings
+        template.consoleToStandardError = false
+        template.containerInitTimeout = MicroVMBackend.Settings.containerInitTimeout(
+            forCallTimeout: RuntimeConfiguration.agentCallTimeout(onPVMHost: KVMSystem.isPVMHost))
+        template.memoryMiB = settings.defaultMemoryMiB
+        template.vcpus = settings.defaultVCPUs
+        template.driveSlots = driveSlots
+        template.network = nil
+        return template
+    }
+
+    /// What a template built for `settings` depends on: every file by path, size and
+    /// modification time, the guest command line, the size and the drive slots.
+    static func inputs(for settings: MicroVMBackend.Settings) -> [String] {
+        let template = canonical(settings)
+        func file(_ path: String) -> String {
+            var status = stat()
+            guard !path.isEmpty, stat(path, &status) == 0 else { return path + " (missing)" }
+            return "\(path) size \(status.st_size) mtime \(status.st_mtim.tv_sec).\(status.st_mtim.tv_nsec)"
+        }
+        return [
+            "kasa-vmm=" + file(template.vmmPath),
+            "kernel=" + file(template.kernel),
+            (template.image.isEmpty ? "initrd=" + file(template.initrd) : "image=" + file(template.image)),
+            "cmdline=" + MicroVMBackend.kernelCommandLine(template),
+            "memory_mib=\(template.memoryMiB)",
+            "vcpus=\(template.vcpus)",
+            "drive_slots=\(driveSlots)",
+        ]
+    }
+
+    public func status(for settings: MicroVMBackend.Settings) -> Status {
+        guard HostFile.exists(path + "/state"), HostFile.exists(path + "/memory"),
+              let text = HostFile.readText(inputsPath) else { return .absent }
+        let recorded = text.split(separator: "\n").map(String.init)
+        let wanted = VMTemplate.inputs(for: settings)
+        if recorded == wanted { return .ready(inputs: recorded) }
+        let key = { (line: String) in String(line.prefix { $0 != "=" }) }
+        let changed = Set(wanted).symmetricDifference(recorded).map(key)
+        return .stale(inputs: recorded, changed: Array(Set(changed)).sorted())
+    }
+
+    /// The snapshot directory of a template that matches `settings`, built first when it
+    /// is absent or stale. Concurrent callers (shims starting pods at once) wait for one
+    /// build instead of making two.
+    public func ensure(for settings: MicroVMBackend.Settings) throws(RuntimeError) -> String {
+        try HostFile.makeDirectories(path, mode: 0o700)
+        let lock = try Self.lock(lockPath)
+        defer { close(lock) }
+        if case .ready = status(for: settings) { return path }
+        try build(for: settings)
+        return path
+    }
+
+    /// Boots the template VM, waits for its agent, saves it, and stops it.
+    public func build(for settings: MicroVMBackend.Settings) throws(RuntimeError) {
+        let template = VMTemplate.canonical(settings)
+        for (role, file) in [("kasa-vmm", template.vmmPath), ("guest kernel", template.kernel),
+                             template.image.isEmpty ? ("agent initrd", template.initrd) : ("agent image", template.image)]
+            where !HostFile.exists(file) {
+            throw RuntimeError.host("the \(role) \(file) does not exist: run scripts/install.sh, or fix configuration.toml")
+        }
+        HostFile.removeTree(buildDirectory)
+        try HostFile.makeDirectories(buildDirectory, mode: 0o700)
+        defer { HostFile.removeTree(buildDirectory) }
+        // Removed first: a half-replaced template must never look ready.
+        unlink(inputsPath)
+        let socket = buildDirectory + "/vsock.sock", api = buildDirectory + "/api.sock"
+        let console = buildDirectory + "/console.log", log = buildDirectory + "/kasa-vmm.log"
+        let arguments = ["--kernel", template.kernel] + MicroVMBackend.bootMediumArguments(template) + [
+            "--cmdline", MicroVMBackend.kernelCommandLine(template),
+            "--memory", String(template.memoryMiB), "--vcpus", String(template.vcpus),
+            "--drive-slots", String(VMTemplate.driveSlots), "--api-socket", api, "--rng",
+            "--vsock-uds", socket, "--vsock-cid", "3", "--no-stdin", "--parent-pid", String(getpid()), "--console", console,
+        ]
+        let child = try ChildProcess(template.vmmPath, arguments, stdin: .null, stdout: .null, stderr: .file(log))
+        defer {
+            child.signal(SIGKILL)
+            _ = child.wait(timeout: 10)
+        }
+        let detail = { "\n--- kasa-vmm ---\n" + HostFile.tail(log, bytes: 2000) + "\n--- guest console ---\n" + HostFile.tail(console, bytes: 2000) }
+        let client = try MicroVMBackend.dialAgent(socketPath: socket, deadline: MonotonicClock.now + settings.dialTimeout) { () throws(RuntimeError) in
+            if child.wait(timeout: 0) != nil { throw RuntimeError.sandbox("the template VM stopped before its agent answered\(detail())") }
+        }
+        do {
+            // One round trip: the agent's ttrpc path is paged in and warm in the snapshot.
+            _ = try SandboxAgent(client, callTimeout: 60).health()
+        } catch {
+            client.connection.close()
+            throw RuntimeError.sandbox("the template VM's agent did not answer: \(error)\(detail())")
+        }
+        client.connection.close()
+        do {
+            try VMMControlClient(socketPath: api, timeout: 120).snapshot(to: path)
+        } catch {
+            throw RuntimeError.sandbox("saving the template VM: \(error)\(detail())")
+        }
+        try HostFile.write(Array((VMTemplate.inputs(for: settings).joined(separator: "\n") + "\n").utf8), to: inputsPath, mode: 0o600)
+    }
+
+    /// Removes the template (waiting for a build in progress to finish).
+    public func destroy() throws(RuntimeError) {
+        guard HostFile.isDirectory(path) else { return }
+        let lock = try Self.lock(lockPath)
+        for name in ["state", "memory", "inputs", "state.partial", "memory.partial"] { unlink(path + "/" + name) }
+        HostFile.removeTree(buildDirectory)
+        unlink(lockPath)
+        close(lock)
+        guard rmdir(path) == 0 || errno == ENOENT else {
+            throw RuntimeError.host("cannot remove \(path): \(HostFile.lastErrorDescription()) (it holds files Kasa did not put there)")
+        }
+    }
+
+    /// Gives a VM restored from the template what must be its own before any workload
+    /// runs: 64 bytes of the host's randomness mixed into its pool and its CRNG reseeded
+    /// (no two clones may draw the same numbers), and the host's time on its clock (the
+    /// template's clock stood still while it was saved).
+    static func makeUnique(_ client: AgentClient) throws(RuntimeError) {
+        var generator = SystemRandomNumberGenerator()
+        let seed = (0..<64).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let agent = SandboxAgent(client, callTimeout: 30)
+        do {
+            try agent.reseedRandom(seed)
+            try agent.setGuestTime(seconds: Int64(now.tv_sec), microseconds: Int64(now.tv_nsec / 1000))
+        } catch {
+            throw RuntimeError.sandbox("making the VM restored from the template unique (entropy, clock): \(error)")
+        }
+    }
+
+    /// Waits for a Unix socket file (kasa-vmm's control socket) to appear.
+    static func waitForSocket(_ socket: String, deadline: Double, check: () throws(RuntimeError) -> Void) throws(RuntimeError) {
+        while !HostFile.exists(socket) {
+            try check()
+            guard MonotonicClock.now < deadline else { throw RuntimeError.sandbox("kasa-vmm did not open its control socket \(socket)") }
+            usleep(5_000)
+        }
+    }
+
+    /// An exclusive flock on `path` (created 0600); close the descriptor to release it.
+    static func lock(_ path: String) throws(RuntimeError) -> Int32 {
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw RuntimeError.host("cannot open the template lock \(path): \(HostFile.lastErrorDescription())") }
+        while flock(descriptor, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                let problem = HostFile.lastErrorDescription()
+                close(descriptor)
+                throw RuntimeError.host("cannot lock \(path): \(problem)")
+            }
+        }
+        return descriptor
+    }
+}
