@@ -129,10 +129,21 @@ public struct VMTemplate: Sendable {
             throw RuntimeError.sandbox("the template VM's agent did not answer: \(error)\(detail())")
         }
         client.connection.close()
-        do {
-            try VMMControlClient(socketPath: api, timeout: 120).snapshot(to: path)
-        } catch {
-            throw RuntimeError.sandbox("saving the template VM: \(error)\(detail())")
+        // kasa-vmm saves no open vsock connection: the one just closed must be gone in the
+        // guest too (its reset takes a moment on kvm_pvm, where the guest kernel is emulated).
+        var attempts = 0
+        while true {
+            do {
+                try VMMControlClient(socketPath: api, timeout: 120).snapshot(to: path)
+                break
+            } catch {
+                attempts += 1
+                if case .sandbox(let message) = error, message.contains("open connection"), attempts < 300 {
+                    usleep(100_000)
+                    continue
+                }
+                throw RuntimeError.sandbox("saving the template VM: \(error)\(detail())")
+            }
         }
         try HostFile.write(Array((VMTemplate.inputs(for: settings).joined(separator: "\n") + "\n").utf8), to: inputsPath, mode: 0o600)
     }

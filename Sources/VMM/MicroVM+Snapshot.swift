@@ -90,6 +90,11 @@ extension MicroVM {
         defer { if !wasPaused { resume() } }
         return try pauseLock.withLock {
             guard paused else { throw VMMError.pauseFailed("the VM was resumed during the snapshot") }
+            for slot in virtio.slots {
+                if let obstacle = slot.transport.inspect({ slot.transport.device.snapshotObstacle }) {
+                    throw VMMError.snapshotFailed("not now: \(obstacle)")
+                }
+            }
             let manifest = try captureManifest(vmmVersion: vmmVersion)
             let memoryBytes = memory.totalSize
             var written: UInt64 = 0

@@ -81,14 +81,13 @@ public protocol VirtioDevice: AnyObject, Sendable {
     /// queue's next-available index then covers only finished requests), so that a restore
     /// loses no buffer of the driver's.
     func prepareForSnapshot()
-    /// The device was activated again from a snapshot, in a new process: tell the driver
-    /// what did not survive (vsock: every connection).
-    func restoredFromSnapshot()
+    /// Why the device's state cannot be saved now (nil: it can).
+    var snapshotObstacle: String? { get }
 }
 
 extension VirtioDevice {
     public func prepareForSnapshot() {}
-    public func restoredFromSnapshot() {}
+    public var snapshotObstacle: String? { nil }
 }
 
 public enum VirtioFeature {

@@ -43,7 +43,7 @@ extension VirtioMMIOTransport {
     }
 
     /// Puts a captured state into this freshly built transport (same device type) before
-    /// the VM runs. An active device is activated again and told it was restored; then
+    /// the VM runs. An active device is activated again; then
     /// every ready queue is looked at once (a notification the guest sent just before the
     /// snapshot may never have been served) and a pending interrupt is raised again (the
     /// guest may not have taken it before the snapshot): both are harmless when spurious.
@@ -80,7 +80,6 @@ extension VirtioMMIOTransport {
                 throw VirtioRestoreError("device type \(device.deviceType): activation failed: \(error)")
             }
             active = true
-            device.restoredFromSnapshot()
             for (index, queue) in queues.enumerated() where queue.ready { device.queueNotified(index) }
             if interruptStatus != 0 { raiseInterrupt() }
         }

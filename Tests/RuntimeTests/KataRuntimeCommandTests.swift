@@ -212,6 +212,59 @@ import Testing
         setup.expectNothingLeft()
     }
 
+    /// `[factory] enable_template`: the template is built once (`factory init`), then two
+    /// sandboxes restored from it at the same time run containers, each with its own random
+    /// numbers and the host's time; `factory destroy` leaves nothing.
+    @Test(.timeLimit(.minutes(20)))
+    func sandboxesStartFromATemplateAndEachIsItsOwn() throws {
+        let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
+        let image = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_IMAGE", script: "images/build-agent-image.sh", what: "the agent image")
+        let rootfs = try RuntimeTestSupport.busyboxRootfs()
+        defer { try? FileManager.default.removeItem(atPath: rootfs) }
+        let templates = try RuntimeTestSupport.temporaryDirectory("kasa-templates")
+        defer { try? FileManager.default.removeItem(atPath: templates) }
+        let template = templates + "/template"
+        let setup = try Setup(kernel: kernel, boot: image, extra: "\n[factory]\nenable_template = true\ntemplate_path = \"\(template)\"")
+
+        let absent = try Self.kataRuntime(["factory", "status", "--config", setup.configPath])
+        #expect(absent.status == 0 && absent.stdout.contains("state: absent"), "\(absent.stdout)\(absent.stderr)")
+        let built = try Self.kataRuntime(["factory", "init", "--config", setup.configPath], timeout: 400)
+        try #require(built.status == 0, "factory init: \(built.stderr)")
+        let ready = try Self.kataRuntime(["factory", "status", "--config", setup.configPath])
+        #expect(ready.stdout.contains("state: ready") && ready.stdout.contains("memory_mib=512"), "\(ready.stdout)")
+
+        // Two clones at once: 32 random bytes and the guest's clock from each.
+        let script = "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; date +%s"
+        let outcomes = LockedArray<(Outcome, Double, Double)>()
+        let configPath = setup.configPath
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            let start = Date().timeIntervalSince1970
+            let outcome = try? Self.kataRuntime(["run", "--config", configPath, "--rootfs", rootfs, "--", "sh", "-c", script], timeout: 400)
+            if let outcome { outcomes.append((outcome, start, Date().timeIntervalSince1970)) }
+        }
+        let runs = outcomes.values
+        try #require(runs.count == 2)
+        var randoms: [String] = []
+        for (outcome, start, end) in runs {
+            #expect(outcome.status == 0, "stderr: \(outcome.stderr)")
+            let lines = outcome.stdout.split(separator: "\n").map(String.init)
+            try #require(lines.count == 2, "stdout: \(outcome.stdout) stderr: \(outcome.stderr)")
+            #expect(lines[0].count == 64, "32 random bytes in hex: \(lines[0])")
+            randoms.append(lines[0])
+            let guestTime = Double(lines[1]) ?? 0
+            #expect(guestTime >= start.rounded(.down) - 2 && guestTime <= end + 2,
+                    "the clone's clock says \(lines[1]), the host's was \(Int(start))...\(Int(end))")
+        }
+        #expect(randoms[0] != randoms[1], "two clones drew the same random bytes")
+        #expect(try Self.kataRuntime(["factory", "status", "--config", setup.configPath]).stdout.contains("state: ready"),
+                "the clones changed the template")
+        setup.expectNothingLeft()
+
+        let destroyed = try Self.kataRuntime(["factory", "destroy", "--config", setup.configPath])
+        #expect(destroyed.status == 0, "\(destroyed.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: template), "factory destroy left \(template)")
+    }
+
     @Test func execNeedsARunningSandbox() throws {
         let setup = try Setup()
         let exec = try Self.kataRuntime(["exec", "--config", setup.configPath, "nothing-here"])

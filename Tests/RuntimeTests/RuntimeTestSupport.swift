@@ -121,3 +121,11 @@ final class CapturedStdio: @unchecked Sendable {
         return lock.withLock { (String(decoding: outputBytes, as: UTF8.self), String(decoding: errorBytes, as: UTF8.self)) }
     }
 }
+
+/// Results gathered from several threads.
+final class LockedArray<Element>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Element] = []
+    func append(_ item: Element) { lock.lock(); items.append(item); lock.unlock() }
+    var values: [Element] { lock.lock(); defer { lock.unlock() }; return items }
+}

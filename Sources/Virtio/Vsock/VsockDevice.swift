@@ -201,9 +201,6 @@ public final class VsockDevice: VirtioDevice, @unchecked Sendable {
 
 // MARK: Snapshot and restore
 extension VsockDevice {
-    /// VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (virtio 1.x 5.10.6.5): every connection is gone.
-    static let transportResetEvent: UInt32 = 0
-
     /// An rx buffer held for later goes back to the ring, so the snapshot's queue state
     /// counts only buffers that were filled.
     public func prepareForSnapshot() {
@@ -214,27 +211,14 @@ extension VsockDevice {
         }
     }
 
-    /// No host connection survives a restore (the sockets stayed with the old process):
-    /// tell the guest's driver to reset all of its connected sockets. Listening sockets
-    /// (the agent's) stay, and the host dials again.
-    public func restoredFromSnapshot() {
+    /// Connections cannot be saved (their host sockets stay with this process): a snapshot
+    /// waits until there are none. The guest's listeners (the agent's) need no connection;
+    /// the host dials again after a restore.
+    public var snapshotObstacle: String? {
         lock.withLock {
-            guard let context else { return }
-            let queue = context.queues[VsockDevice.eventQueue]
-            guard queue.ready else { return }
-            do {
-                guard let chain = try queue.pop(memory: context.memory) else { return }
-                guard let buffer = chain.writable.first, buffer.length >= 4 else {
-                    try queue.pushUsed(head: chain.head, length: 0, memory: context.memory)
-                    context.signalUsed(VsockDevice.eventQueue)
-                    return
-                }
-                try context.memory.write(VsockDevice.transportResetEvent, at: buffer.address)
-                try queue.pushUsed(head: chain.head, length: 4, memory: context.memory)
-                context.signalUsed(VsockDevice.eventQueue)
-            } catch {
-                context.queueBroken(VsockDevice.eventQueue, error)
-            }
+            let open = connections.count + pendingClients.count
+            return open == 0 ? nil : "vsock has \(open) open connection\(open == 1 ? "" : "s") (close them and retry)"
         }
     }
+
 }

@@ -1,0 +1,65 @@
+@testable import Runtime
+import Foundation
+import Testing
+
+/// The template's configuration and bookkeeping, without a VM: what it is built from,
+/// when it counts as stale, and which sandboxes may use it.
+@Suite struct VMTemplateTests {
+    @Test func factoryKeysAreKatas() throws {
+        let loaded = try ConfigurationLoader.parse("""
+            [factory]
+            enable_template = true
+            template_path = "/run/kasa-test/template"
+            """, path: "t.toml")
+        #expect(loaded.configuration.factory.enableTemplate)
+        #expect(loaded.configuration.factory.templatePath == "/run/kasa-test/template")
+        #expect(loaded.warnings.isEmpty, "\(loaded.warnings)")
+        #expect(RuntimeConfiguration.defaults.factory.templatePath == "/run/vc/vm/template", "Kata's default place")
+        #expect(throws: RuntimeError.self, "a relative template path is refused") {
+            try ConfigurationLoader.parse("[factory]\ntemplate_path = \"template\"\n", path: "t.toml")
+        }
+        #expect(throws: RuntimeError.self) { try ConfigurationLoader.parse("[factory]\nenable_template = \"yes\"\n", path: "t.toml") }
+    }
+
+    func settings(_ edit: (inout RuntimeConfiguration) -> Void = { _ in }) -> MicroVMBackend.Settings {
+        var configuration = RuntimeConfiguration.defaults
+        configuration.factory.enableTemplate = true
+        edit(&configuration)
+        return MicroVMBackend.Settings(configuration: configuration, sandboxID: "sandbox")
+    }
+
+    @Test func onlySandboxesOfTheTemplatesShapeUseIt() {
+        #expect(settings().templateObstacle == nil)
+        var bigger = settings()
+        bigger.memoryMiB *= 2
+        #expect(bigger.templateObstacle?.contains("MiB") == true)
+        #expect(settings { $0.factory.enableTemplate = false }.templateObstacle == "templates are off")
+    }
+
+    @Test func runAndTheShimShareOneTemplate() {
+        // The shim sets the agent's container timeout and a pod's drive slots; kata-runtime
+        // run does not, and may print the console: neither changes the template.
+        var shim = settings()
+        shim.containerInitTimeout = 5
+        shim.driveSlots = 8
+        var run = settings()
+        run.consoleToStandardError = true
+        #expect(VMTemplate.inputs(for: shim) == VMTemplate.inputs(for: run))
+        #expect(VMTemplate.inputs(for: settings { $0.hypervisor.kernelParams = "loglevel=7" }) != VMTemplate.inputs(for: run))
+    }
+
+    @Test func aTemplateOfOtherInputsIsStaleAndSaysWhy() throws {
+        let directory = try RuntimeTestSupport.temporaryDirectory("kasa-template")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let template = VMTemplate(path: directory)
+        #expect(template.status(for: settings()) == .absent)
+        for name in ["state", "memory"] { FileManager.default.createFile(atPath: directory + "/" + name, contents: Data()) }
+        let recorded = VMTemplate.inputs(for: settings())
+        try (recorded.joined(separator: "\n") + "\n").write(toFile: directory + "/inputs", atomically: true, encoding: .utf8)
+        #expect(template.status(for: settings()) == .ready(inputs: recorded))
+        let changed = template.status(for: settings { $0.hypervisor.defaultMemoryMiB = 1024 })
+        #expect(changed == .stale(inputs: recorded, changed: ["memory_mib"]), "\(changed)")
+        try template.destroy()
+        #expect(!FileManager.default.fileExists(atPath: directory), "destroy left the directory")
+    }
+}
