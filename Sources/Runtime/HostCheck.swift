@@ -45,12 +45,33 @@ public struct HostCheck: Sendable, Equatable {
                                      detail: tun >= 0 ? "/dev/net/tun opens" : "/dev/net/tun: \(HostFile.lastErrorDescription(code))",
                                      fix: tun >= 0 ? nil : "modprobe tun, or set [runtime] internetworking_model = \"none\" (pods get no network)"))
         }
+        results.append(templateCheck(configuration))
         let cgroup2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0
         results.append(HostCheck(verdict: cgroup2 ? .pass : .note, subject: "host cgroups",
                                  detail: cgroup2 ? "cgroup v2 at /sys/fs/cgroup"
                                                  : "no cgroup v2 hierarchy at /sys/fs/cgroup (not needed: containers are limited by the guest's own cgroup v2)",
                                  fix: nil))
         return results
+    }
+
+    /// `[factory]`: whether sandboxes start from a template, its state, and the trade-off.
+    static func templateCheck(_ configuration: RuntimeConfiguration) -> HostCheck {
+        guard configuration.factory.enableTemplate else {
+            return HostCheck(verdict: .note, subject: "VM templates", detail: "off: every sandbox boots its kernel ([factory] enable_template = false)", fix: nil)
+        }
+        let settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: "check")
+        let template = VMTemplate(path: configuration.factory.templatePath)
+        let state: String
+        switch template.status(for: settings) {
+        case .absent: state = "not built yet (first use builds it, or kata-runtime factory init)"
+        case .ready: state = "ready"
+        case .stale(_, let changed): state = "stale, rebuilt on next use (changed: \(changed.joined(separator: ", ")))"
+        }
+        return HostCheck(verdict: .note, subject: "VM templates",
+                         detail: "on: sandboxes are restored from \(template.path), \(state). They share the template's memory pages read-only "
+                             + "until they write them (less memory, faster starts; shared pages are a possible side channel between sandboxes: "
+                             + "[factory] enable_template = false turns this off)",
+                         fix: nil)
     }
 
     static func kvmChecks(path: String) -> [HostCheck] {
@@ -73,9 +94,9 @@ public struct HostCheck: Sendable, Equatable {
             return results
         }
         results.append(HostCheck(verdict: .pass, subject: "KVM API version", detail: "\(KVMSystem.expectedAPIVersion)", fix: nil))
-        let missing = KVMCapability.required.filter { system.check($0) <= 0 }
+        let missing = (KVMCapability.required + KVMCapability.snapshot).filter { system.check($0) <= 0 }
         results.append(HostCheck(verdict: missing.isEmpty ? .pass : .fail, subject: "KVM extensions",
-                                 detail: missing.isEmpty ? KVMCapability.required.map(\.name).joined(separator: " ")
+                                 detail: missing.isEmpty ? (KVMCapability.required + KVMCapability.snapshot).map(\.name).joined(separator: " ")
                                                          : "missing: " + missing.map(\.name).joined(separator: " "),
                                  fix: missing.isEmpty ? nil : "a newer host kernel"))
         if KVMSystem.isPVMHost {

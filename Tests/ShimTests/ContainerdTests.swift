@@ -10,6 +10,10 @@ import Testing
 /// do. On kvm_pvm each VM takes a minute or more to boot (docs/kvm-pvm.md): bounded by
 /// time limits, and the shim's log is shown when something fails.
 @Suite(.serialized) struct ContainerdTests {
+    /// The VM template the tests share (`[factory] template_path`): kept between runs in
+    /// /run like a cache (tmpfs, gone at reboot), rebuilt when kasa-vmm, the kernel or the
+    /// image change.
+    static let templatePath = "/run/kasa/test-template"
     static let productsDirectory = URL(filePath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "")
         .deletingLastPathComponent()
     static let packageRoot = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -100,6 +104,12 @@ import Testing
                 [runtime]
                 state_dir = "\(directory)/kasa-state"
                 image_cache_dir = "\(directory)/kasa-images"
+                # As shipped (config/configuration.toml): sandboxes without a network start
+                # from the template, pods with one boot. One template for every test (and
+                # test run): a cache like the images', rebuilt when its inputs change.
+                [factory]
+                enable_template = true
+                template_path = "\(ContainerdTests.templatePath)"
                 """.write(toFile: directory + "/kasa.toml", atomically: true, encoding: .utf8)
             // Made here so that every test's "no state left" check can look, even when the
             // shim refused before it made anything.
