@@ -260,6 +260,31 @@ import Testing
                 "the clones changed the template")
         setup.expectNothingLeft()
 
+        // A clone killed with SIGKILL mid-run: the run fails, the template stays as it was.
+        let memoryBefore = try Data(contentsOf: URL(filePath: template + "/memory"))
+        let victim = Process()
+        victim.executableURL = Self.productsDirectory.appending(path: "kata-runtime")
+        victim.arguments = ["run", "--config", setup.configPath, "--rootfs", rootfs, "--", "sh", "-c", "sleep 120"]
+        victim.standardInput = FileHandle.nullDevice
+        victim.standardOutput = FileHandle.nullDevice
+        victim.standardError = FileHandle.nullDevice
+        try victim.run()
+        let deadline = Date().addingTimeInterval(120)
+        var vmms: [String] = []
+        while vmms.isEmpty && victim.isRunning && Date() < deadline {
+            usleep(100_000)
+            vmms = RuntimeTestSupport.processes(mentioning: setup.stateDirectory).filter { $0.contains("kasa-vmm") && $0.contains("--restore") }
+        }
+        try #require(vmms.count == 1, "no restored kasa-vmm to kill: \(vmms)")
+        sleep(3)  // into the container's start
+        kill(Int32(vmms[0].prefix { $0 != ":" })!, SIGKILL)
+        victim.waitUntilExit()
+        #expect(victim.terminationStatus != 0, "a run whose VM was killed succeeded")
+        #expect(try Data(contentsOf: URL(filePath: template + "/memory")) == memoryBefore, "the killed clone changed the template")
+        let after = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", rootfs, "--", "sh", "-c", "echo still-works"], timeout: 400)
+        #expect(after.status == 0 && after.stdout == "still-works\n", "after a killed clone: \(after.stderr)")
+        setup.expectNothingLeft()
+
         let destroyed = try Self.kataRuntime(["factory", "destroy", "--config", setup.configPath])
         #expect(destroyed.status == 0, "\(destroyed.stderr)")
         #expect(!FileManager.default.fileExists(atPath: template), "factory destroy left \(template)")

@@ -113,6 +113,13 @@ import VMM
         if let at = (0..<(renamed.count - version.count)).first(where: { Array(renamed[$0..<$0 + version.count]) == version }) {
             renamed.replaceSubrange(at..<at + version.count, with: Array("9.9.9-old".utf8))
         }
+        // The host CPU's vendor replaced (same length): a snapshot from another CPU model.
+        var otherCPU = payload
+        for vendor in ["GenuineIntel", "AuthenticAMD"].map({ Array($0.utf8) }) {
+            if let at = (0..<(otherCPU.count - vendor.count)).first(where: { Array(otherCPU[$0..<$0 + vendor.count]) == vendor }) {
+                otherCPU.replaceSubrange(at..<at + vendor.count, with: Array("KasaTestCPU!".utf8))
+            }
+        }
         var flipped = state
         flipped[state.count / 2] ^= 0xFF
         let cases: [(String, String, String)] = [
@@ -123,6 +130,8 @@ import VMM
             ("no memory", try variant("nomemory"), "cannot open"),
             ("other version", try variant("version", state: Data(SnapshotFiles.encodeState(renamed, format: format)), memoryFrom: snapshot),
              "written by kasa-vmm 9.9.9-old"),
+            ("other CPU", try variant("cpu", state: Data(SnapshotFiles.encodeState(otherCPU, format: format)), memoryFrom: snapshot),
+             "was taken on a KasaTestCPU!"),
             ("other format", try variant("format", state: Data(SnapshotFiles.encodeState(payload, format: format + 1)), memoryFrom: snapshot),
              "format \(format + 1) is not supported"),
             ("not a snapshot", directory + "/missing", "is not a kasa-vmm snapshot"),
