@@ -78,6 +78,8 @@ extension MicroVM {
         var configuration = VMConfiguration(kernelPath: directory, commandLine: manifest.commandLine, memoryMiB: manifest.memoryMiB,
                                             vcpuCount: manifest.vcpus.count, console: settings.console,
                                             forwardStandardInput: settings.forwardStandardInput, kvmPath: settings.kvmPath)
+        configuration.profilePath = settings.profilePath
+        configuration.profileIntervalMicroseconds = settings.profileIntervalMicroseconds
         var networks: [(mac: [UInt8], mtu: UInt16)] = []
         for record in manifest.devices {
             switch record.kind {

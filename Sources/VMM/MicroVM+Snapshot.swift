@@ -19,6 +19,9 @@ public struct RestoreSettings: Sendable {
     public var console: ConsoleOutput
     public var forwardStandardInput: Bool
     public var kvmPath: String
+    /// A sampling profile of the restored guest (`VMConfiguration.profilePath`).
+    public var profilePath: String?
+    public var profileIntervalMicroseconds = 1000
 
     public init(vsockUDSPath: String? = nil, networkBackends: [NetworkInterfaceConfiguration.Backend] = [],
                 console: ConsoleOutput = .standardOutput, forwardStandardInput: Bool = false, kvmPath: String = KVMSystem.defaultPath) {

@@ -32,6 +32,7 @@ public final class MicroVM: Sendable {
     let eventLoop: EventLoop
     /// Parks the vCPU threads for pause and snapshot (worker i is vCPU i).
     let vcpuGate: PauseGate
+    let profiler: GuestProfiler?
     /// Serializes pause, resume and snapshot; `paused` is guarded by it.
     let pauseLock = Lock()
     nonisolated(unsafe) var paused = false
@@ -114,6 +115,9 @@ public final class MicroVM: Sendable {
         self.effectiveCommandLine = effectiveCommandLine
         self.vcpus = vcpus
         vcpuGate = PauseGate(workers: vcpus.count)
+        profiler = configuration.profilePath.map {
+            GuestProfiler(outputPath: $0, intervalMicroseconds: configuration.profileIntervalMicroseconds, vcpuCount: vcpus.count)
+        }
     }
 
     /// The size rules every VM obeys, checked before KVM is touched, so a typo does not read
@@ -265,7 +269,16 @@ public final class MicroVM: Sendable {
         let loopThread = try HostThread(name: "kasa-events") { loop.run() }
         threadsLock.withLock { threads = started }
         if configuration.forwardStandardInput { try startConsoleInput() }
+        var samplerThread: HostThread?
+        if let profiler {
+            let vcpus = self.vcpus, latch = self.latch, vcpuThreads = started
+            samplerThread = try HostThread(name: "kasa-profiler") {
+                profiler.run(vcpus: vcpus, threads: vcpuThreads, isStopped: { latch.isStopped })
+            }
+        }
         let reason = latch.wait()
+        samplerThread?.join()
+        if let problem = profiler?.write() { ConsoleSink.writeAll(STDERR_FILENO, Array("kasa-vmm: \(problem)\n".utf8)) }
         // A paused VM stops too: parked vCPUs and the parked loop are let go.
         vcpuGate.release()
         for (vcpu, thread) in zip(vcpus, started) {
@@ -398,6 +411,7 @@ public final class MicroVM: Sendable {
             case .mmioWrite(let address, let bytes):
                 _ = virtio.write(address: address, bytes: bytes)
             case .interrupted:
+                profiler?.sampleIfRequested(vcpu)
                 // A pause kicked this vCPU out (the run that returned this completed any
                 // I/O it had exited for): wait here until resumed or stopped.
                 if vcpuGate.pauseRequested { vcpuGate.park(worker: Int(vcpu.id)) }

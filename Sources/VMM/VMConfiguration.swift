@@ -99,6 +99,10 @@ public struct VMConfiguration: Sendable {
     /// virtio-net devices, after every other device (so drive names do not move): the
     /// guest sees them as eth0, eth1, ... in order.
     public var networkInterfaces: [NetworkInterfaceConfiguration] = []
+    /// Where to write a sampling profile of the guest (`GuestProfiler`); nil: no profiling.
+    public var profilePath: String?
+    /// Microseconds between samples of each vCPU.
+    public var profileIntervalMicroseconds = 1000
 
     public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1 nomodule i8042.noaux i8042.nomux i8042.dumbkbd"
 

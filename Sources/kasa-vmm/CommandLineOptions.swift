@@ -35,6 +35,8 @@ struct CommandLineOptions {
     var driveSlots: Int?
     var apiSocket: String?
     var restore: String?
+    var profile: String?
+    var profileInterval: Int?
     var entropy = false
     var vsockPath: String?
     var vsockCID: UInt64?
@@ -48,7 +50,7 @@ struct CommandLineOptions {
     enum Key {
         case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput, parentPID
         case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, network, noPVH
-        case restore, verbose, help, version
+        case restore, profile, profileInterval, verbose, help, version
     }
 
     struct Option {
@@ -60,7 +62,9 @@ struct CommandLineOptions {
         let valueName: String?
         let help: String
 
-        var takesNumber: Bool { key == .memory || key == .vcpus || key == .vsockCID || key == .parentPID || key == .driveSlots }
+        var takesNumber: Bool {
+            key == .memory || key == .vcpus || key == .vsockCID || key == .parentPID || key == .driveSlots || key == .profileInterval
+        }
 
         /// `--memory <MiB>`: how an error message names the option.
         var display: String {
@@ -112,6 +116,11 @@ struct CommandLineOptions {
                help: "A virtio-net interface (repeatable): tap=NAME|fd=N[,mac=02:..:..][,mtu=1500]. tap= opens (or creates) "
                    + "the TAP in this network namespace; fd= takes one the caller opened with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR. "
                    + "The guest sees eth0, eth1, ... in order; without mac= it gets a random local one."),
+        Option(key: .profile, names: ["profile"], short: nil, valueName: "path",
+               help: "Sample where each vCPU is (kernel RIP, or user space) and write the counts here when the VM ends "
+                   + "(bench/guest-profile symbolizes them). Without it, $KASA_VMM_PROFILE=PREFIX profiles to PREFIX.<pid>."),
+        Option(key: .profileInterval, names: ["profile-interval-us"], short: nil, valueName: "us",
+               help: "Microseconds between samples of each vCPU (default 1000, at least 100)."),
         Option(key: .noPVH, names: ["no-pvh"], short: nil, valueName: nil,
                help: "Enter an ELF kernel through its 64-bit entry even if it has a PVH entry."),
         Option(key: .verbose, names: ["verbose"], short: "v", valueName: nil,
@@ -224,6 +233,8 @@ struct CommandLineOptions {
         case .driveSlots: driveSlots = try Self.number(value, for: option)
         case .apiSocket: apiSocket = value
         case .restore: restore = value
+        case .profile: profile = value
+        case .profileInterval: profileInterval = try Self.number(value, for: option)
         case .vsockPath: vsockPath = value
         case .vsockCID: vsockCID = try Self.number(value, for: option)
         case .parentPID: parentPID = try Self.number(value, for: option)

@@ -119,10 +119,20 @@ extension CommandLineOptions {
         if let withMAC = interfaces.first(where: { $0.mac != nil }) {
             throw VMMError.deviceSetupFailed("--net with --restore takes tap= or fd= only (the guest keeps its MAC \(withMAC.mac!))")
         }
-        return RestoreSettings(
+        var settings = RestoreSettings(
             vsockUDSPath: vsockPath, networkBackends: interfaces.map(\.backend),
             console: try ConsoleChoice.parse(console ?? "stdout"),
             forwardStandardInput: !noStandardInput && (isatty(STDIN_FILENO) != 0 || ConsoleChoice.standardInputIsReadable))
+        settings.profilePath = profileDestination
+        settings.profileIntervalMicroseconds = profileInterval ?? 1000
+        return settings
+    }
+
+    /// `--profile PATH`, else `$KASA_VMM_PROFILE.<pid>` (for a kasa-vmm a runtime starts).
+    var profileDestination: String? {
+        if let profile { return profile }
+        guard let prefix = getenv("KASA_VMM_PROFILE").map({ String(cString: $0) }), !prefix.isEmpty else { return nil }
+        return "\(prefix).\(getpid())"
     }
 
     func resolveConfiguration() throws -> VMConfiguration {
@@ -152,6 +162,8 @@ extension CommandLineOptions {
         configuration.networkInterfaces = try networks.map(NetworkSpecification.parse)
             + (file?.networkInterfaces?.map(\.configuration) ?? [])
         configuration.entropy = entropy || file?.entropy != nil
+        configuration.profilePath = profileDestination
+        configuration.profileIntervalMicroseconds = profileInterval ?? 1000
         if let path = vsockPath ?? file?.vsock?.udsPath {
             configuration.vsock = VsockConfiguration(guestCID: vsockCID ?? file?.vsock?.guestCID ?? 3, udsPath: path)
         } else if vsockCID != nil {
