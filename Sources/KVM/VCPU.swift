@@ -183,6 +183,18 @@ public final class VCPU: @unchecked Sendable {
 
     /// Writes model-specific registers; KVM reports how many it accepted.
     public func setMSRs(_ values: [(index: UInt32, value: UInt64)]) throws {
+        let written = VCPU.withMSRBuffer(values) { header, _ in ckvm_ioctl_pointer(descriptor.raw, CKVM_SET_MSRS, header) }
+        if written < 0 { throw KVMError.last("KVM_SET_MSRS on vCPU \(id)") }
+        if Int(written) != values.count {
+            let rejected = values[Int(written)].index
+            throw KVMError("KVM_SET_MSRS rejected MSR 0x\(String(rejected, radix: 16)) on vCPU \(id)", errno: EINVAL)
+        }
+    }
+
+    /// A kvm_msrs header followed by its entries (Swift cannot declare the flexible array),
+    /// filled from `values`, for one KVM_GET_MSRS or KVM_SET_MSRS.
+    static func withMSRBuffer<R>(_ values: [(index: UInt32, value: UInt64)],
+                                 _ body: (UnsafeMutablePointer<kvm_msrs>, UnsafeMutablePointer<kvm_msr_entry>) throws -> R) rethrows -> R {
         let bytes = MemoryLayout<kvm_msrs>.size + values.count * MemoryLayout<kvm_msr_entry>.stride
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 8)
         defer { raw.deallocate() }
@@ -190,16 +202,11 @@ public final class VCPU: @unchecked Sendable {
         let header = raw.bindMemory(to: kvm_msrs.self, capacity: 1)
         header.pointee.nmsrs = UInt32(values.count)
         // Safe: the allocation has room for values.count entries right after the header.
-        let entries = raw.advanced(by: MemoryLayout<kvm_msrs>.size).bindMemory(to: kvm_msr_entry.self, capacity: values.count)
+        let entries = raw.advanced(by: MemoryLayout<kvm_msrs>.size).bindMemory(to: kvm_msr_entry.self, capacity: max(1, values.count))
         for (offset, msr) in values.enumerated() {
             entries[offset] = kvm_msr_entry(index: msr.index, reserved: 0, data: msr.value)
         }
-        let written = ckvm_ioctl_pointer(descriptor.raw, CKVM_SET_MSRS, header)
-        if written < 0 { throw KVMError.last("KVM_SET_MSRS on vCPU \(id)") }
-        if Int(written) != values.count {
-            let rejected = values[Int(written)].index
-            throw KVMError("KVM_SET_MSRS rejected MSR 0x\(String(rejected, radix: 16)) on vCPU \(id)", errno: EINVAL)
-        }
+        return try body(header, entries)
     }
 
     /// Asks KVM to walk the guest's page tables for a linear address.

@@ -122,18 +122,12 @@ extension VCPU {
 
     private func readMSRs(_ indices: [UInt32]) throws -> [UInt64] {
         guard !indices.isEmpty else { return [] }
-        let bytes = MemoryLayout<kvm_msrs>.size + indices.count * MemoryLayout<kvm_msr_entry>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 8)
-        defer { raw.deallocate() }
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        let header = raw.bindMemory(to: kvm_msrs.self, capacity: 1)
-        header.pointee.nmsrs = UInt32(indices.count)
-        // Safe: the allocation has room for indices.count entries right after the header.
-        let entries = raw.advanced(by: MemoryLayout<kvm_msrs>.size).bindMemory(to: kvm_msr_entry.self, capacity: indices.count)
-        for (offset, index) in indices.enumerated() { entries[offset] = kvm_msr_entry(index: index, reserved: 0, data: 0) }
-        let read = ckvm_ioctl_pointer(descriptor.raw, CKVM_GET_MSRS, header)
-        if read < 0 { throw KVMError.last("KVM_GET_MSRS on vCPU \(id)") }
-        return (0..<Int(read)).map { entries[$0].data }
+        return try VCPU.withMSRBuffer(indices.map { (index: $0, value: UInt64(0)) }) { header, entries in
+            let read = ckvm_ioctl_pointer(descriptor.raw, CKVM_GET_MSRS, header)
+            if read < 0 { throw KVMError.last("KVM_GET_MSRS on vCPU \(id)") }
+            // Safe: KVM filled the first `read` of the entries the buffer holds.
+            return (0..<min(Int(read), indices.count)).map { entries[$0].data }
+        }
     }
 
     private func cpuidBytes() throws -> [UInt8] {

@@ -339,7 +339,8 @@ struct CommandLineOptions {
 
             USAGE: kasa-vmm --kernel <path> [<options>]
                    kasa-vmm --config-file <path> [<options>]
-                   kasa-vmm --restore <dir> [--vsock-uds <path>] [--net <spec>] [--console <c>] [--api-socket <path>]
+                   kasa-vmm --restore <dir> [--vsock-uds <path>] [--net <spec>]
+                            [--console <c>] [--api-socket <path>]
 
             OPTIONS:
 
