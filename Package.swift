@@ -31,7 +31,7 @@ let package = Package(
         // Guest memory and vCPU rules and defaults, shared by kasa-vmm and the runtime.
         .target(name: "MachineSize"),
         // A snapshot's files and their encoding (the VMM fills in what each layer saves).
-        .target(name: "Snapshot"),
+        .target(name: "Snapshot", dependencies: [.product(name: "HostOS", package: "guest-agent")]),
         .target(name: "Boot", dependencies: ["GuestMemory", "MachineSize"]),
         .target(name: "LegacyDevices", dependencies: [.product(name: "HostOS", package: "guest-agent")]),
         .target(name: "Virtio", dependencies: ["GuestMemory", "CLinux", .product(name: "HostOS", package: "guest-agent")]),

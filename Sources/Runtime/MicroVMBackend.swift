@@ -123,12 +123,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         return words.joined(separator: " ")
     }
 
-    /// The agent's own disk (the root, /dev/vda) or its initrd.
-    static func bootMediumArguments(_ settings: Settings) -> [String] {
-        settings.image.isEmpty ? ["--initrd", settings.initrd] : ["--drive", "path=\(settings.image),readonly=on,root=on"]
-    }
-
-    public func launch(rootfs: String) throws(RuntimeError) -> AgentMount {
+    /// What booting `settings` needs: kasa-vmm, the guest kernel, the agent's image or initrd.
+    static func checkBootFiles(_ settings: Settings) throws(RuntimeError) {
         let bootsImage = !settings.image.isEmpty
         for (role, path, fix) in [("kasa-vmm", settings.vmmPath, "[hypervisor.kasa] path"),
                                   ("guest kernel", settings.kernel, "[hypervisor.kasa] kernel"),
@@ -137,30 +133,71 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             where !HostFile.exists(path) {
             throw RuntimeError.host("the \(role) \(path) does not exist: run scripts/install.sh, or set \(fix) in configuration.toml")
         }
+    }
+
+    /// kasa-vmm's arguments for booting `settings`' kernel with the agent's own disk first
+    /// (the root, /dev/vda; or its initrd), an rng, vsock at `vsockSocket`, and the drive
+    /// slots with their control socket. A sandbox adds its rootfs drive and NICs; a
+    /// template is exactly this.
+    static func bootArguments(_ settings: Settings, vsockSocket: String, controlSocket: String) -> [String] {
+        let boot = settings.image.isEmpty ? ["--initrd", settings.initrd] : ["--drive", "path=\(settings.image),readonly=on,root=on"]
+        var arguments = ["--kernel", settings.kernel] + boot + [
+            "--cmdline", kernelCommandLine(settings),
+            "--memory", String(settings.memoryMiB), "--vcpus", String(settings.vcpus), "--rng",
+            "--vsock-uds", vsockSocket, "--vsock-cid", "3",
+        ]
+        if settings.driveSlots > 0 {
+            arguments += ["--drive-slots", String(settings.driveSlots), "--api-socket", controlSocket]
+        }
+        return arguments
+    }
+
+    public func launch(rootfs: String) throws(RuntimeError) -> AgentMount {
+        try MicroVMBackend.checkBootFiles(settings)
         let image = try settings.imageCache.image(for: rootfs)
         rootfsImage = image
         try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
         if settings.templateObstacle == nil, let templatePath = settings.templatePath {
             return try launchFromTemplate(templatePath, image: image)
         }
-        // The agent's own disk first (the root, /dev/vda), then the container's.
-        let boot = MicroVMBackend.bootMediumArguments(settings)
+        // The container's rootfs is the drive after the agent's own disk (kasa-vmm puts the
+        // drive slots after every drive).
         let rootfsDrive = MicroVMBackend.driveSerial(forContainer: settings.sandboxID)
-        var arguments = ["--kernel", settings.kernel] + boot + [
-            "--cmdline", kernelCommandLine,
-            "--memory", String(settings.memoryMiB), "--vcpus", String(settings.vcpus),
-            "--drive", "path=\(image.path),readonly=on,id=\(rootfsDrive)", "--rng",
-            "--vsock-uds", socketPath, "--vsock-cid", "3", "--no-stdin",
-            "--parent-pid", String(getpid()),
-        ]
-        if settings.driveSlots > 0 {
-            arguments += ["--drive-slots", String(settings.driveSlots), "--api-socket", controlSocketPath]
-        }
+        var arguments = MicroVMBackend.bootArguments(settings, vsockSocket: socketPath, controlSocket: controlSocketPath)
+            + ["--drive", "path=\(image.path),readonly=on,id=\(rootfsDrive)"]
         // The TAPs become kasa-vmm's descriptors 3, 4, ... (ChildProcess `passing`).
         let taps = settings.network?.tapDescriptors ?? []
         if let network = settings.network { arguments += network.vmmArguments(firstDescriptor: 3) }
-        arguments += ["--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
-        let child = try ChildProcess(settings.vmmPath, arguments, stdin: .null, stdout: .null,
+        try spawnVMM(arguments, passing: taps)
+        return MicroVMBackend.rootfsMount(serial: rootfsDrive)
+    }
+
+    /// The VM restored from the template (built first if it must be), with the container's
+    /// rootfs in its first drive slot.
+    private func launchFromTemplate(_ templatePath: String, image: RootfsImageCache.Image) throws(RuntimeError) -> AgentMount {
+        let snapshot = try VMTemplate(path: templatePath).ensure(for: settings)
+        settings.driveSlots = VMTemplate.driveSlots
+        restoredFromTemplate = true
+        try spawnVMM(["--restore", snapshot, "--vsock-uds", socketPath, "--api-socket", controlSocketPath], passing: [])
+        // kasa-vmm binds its control socket before the guest runs; wait for the file.
+        let deadline = MonotonicClock.now + 30
+        while !HostFile.exists(controlSocketPath) {
+            if let failure { throw RuntimeError.sandbox("the VM restored from \(templatePath) stopped: \(failure)\(failureDetail)") }
+            guard MonotonicClock.now < deadline else { throw RuntimeError.sandbox("kasa-vmm did not open its control socket \(controlSocketPath)") }
+            usleep(5_000)
+        }
+        let serial = MicroVMBackend.driveSerial(forContainer: settings.sandboxID)
+        _ = try VMMControlClient(socketPath: controlSocketPath).attachDrive(path: image.path, serial: serial)
+        return MicroVMBackend.rootfsMount(serial: serial)
+    }
+
+    /// Starts kasa-vmm with `arguments` plus what every sandbox's has (no stdin, dies with
+    /// this process, the console to the log or stderr), records its pid for `delete`, and
+    /// hands it to the lifecycle.
+    private func spawnVMM(_ arguments: [String], passing taps: [Int32]) throws(RuntimeError) {
+        let all = arguments + ["--no-stdin", "--parent-pid", String(getpid()),
+                               "--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
+        let child = try ChildProcess(settings.vmmPath, all, stdin: .null, stdout: .null,
                                      stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath), passing: taps)
         // kasa-vmm holds the TAPs now: when it goes, they go.
         settings.network?.closeDescriptors()
@@ -171,32 +208,6 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             child.signal(SIGKILL)
             throw RuntimeError.sandbox("stopped while starting")
         }
-        return MicroVMBackend.rootfsMount(serial: rootfsDrive)
-    }
-
-    /// The VM restored from the template (built first if it must be), with the container's
-    /// rootfs in its first drive slot.
-    private func launchFromTemplate(_ templatePath: String, image: RootfsImageCache.Image) throws(RuntimeError) -> AgentMount {
-        let template = VMTemplate(path: templatePath)
-        let snapshot = try template.ensure(for: settings)
-        settings.driveSlots = VMTemplate.driveSlots
-        restoredFromTemplate = true
-        let arguments = ["--restore", snapshot, "--vsock-uds", socketPath, "--no-stdin", "--api-socket", controlSocketPath,
-                         "--parent-pid", String(getpid()),
-                         "--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
-        let child = try ChildProcess(settings.vmmPath, arguments, stdin: .null, stdout: .null,
-                                     stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath))
-        try? HostFile.write(Array("\(child.pid)\n".utf8), to: vmmPIDPath)
-        guard lifecycle.adopt(child, name: "kasa-vmm") else {
-            child.signal(SIGKILL)
-            throw RuntimeError.sandbox("stopped while starting")
-        }
-        let serial = MicroVMBackend.driveSerial(forContainer: settings.sandboxID)
-        try VMTemplate.waitForSocket(controlSocketPath, deadline: MonotonicClock.now + 30) { () throws(RuntimeError) in
-            if let failure { throw RuntimeError.sandbox("the VM restored from \(templatePath) stopped: \(failure)\(failureDetail)") }
-        }
-        _ = try VMMControlClient(socketPath: controlSocketPath).attachDrive(path: image.path, serial: serial)
-        return MicroVMBackend.rootfsMount(serial: serial)
     }
 
     /// The virtio-blk serial (GET_ID, at most 20 bytes) of a container's rootfs drive:

@@ -94,11 +94,7 @@ public struct VMTemplate: Sendable {
     /// Boots the template VM, waits for its agent, saves it, and stops it.
     public func build(for settings: MicroVMBackend.Settings) throws(RuntimeError) {
         let template = VMTemplate.canonical(settings)
-        for (role, file) in [("kasa-vmm", template.vmmPath), ("guest kernel", template.kernel),
-                             template.image.isEmpty ? ("agent initrd", template.initrd) : ("agent image", template.image)]
-            where !HostFile.exists(file) {
-            throw RuntimeError.host("the \(role) \(file) does not exist: run scripts/install.sh, or fix configuration.toml")
-        }
+        try MicroVMBackend.checkBootFiles(template)
         HostFile.removeTree(buildDirectory)
         try HostFile.makeDirectories(buildDirectory, mode: 0o700)
         defer { HostFile.removeTree(buildDirectory) }
@@ -106,12 +102,8 @@ public struct VMTemplate: Sendable {
         unlink(inputsPath)
         let socket = buildDirectory + "/vsock.sock", api = buildDirectory + "/api.sock"
         let console = buildDirectory + "/console.log", log = buildDirectory + "/kasa-vmm.log"
-        let arguments = ["--kernel", template.kernel] + MicroVMBackend.bootMediumArguments(template) + [
-            "--cmdline", MicroVMBackend.kernelCommandLine(template),
-            "--memory", String(template.memoryMiB), "--vcpus", String(template.vcpus),
-            "--drive-slots", String(VMTemplate.driveSlots), "--api-socket", api, "--rng",
-            "--vsock-uds", socket, "--vsock-cid", "3", "--no-stdin", "--parent-pid", String(getpid()), "--console", console,
-        ]
+        let arguments = MicroVMBackend.bootArguments(template, vsockSocket: socket, controlSocket: api)
+            + ["--no-stdin", "--parent-pid", String(getpid()), "--console", console]
         let child = try ChildProcess(template.vmmPath, arguments, stdin: .null, stdout: .null, stderr: .file(log))
         defer {
             child.signal(SIGKILL)
@@ -176,15 +168,6 @@ public struct VMTemplate: Sendable {
             try agent.setGuestTime(seconds: Int64(now.tv_sec), microseconds: Int64(now.tv_nsec / 1000))
         } catch {
             throw RuntimeError.sandbox("making the VM restored from the template unique (entropy, clock): \(error)")
-        }
-    }
-
-    /// Waits for a Unix socket file (kasa-vmm's control socket) to appear.
-    static func waitForSocket(_ socket: String, deadline: Double, check: () throws(RuntimeError) -> Void) throws(RuntimeError) {
-        while !HostFile.exists(socket) {
-            try check()
-            guard MonotonicClock.now < deadline else { throw RuntimeError.sandbox("kasa-vmm did not open its control socket \(socket)") }
-            usleep(5_000)
         }
     }
 

@@ -1,3 +1,4 @@
+import HostOS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -85,11 +86,11 @@ public enum SnapshotFiles {
         do {
             let memory = try create(memoryTemporary)
             defer { close(memory) }
-            try writeAll(memory, memoryHeader, at: 0, path: memoryTemporary)
+            try writeAll(memory, memoryHeader, path: memoryTemporary)
             try writeMemory(memory)
             let stateFile = try create(stateTemporary)
             defer { close(stateFile) }
-            try writeAll(stateFile, state, at: 0, path: stateTemporary)
+            try writeAll(stateFile, state, path: stateTemporary)
             guard rename(memoryTemporary, memoryPath) == 0, rename(stateTemporary, statePath) == 0 else {
                 throw SnapshotError.io("cannot move the snapshot into \(directory): \(errorText())")
             }
@@ -146,14 +147,10 @@ public enum SnapshotFiles {
         return descriptor
     }
 
-    private static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], at offset: UInt64, path: String) throws {
-        var done = 0
-        while done < bytes.count {
-            let count = bytes[done...].withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset) + off_t(done)) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { throw SnapshotError.io("cannot write \(path): \(errorText())") }
-            done += count
-        }
+    /// The whole of `bytes` from the start of a file just created.
+    private static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws {
+        let code = DescriptorIO.write(descriptor, bytes, socket: false)
+        guard code == 0 else { throw SnapshotError.io("cannot write \(path): \(String(cString: strerror(code)))") }
     }
 
     private static func errorText() -> String { String(cString: strerror(errno)) }

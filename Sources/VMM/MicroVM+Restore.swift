@@ -15,15 +15,7 @@ extension MicroVM {
     /// stopped. Refused with a clear error: a snapshot of another kasa-vmm version or CPU
     /// model, a damaged state file, a memory file that is not its own.
     public convenience init(restoring directory: String, settings: RestoreSettings, vmmVersion: String) throws {
-        let manifest: SnapshotManifest
-        do {
-            let payload = try SnapshotFiles.decodeState(try SnapshotFiles.readState(directory: directory),
-                                                        path: directory + "/" + SnapshotFiles.stateName,
-                                                        format: SnapshotManifest.formatVersion)
-            manifest = try SnapshotManifest(decoding: payload)
-        } catch {
-            throw VMMError.snapshotFailed("\(error)")
-        }
+        let manifest = try SnapshotManifest.read(directory: directory)
         guard manifest.vmmVersion == vmmVersion else {
             throw VMMError.snapshotFailed("\(directory) was written by kasa-vmm \(manifest.vmmVersion); this is \(vmmVersion)")
         }
@@ -134,7 +126,7 @@ extension MicroVM {
     }
 }
 
-/// What a snapshot holds, for people and tools (`kata-runtime factory status`, the tests).
+/// What a snapshot holds, for people and tools (the tests read where each vCPU stopped).
 public struct SnapshotDescription: Sendable {
     public let vmmVersion: String
     public let cpuModel: String
@@ -149,14 +141,7 @@ public struct SnapshotDescription: Sendable {
 extension MicroVM {
     /// Reads and checks a snapshot's state file (not its memory file).
     public static func describeSnapshot(_ directory: String) throws -> SnapshotDescription {
-        let manifest: SnapshotManifest
-        do {
-            manifest = try SnapshotManifest(decoding: try SnapshotFiles.decodeState(
-                try SnapshotFiles.readState(directory: directory), path: directory + "/" + SnapshotFiles.stateName,
-                format: SnapshotManifest.formatVersion))
-        } catch {
-            throw VMMError.snapshotFailed("\(error)")
-        }
+        let manifest = try SnapshotManifest.read(directory: directory)
         return SnapshotDescription(
             vmmVersion: manifest.vmmVersion, cpuModel: manifest.cpuModel, memoryMiB: manifest.memoryMiB,
             commandLine: manifest.commandLine,

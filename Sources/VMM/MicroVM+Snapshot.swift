@@ -21,7 +21,7 @@ public struct RestoreSettings: Sendable {
     public var kvmPath: String
     /// A sampling profile of the restored guest (`VMConfiguration.profilePath`).
     public var profilePath: String?
-    public var profileIntervalMicroseconds = 1000
+    public var profileIntervalMicroseconds = VMConfiguration.defaultProfileIntervalMicroseconds
 
     public init(vsockUDSPath: String? = nil, networkBackends: [NetworkInterfaceConfiguration.Backend] = [],
                 console: ConsoleOutput = .standardOutput, forwardStandardInput: Bool = false, kvmPath: String = KVMSystem.defaultPath) {
@@ -118,11 +118,9 @@ extension MicroVM {
     private func captureManifest(vmmVersion: String) throws -> SnapshotManifest {
         var vcpuStates: [VCPUState] = []
         for (index, vcpu) in vcpus.enumerated() {
-            // On the vCPU's own thread, parked: KVM's vCPU calls belong to the thread that runs it.
-            let box = ResultBox<VCPUState>()
-            vcpuGate.perform(on: index) { box.set(Result { try vcpu.captureState() }) }
             do {
-                vcpuStates.append(try box.get())
+                // On the vCPU's own thread, parked: KVM's vCPU calls belong to the thread that runs it.
+                vcpuStates.append(try vcpuGate.perform(on: index) { try vcpu.captureState() })
             } catch {
                 throw VMMError.snapshotFailed("reading vCPU \(vcpu.id): \(error)")
             }
@@ -152,10 +150,10 @@ extension MicroVM {
     private func deviceKind(slot: Int, transport: VirtioMMIOTransport) -> SnapshotManifest.DeviceRecord.Kind {
         let device = transport.device
         if let drive = device as? BlockDevice {
-            let sectors = transport.inspect { drive.capacitySectors }
-            if slot < configuration.drives.count { return .drive(configuration.drives[slot], sectors: sectors) }
+            let configured = slot < configuration.drives.count ? configuration.drives[slot] : nil
             return transport.inspect {
-                .driveSlot(medium: drive.hasMedium ? drive.path : nil, identifier: drive.identifierText, sectors: sectors)
+                if let configured { return .drive(configured, sectors: drive.capacitySectors) }
+                return .driveSlot(medium: drive.hasMedium ? drive.path : nil, identifier: drive.identifierText, sectors: drive.capacitySectors)
             }
         }
         if let vsock = device as? VsockDevice { return .vsock(guestCID: vsock.guestCID) }
@@ -171,18 +169,5 @@ extension MicroVM {
         }
         let name = [vendor.ebx, vendor.edx, vendor.ecx].flatMap { word in (0..<4).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
         return String(decoding: name, as: UTF8.self) + " signature 0x" + String(signature.eax, radix: 16)
-    }
-}
-
-/// Carries a result out of a closure run on another thread (`PauseGate.perform` waits for it).
-final class ResultBox<T>: @unchecked Sendable {
-    private let lock = Lock()
-    private var result: Result<T, any Error>?  // guarded by lock
-
-    func set(_ value: Result<T, any Error>) { lock.withLock { result = value } }
-
-    func get() throws -> T {
-        guard let result = lock.withLock({ result }) else { throw VMMError.snapshotFailed("a vCPU did not answer") }
-        return try result.get()
     }
 }

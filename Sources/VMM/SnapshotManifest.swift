@@ -40,6 +40,22 @@ struct SnapshotManifest: Equatable {
     }
 }
 
+// MARK: - Files
+
+extension SnapshotManifest {
+    /// The manifest of the snapshot in `directory`, its state file checked (magic, format,
+    /// checksum) and decoded; every failure is a `VMMError.snapshotFailed` saying why.
+    static func read(directory: String) throws -> SnapshotManifest {
+        do {
+            let payload = try SnapshotFiles.decodeState(try SnapshotFiles.readState(directory: directory),
+                                                        path: directory + "/" + SnapshotFiles.stateName, format: formatVersion)
+            return try SnapshotManifest(decoding: payload)
+        } catch {
+            throw VMMError.snapshotFailed("\(error)")
+        }
+    }
+}
+
 // MARK: - Encoding
 
 extension SnapshotManifest {

@@ -102,7 +102,8 @@ public struct VMConfiguration: Sendable {
     /// Where to write a sampling profile of the guest (`GuestProfiler`); nil: no profiling.
     public var profilePath: String?
     /// Microseconds between samples of each vCPU.
-    public var profileIntervalMicroseconds = 1000
+    public var profileIntervalMicroseconds = VMConfiguration.defaultProfileIntervalMicroseconds
+    public static let defaultProfileIntervalMicroseconds = 1000
 
     public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1 nomodule i8042.noaux i8042.nomux i8042.dumbkbd"
 

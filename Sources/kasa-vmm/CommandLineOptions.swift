@@ -120,7 +120,7 @@ struct CommandLineOptions {
                help: "Sample where each vCPU is (kernel RIP, or user space) and write the counts here when the VM ends "
                    + "(bench/guest-profile symbolizes them). Without it, $KASA_VMM_PROFILE=PREFIX profiles to PREFIX.<pid>."),
         Option(key: .profileInterval, names: ["profile-interval-us"], short: nil, valueName: "us",
-               help: "Microseconds between samples of each vCPU (default 1000, at least 100)."),
+               help: "Microseconds between samples of each vCPU (default \(VMConfiguration.defaultProfileIntervalMicroseconds), at least 100)."),
         Option(key: .noPVH, names: ["no-pvh"], short: nil, valueName: nil,
                help: "Enter an ELF kernel through its 64-bit entry even if it has a PVH entry."),
         Option(key: .verbose, names: ["verbose"], short: "v", valueName: nil,

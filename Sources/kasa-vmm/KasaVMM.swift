@@ -124,7 +124,7 @@ extension CommandLineOptions {
             console: try ConsoleChoice.parse(console ?? "stdout"),
             forwardStandardInput: !noStandardInput && (isatty(STDIN_FILENO) != 0 || ConsoleChoice.standardInputIsReadable))
         settings.profilePath = profileDestination
-        settings.profileIntervalMicroseconds = profileInterval ?? 1000
+        settings.profileIntervalMicroseconds = profileInterval ?? VMConfiguration.defaultProfileIntervalMicroseconds
         return settings
     }
 
@@ -163,7 +163,7 @@ extension CommandLineOptions {
             + (file?.networkInterfaces?.map(\.configuration) ?? [])
         configuration.entropy = entropy || file?.entropy != nil
         configuration.profilePath = profileDestination
-        configuration.profileIntervalMicroseconds = profileInterval ?? 1000
+        configuration.profileIntervalMicroseconds = profileInterval ?? VMConfiguration.defaultProfileIntervalMicroseconds
         if let path = vsockPath ?? file?.vsock?.udsPath {
             configuration.vsock = VsockConfiguration(guestCID: vsockCID ?? file?.vsock?.guestCID ?? 3, udsPath: path)
         } else if vsockCID != nil {

@@ -27,17 +27,19 @@ public final class PauseGate: @unchecked Sendable {
         return monitor.withLock { settled && !released }
     }
 
-    /// Runs `job` on parked worker `worker` and returns when it has finished.
-    public func perform(on worker: Int, _ job: @escaping () -> Void) {
-        var done = false
+    /// Runs `job` on parked worker `worker` and returns what it returned (or throws what
+    /// it threw) once it has finished.
+    public func perform<T>(on worker: Int, _ job: @escaping () throws -> T) throws -> T {
+        var outcome: Result<T, any Error>?
         let finished = Monitor()
         monitor.update {
             jobs[worker] = {
-                job()
-                finished.update { done = true }
+                let result = Result { try job() }
+                finished.update { outcome = result }
             }
         }
-        _ = finished.wait(until: { done })
+        _ = finished.wait(until: { outcome != nil })
+        return try outcome!.get()
     }
 
     /// Lets parked workers continue.
