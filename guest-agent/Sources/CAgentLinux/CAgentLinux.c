@@ -81,6 +81,7 @@ int kasa_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 int kasa_get_no_new_privs(void) { return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); }
 int kasa_set_keepcaps(int on) { return prctl(PR_SET_KEEPCAPS, on ? 1 : 0, 0, 0, 0); }
 int kasa_set_pdeathsig(int signal) { return prctl(PR_SET_PDEATHSIG, signal, 0, 0, 0); }
+int kasa_set_nice(int id, int nice) { return setpriority(PRIO_PROCESS, (id_t)id, nice); }
 int kasa_set_child_subreaper(int on) { return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0); }
 int kasa_capbset_drop(int cap) { return prctl(PR_CAPBSET_DROP, cap, 0, 0, 0); }
 int kasa_capbset_read(int cap) { return prctl(PR_CAPBSET_READ, cap, 0, 0, 0); }

@@ -112,9 +112,13 @@ public enum AgentMain {
                 log("ignoring \(AgentKernelParameters.containerInitTimeoutKey): \(AgentKernelParameters.containerInitTimeoutRule)")
             }
         }
-        let launcher = ContainerProcessLauncher(timeout: options.containerInitTimeout ?? .seconds(30))
+        let standby = ContainerInitStandby(log: log)
+        let launcher = ContainerProcessLauncher(timeout: options.containerInitTimeout ?? .seconds(30), standby: standby)
         let handler = AgentServiceHandler(configuration: configuration, launcher: launcher, log: log)
         SignalForwarder.start(sandbox: handler.sandbox, isInit: isInit, log: log)
+        // Before serving: the first new container finds its init ready, and a VM template
+        // (snapshotted once the agent answers) holds it for every clone.
+        if !standby.start(waitingUpTo: 60) { log("no standby container init yet: containers start without one") }
         if options.containerInitTimeout != nil { log("container set-up may take \(launcher.timeout)") }
         if let endpoint = options.debugConsole {
             DebugConsole.start(endpoint, log: log)

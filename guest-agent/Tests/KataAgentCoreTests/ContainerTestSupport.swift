@@ -111,7 +111,8 @@ enum ContainerTestSupport {
 
     /// Launches and starts `spec` with pipes for stdout/stderr and /dev/null as stdin,
     /// collects both streams and the exit status, all bounded by `timeout`.
-    static func run(_ spec: ContainerLaunchSpec, timeout: Duration = .seconds(20)) throws -> Output {
+    static func run(_ spec: ContainerLaunchSpec, timeout: Duration = .seconds(20),
+                    standby: ContainerInitStandby? = nil) throws -> Output {
         _ = subreaper
         let out = try pipe(), err = try pipe()
         let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -119,7 +120,8 @@ enum ContainerTestSupport {
         let launch: ContainerLaunch
         do {
             launch = try ContainerLauncher.launch(spec: spec, agentExecutable: agentExecutable!,
-                                                  stdio: .pipes(stdin: null, stdout: out.write, stderr: err.write))
+                                                  stdio: .pipes(stdin: null, stdout: out.write, stderr: err.write),
+                                                  standby: standby)
         } catch {
             close(out.write); close(err.write)
             throw error

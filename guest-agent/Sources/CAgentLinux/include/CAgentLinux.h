@@ -69,6 +69,9 @@ int kasa_get_no_new_privs(void);
 int kasa_set_keepcaps(int on);
 int kasa_set_pdeathsig(int signal);
 int kasa_set_child_subreaper(int on);
+/// setpriority(PRIO_PROCESS, id, nice): on Linux `id` 0 is the calling thread only, a
+/// thread's children inherit its value. 0, or -1 with errno.
+int kasa_set_nice(int id, int nice);
 int kasa_capbset_drop(int cap);
 int kasa_capbset_read(int cap);
 int kasa_cap_ambient_raise(int cap);

@@ -15,4 +15,13 @@ int kasa_set_window_size(int fd, unsigned short rows, unsigned short columns);
 // 1 when `path` is on ramfs or tmpfs (the initramfs), 0 otherwise or on error.
 int kasa_is_ram_filesystem(const char *path);
 
+// Sends `length` bytes (at least 1) with `count` descriptors (at most 3) as SCM_RIGHTS in
+// one sendmsg (MSG_NOSIGNAL). Returns the bytes sent, or -1 with errno set.
+long kasa_send_with_descriptors(int socket, const void *bytes, size_t length, const int *descriptors, int count);
+// Receives into `buffer` with up to 3 descriptors (MSG_CMSG_CLOEXEC); `*count` is set to
+// how many arrived. Returns the bytes received (0 at EOF), or -1 with errno set; a
+// message whose descriptors did not fit (MSG_CTRUNC) is -1 with EMSGSIZE, and any that
+// did arrive are closed.
+long kasa_receive_with_descriptors(int socket, void *buffer, size_t length, int *descriptors, int *count);
+
 #endif

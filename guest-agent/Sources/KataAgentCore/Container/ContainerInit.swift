@@ -42,6 +42,7 @@ public enum ContainerInit {
     public static func main(arguments: [String] = CommandLine.arguments) -> Never {
         _ = kasa_close_from(execErrorFd + 1)
         umask(0)
+        if arguments.dropFirst(2).first == ContainerLauncher.standbyArgument { standBy() }
         let bytes = ContainerSys.readToEnd(specFd)
         close(specFd)
         let spec: ContainerLaunchSpec
@@ -89,6 +90,16 @@ public enum ContainerInit {
     /// Forks the container process, which runs `setUp` and then waits for the start
     /// byte; this process reports its pid (or its setup error) on the sync pipe and exits.
     static func forkContainerProcess(_ spec: ContainerLaunchSpec, setUp: () throws -> Void) -> Never {
+        let (child, ready) = forkWithReadyPipe()
+        if child == 0 { becomeContainer(spec, ready: ready.write, setUp: setUp) }
+        close(ready.write)
+        report(child, ready: ready.read)
+    }
+
+    /// Forks; the child gets PR_SET_PDEATHSIG (if the launcher gives up on us and kills
+    /// this process, the child dies too; a credential change clears it, and set-up is
+    /// nearly done by then) and the write end of the ready pipe, this process its read end.
+    static func forkWithReadyPipe() -> (child: pid_t, ready: (read: Int32, write: Int32)) {
         let ready: (read: Int32, write: Int32)
         do {
             ready = try ContainerSys.makePipe()
@@ -100,22 +111,29 @@ public enum ContainerInit {
         if child == 0 {
             close(ready.read)
             close(syncFd)
-            // If the launcher gives up on us (timeout) and kills our parent, die too.
-            // (A credential change clears this; setup is nearly done by then.)
             _ = kasa_set_pdeathsig(SIGKILL)
-            do {
-                try setUp()
-            } catch {
-                fail(on: ready.write, "\(error)")
-            }
-            _ = kasa_set_pdeathsig(0)
-            ContainerSys.writeAll(ready.write, [0])
-            close(ready.write)
-            execWhenStarted(spec)
         }
-        close(ready.write)
-        let answer = ContainerSys.readToEnd(ready.read)
-        close(ready.read)
+        return (child, ready)
+    }
+
+    /// The forked child: runs `setUp`, tells the parent it is ready (or why not), then
+    /// waits for the start byte and execs.
+    static func becomeContainer(_ spec: ContainerLaunchSpec, ready: Int32, setUp: () throws -> Void) -> Never {
+        do {
+            try setUp()
+        } catch {
+            fail(on: ready, "\(error)")
+        }
+        _ = kasa_set_pdeathsig(0)
+        ContainerSys.writeAll(ready, [0])
+        close(ready)
+        execWhenStarted(spec)
+    }
+
+    /// The parent: reports the child's pid once it is ready, or its error, and exits.
+    static func report(_ child: pid_t, ready: Int32) -> Never {
+        let answer = ContainerSys.readToEnd(ready)
+        close(ready)
         if answer == [0] {
             ContainerSys.writeAll(syncFd, "\(child)")
             _exit(0)

@@ -75,15 +75,23 @@ public enum ContainerLaunchError: Error, Equatable, Sendable, CustomStringConver
 /// container process is a grandchild of the launcher and is reparented to the agent,
 /// which reaps it. `launch` itself reaps the intermediate process it spawned; a global
 /// reaper (waitpid(-1)) in the agent may win that race, which is harmless.
+///
+/// A new container's init may come from a `ContainerInitStandby` instead: spawned before
+/// the container was known, it takes the spec and stdio later (ContainerInit+Standby).
 public enum ContainerLauncher {
     /// argv[1] that makes the kata-agent executable run `ContainerInit.main`.
     public static let initArgument = "__container-init"
 
-    /// Spawns `agentExecutable __container-init` for `spec`, waits (at most `timeout`)
+    /// argv[2] that makes container init a standby (`ContainerInit.standBy`).
+    public static let standbyArgument = "--standby"
+
+    /// Spawns `agentExecutable __container-init` for `spec` (or, for a new container, hands
+    /// `spec` to the ready standby `standby` holds, if any), waits (at most `timeout`)
     /// until the process is set up and reports its pid, and returns it waiting for
     /// `start()`. Blocks the calling thread. Throws `ContainerLaunchError`.
     public static func launch(spec: ContainerLaunchSpec, agentExecutable: String, stdio: ContainerStdio,
-                              timeout: Duration = .seconds(30)) throws(ContainerLaunchError) -> ContainerLaunch {
+                              timeout: Duration = .seconds(30),
+                              standby: ContainerInitStandby? = nil) throws(ContainerLaunchError) -> ContainerLaunch {
         switch stdio {
         case .terminal where !spec.terminal:
             throw .invalidRequest("a terminal was given but the spec does not ask for one (terminal=false)")
@@ -98,13 +106,51 @@ public enum ContainerLauncher {
         } catch {
             throw .invalidRequest("encode launch spec: \(error)")
         }
+        // A container's start is when the standby it may have taken is replaced.
+        var onStarted: (@Sendable () -> Void)?
+        if let standby { onStarted = { standby.containerStarted() } }
+        if case .create = spec.namespaces, let waiting = standby?.take() {
+            // nil: the standby was gone before it got the spec (killed); start afresh.
+            if let launch = try deliver(json, passing: stdio.descriptorsForChild, to: waiting, timeout: timeout,
+                                        onStarted: onStarted) {
+                return launch
+            }
+        }
+        let process = try spawnInit(agentExecutable: agentExecutable, stdio: stdio.descriptorsForChild, standby: false)
+        // A fresh init has its stdio already and reads the spec at once.
+        guard let launch = try deliver(json, passing: [], to: process, timeout: timeout, onStarted: onStarted) else {
+            throw .spawnFailed("container init (\(agentExecutable)) closed its spec socket before reading the spec")
+        }
+        return launch
+    }
 
+    /// A container init process and the launcher's ends of its descriptors.
+    public struct InitProcess: Sendable {
+        let pid: pid_t
+        var specFd, syncFd, startFd, execFd: Int32
+
+        mutating func closeAll() {
+            for fd in [specFd, syncFd, startFd, execFd] where fd >= 0 { close(fd) }
+            (specFd, syncFd, startFd, execFd) = (-1, -1, -1, -1)
+        }
+    }
+
+    /// posix_spawn of `agentExecutable __container-init [--standby]` with `stdio` as its
+    /// 0-2 (a standby gets /dev/null) and the protocol's descriptors as 3-6.
+    static func spawnInit(agentExecutable: String, stdio: [Int32], standby: Bool) throws(ContainerLaunchError) -> InitProcess {
         var opened: [Int32] = []
         func closeAll() { for fd in opened where fd >= 0 { close(fd) }; opened.removeAll() }
 
         let specPair, startPair: (Int32, Int32)
         let syncPipe, execPipe: (read: Int32, write: Int32)
-        do {
+        var childStdio = stdio
+        do throws(ContainerSysError) {
+            if standby {
+                let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+                guard null >= 0 else { throw ContainerSysError(ContainerSys.failure("open /dev/null")) }
+                opened.append(null)
+                childStdio = [null, null, null]
+            }
             specPair = try ContainerSys.makeSocketPair(); opened += [specPair.0, specPair.1]
             syncPipe = try ContainerSys.makePipe(); opened += [syncPipe.read, syncPipe.write]
             startPair = try ContainerSys.makeSocketPair(); opened += [startPair.0, startPair.1]
@@ -116,7 +162,7 @@ public enum ContainerLauncher {
 
         // What the child gets as 0...6. Duplicate each above 9 first so that no dup2 in
         // the child can overwrite a source that a later dup2 still needs.
-        let wanted = stdio.descriptorsForChild + [specPair.1, syncPipe.write, startPair.1, execPipe.write]
+        let wanted = childStdio + [specPair.1, syncPipe.write, startPair.1, execPipe.write]
         var high: [Int32] = []
         for fd in wanted {
             let copy = fcntl(fd, F_DUPFD_CLOEXEC, 10)
@@ -155,7 +201,8 @@ public enum ContainerLauncher {
         posix_spawnattr_setsigdefault(&attributes, &allSignals)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(agentExecutable), strdup(initArgument), nil]
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(agentExecutable), strdup(initArgument)]
+            + (standby ? [strdup(standbyArgument)] : []) + [nil]
         defer { for arg in argv { free(arg) } }
         let envp: [UnsafeMutablePointer<CChar>?] = InheritedEnvironment.entries.map { strdup($0) } + [nil]
         defer { for entry in envp { free(entry) } }
@@ -166,34 +213,54 @@ public enum ContainerLauncher {
             closeAll()
             throw .spawnFailed("spawn \(agentExecutable): \(ContainerSys.describe(errno: rc))")
         }
-
         // Keep only our ends.
         close(specPair.1); close(syncPipe.write); close(startPair.1); close(execPipe.write)
-        var specFd = specPair.0, syncFd = syncPipe.read, startFd = startPair.0, execFd = execPipe.read
-        opened.removeAll()
+        if standby { close(childStdio[0]) }
+        return InitProcess(pid: initPid, specFd: specPair.0, syncFd: syncPipe.read, startFd: startPair.0, execFd: execPipe.read)
+    }
 
+    /// Sends the spec (with `stdio` as SCM_RIGHTS in the first message, for a standby) and
+    /// waits for the pid report. nil: the process was gone before it took the spec.
+    static func deliver(_ json: [UInt8], passing stdio: [Int32], to process: InitProcess, timeout: Duration,
+                        onStarted: (@Sendable () -> Void)? = nil) throws(ContainerLaunchError) -> ContainerLaunch? {
+        var process = process
         // A child that dies early shows up as EOF on the sync pipe; one that never reads
         // (not container init at all) as a timeout there.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
-        ContainerSys.sendAll(specFd, json, timeout: timeout)
-        ContainerSys.closeIfOpen(&specFd)
+        var rest = json[...]
+        if !stdio.isEmpty {
+            let first = Array(json.prefix(ContainerInit.firstSpecChunk))
+            let sent = first.withUnsafeBytes { raw in
+                stdio.withUnsafeBufferPointer { fds in
+                    kasa_send_with_descriptors(process.specFd, raw.baseAddress!, raw.count, fds.baseAddress!, Int32(fds.count))
+                }
+            }
+            guard sent > 0 else {
+                kill(process.pid, SIGKILL)
+                _ = ContainerSys.reap(process.pid, timeout: .seconds(5))
+                process.closeAll()
+                return nil
+            }
+            rest = json.dropFirst(sent)
+        }
+        ContainerSys.sendAll(process.specFd, Array(rest), timeout: timeout)
+        ContainerSys.closeIfOpen(&process.specFd)
 
-        let report = ContainerSys.readToEnd(syncFd, timeout: max(.zero, clock.now.duration(to: deadline)))
-        ContainerSys.closeIfOpen(&syncFd)
+        let report = ContainerSys.readToEnd(process.syncFd, timeout: max(.zero, clock.now.duration(to: deadline)))
+        ContainerSys.closeIfOpen(&process.syncFd)
         func fail(_ error: ContainerLaunchError) -> ContainerLaunchError {
-            ContainerSys.closeIfOpen(&startFd)
-            ContainerSys.closeIfOpen(&execFd)
+            process.closeAll()
             return error
         }
         switch report {
         case .timedOut:
             // Killing container init kills its forked child too (PR_SET_PDEATHSIG).
-            kill(initPid, SIGKILL)
-            _ = ContainerSys.reap(initPid, timeout: .seconds(5))
+            kill(process.pid, SIGKILL)
+            _ = ContainerSys.reap(process.pid, timeout: .seconds(5))
             throw fail(.timedOut("container init did not report within \(timeout)"))
         case let .complete(bytes):
-            let status = ContainerSys.reap(initPid, timeout: .seconds(10))
+            let status = ContainerSys.reap(process.pid, timeout: .seconds(10))
             let text = String(decoding: bytes, as: UTF8.self)
             if let message = ContainerInitProtocol.errorMessage(text) {
                 throw fail(.setupFailed(message))
@@ -201,9 +268,10 @@ public enum ContainerLauncher {
             guard let pid = Int32(String(text.filter { !$0.isWhitespace })), pid > 0 else {
                 let how = status.map { ContainerSys.describe(waitStatus: $0) } ?? "an unknown status"
                 let said = text.isEmpty ? "nothing" : "\"\(text)\""
-                throw fail(.setupFailed("container init (\(agentExecutable)) exited with \(how) and reported \(said) instead of a pid"))
+                throw fail(.setupFailed("container init exited with \(how) and reported \(said) instead of a pid"))
             }
-            return ContainerLaunch(pid: pid, startFd: startFd, execErrorFd: execFd, startTimeout: timeout)
+            return ContainerLaunch(pid: pid, startFd: process.startFd, execErrorFd: process.execFd, startTimeout: timeout,
+                                   onStarted: onStarted)
         }
     }
 
@@ -229,7 +297,11 @@ public final class ContainerLaunch: Sendable {
     /// set-up needs as long to exec.
     let startTimeout: Duration
 
-    init(pid: Int32, startFd: Int32, execErrorFd: Int32, startTimeout: Duration) {
+    /// Told when `start()` has let the process exec.
+    let onStarted: (@Sendable () -> Void)?
+
+    init(pid: Int32, startFd: Int32, execErrorFd: Int32, startTimeout: Duration, onStarted: (@Sendable () -> Void)? = nil) {
+        self.onStarted = onStarted
         self.pid = pid
         self.startTimeout = startTimeout
         self.descriptors = Mutex((startFd, execErrorFd))
@@ -254,7 +326,10 @@ public final class ContainerLaunch: Sendable {
         }) else {
             throw .invalidRequest("container process \(pid) was already started or aborted")
         }
-        defer { close(startFd); close(execFd) }
+        defer {
+            close(startFd); close(execFd)
+            onStarted?()
+        }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         // The process acknowledges the start byte on the same socket; EOF instead means
@@ -294,6 +369,8 @@ public final class ContainerLaunch: Sendable {
 /// The text protocol on the sync and exec-error pipes.
 enum ContainerInitProtocol {
     static let errorPrefix = "error: "
+    /// A standby's child, on the start socket: set up as far as it can be without a spec.
+    static let standingBy: UInt8 = 2
 
     /// The message of an "error: <message>" report, else nil.
     static func errorMessage(_ text: String) -> String? {

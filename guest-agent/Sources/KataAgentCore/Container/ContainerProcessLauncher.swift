@@ -3,14 +3,19 @@
 public struct ContainerProcessLauncher: ProcessLauncher {
     public var agentExecutable: String
     public var timeout: Duration
+    /// Where new containers' inits come from when one is ready (nil: always afresh).
+    public var standby: ContainerInitStandby?
 
-    public init(agentExecutable: String = "/proc/self/exe", timeout: Duration = .seconds(30)) {
+    public init(agentExecutable: String = "/proc/self/exe", timeout: Duration = .seconds(30),
+                standby: ContainerInitStandby? = nil) {
         self.agentExecutable = agentExecutable
         self.timeout = timeout
+        self.standby = standby
     }
 
     public func launch(_ spec: ContainerLaunchSpec, stdio: ProcessStdio) throws -> any LaunchedProcess {
-        try ContainerLauncher.launch(spec: spec, agentExecutable: agentExecutable, stdio: stdio, timeout: timeout)
+        try ContainerLauncher.launch(spec: spec, agentExecutable: agentExecutable, stdio: stdio, timeout: timeout,
+                                     standby: standby)
     }
 }
 
