@@ -40,6 +40,9 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// the template's snapshot (built first if missing or stale) when it can be (the
         /// configured size, no network interfaces); else it boots.
         public var templatePath: String?
+        /// The template's NIC slots: 1 where pods get networks (`internetworking_model`
+        /// is not "none"), else 0.
+        public var templateNICSlots: Int
 
         /// The agent's container set-up limit for a host that waits `callTimeout` seconds for
         /// each agent call: three quarters of it.
@@ -61,6 +64,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             consoleToStandardError = configuration.runtime.enableDebug
             debugConsole = configuration.agent.debugConsoleEnabled
             templatePath = configuration.factory.enableTemplate ? configuration.factory.templatePath : nil
+            templateNICSlots = configuration.runtime.internetworkingModel == .none ? 0 : 1
             defaultMemoryMiB = configuration.hypervisor.defaultMemoryMiB
             defaultVCPUs = configuration.hypervisor.defaultVCPUs
             dialTimeout = Double(configuration.effectiveDialTimeout(onPVMHost: KVMSystem.isPVMHost))
@@ -75,7 +79,14 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// Why this sandbox cannot start from the template (nil: it can).
         var templateObstacle: String? {
             guard templatePath != nil else { return "templates are off" }
-            if network != nil { return "the pod has network interfaces (templates have none yet)" }
+            if let network {
+                if network.interfaces.count > templateNICSlots {
+                    return "the pod has \(network.interfaces.count) network interfaces, the template \(templateNICSlots)"
+                }
+                if let large = network.interfaces.first(where: { $0.mtu > VMTemplate.nicMTU }) {
+                    return "the pod interface \(large.name) has MTU \(large.mtu), the template's NIC at most \(VMTemplate.nicMTU)"
+                }
+            }
             if memoryMiB != defaultMemoryMiB || vcpus != defaultVCPUs {
                 return "the sandbox asks for \(memoryMiB) MiB and \(vcpus) vCPUs, the template has \(defaultMemoryMiB) MiB and \(defaultVCPUs)"
             }
@@ -178,7 +189,14 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         let snapshot = try VMTemplate(path: templatePath).ensure(for: settings)
         settings.driveSlots = VMTemplate.driveSlots
         restoredFromTemplate = true
-        try spawnVMM(["--restore", snapshot, "--vsock-uds", socketPath, "--api-socket", controlSocketPath], passing: [])
+        // The template's NIC slots in order: the pod's TAPs (kasa-vmm's descriptors 3, 4,
+        // ...), unplugged where the pod has fewer interfaces (or no network).
+        let taps = settings.network?.tapDescriptors ?? []
+        let nics = (0..<settings.templateNICSlots).flatMap { slot in
+            ["--net", slot < taps.count ? "fd=\(3 + slot)" : "unplugged"]
+        }
+        settings.network?.restoredFromTemplate(nicMAC: VMTemplate.nicMAC)
+        try spawnVMM(["--restore", snapshot, "--vsock-uds", socketPath, "--api-socket", controlSocketPath] + nics, passing: taps)
         // kasa-vmm binds its control socket before the guest runs; wait for the file.
         let deadline = MonotonicClock.now + 30
         while !HostFile.exists(controlSocketPath) {

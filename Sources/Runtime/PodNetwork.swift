@@ -33,6 +33,8 @@ public final class PodNetwork: @unchecked Sendable {
     // Guarded by `lock`: the TAP descriptors until kasa-vmm has its copies.
     private let lock = Monitor()
     private var descriptors: [Int32]
+    /// The MAC of a template VM's NIC, when this pod's VM was restored from one.
+    private var templateNICMAC: [UInt8]?
 
     static let tapSuffix = "_kata"
 
@@ -140,10 +142,18 @@ public final class PodNetwork: @unchecked Sendable {
         closing.forEach { close($0) }
     }
 
+    /// The VM was restored from a template whose NICs all have `mac`: the guest's first
+    /// NICs are told to take the pod interfaces' MACs instead.
+    public func restoredFromTemplate(nicMAC mac: [UInt8]) {
+        lock.withLock { templateNICMAC = mac }
+    }
+
     /// What the agent needs to set the guest up like the pod's namespace.
     public func guestRequests() -> (interfaces: [AgentInterface], routes: [AgentRoute]) {
+        let previous = lock.withLock { templateNICMAC }
         let agentInterfaces = interfaces.map { interface in
-            AgentInterface(name: interface.name, mac: interface.mac, mtu: interface.mtu, addresses: interface.addresses)
+            AgentInterface(name: interface.name, mac: interface.mac, mtu: interface.mtu, addresses: interface.addresses,
+                           previousMAC: previous)
         }
         return (agentInterfaces, routes)
     }

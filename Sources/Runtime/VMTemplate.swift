@@ -1,5 +1,6 @@
 import AgentProtocol
 import HostOS
+import Netlink
 import KVM
 #if canImport(Glibc)
 import Glibc
@@ -19,6 +20,13 @@ public struct VMTemplate: Sendable {
     /// The empty drive slots every template VM has: a sandbox's first rootfs goes into one,
     /// a pod's later containers into the others.
     public static let driveSlots = 8
+    /// A template's NIC slot (when pods have networks: `internetworking_model` is not
+    /// "none"): an unplugged virtio-net NIC with this MAC and MTU, which a clone's
+    /// kasa-vmm connects to the pod's TAP and the agent gives the pod interface's MAC.
+    /// A pod with more interfaces, or a larger MTU (virtio-net's limit is the MTU the
+    /// device offered at boot), boots instead.
+    public static let nicMAC: [UInt8] = [0x02, 0x4B, 0x41, 0x53, 0x41, 0x00]
+    public static let nicMTU: UInt32 = 1500
 
     public init(path: String) { self.path = path }
 
@@ -65,6 +73,7 @@ public struct VMTemplate: Sendable {
             "memory_mib=\(template.memoryMiB)",
             "vcpus=\(template.vcpus)",
             "drive_slots=\(driveSlots)",
+            "nic_slots=\(template.templateNICSlots)",
         ]
     }
 
@@ -103,6 +112,7 @@ public struct VMTemplate: Sendable {
         let socket = buildDirectory + "/vsock.sock", api = buildDirectory + "/api.sock"
         let console = buildDirectory + "/console.log", log = buildDirectory + "/kasa-vmm.log"
         let arguments = MicroVMBackend.bootArguments(template, vsockSocket: socket, controlSocket: api)
+            + VMTemplate.nicArguments(template.templateNICSlots)
             + ["--no-stdin", "--parent-pid", String(getpid()), "--console", console]
         let child = try ChildProcess(template.vmmPath, arguments, stdin: .null, stdout: .null, stderr: .file(log))
         defer {
@@ -138,6 +148,11 @@ public struct VMTemplate: Sendable {
             }
         }
         try HostFile.write(Array((VMTemplate.inputs(for: settings).joined(separator: "\n") + "\n").utf8), to: inputsPath, mode: 0o600)
+    }
+
+    /// kasa-vmm's `--net` for the template's unplugged NIC slots.
+    static func nicArguments(_ slots: Int) -> [String] {
+        (0..<slots).flatMap { _ in ["--net", "unplugged,mac=\(NetworkText.mac(nicMAC)),mtu=\(nicMTU)"] }
     }
 
     /// Removes the template (waiting for a build in progress to finish).

@@ -194,12 +194,13 @@ public final class MicroVM: Sendable {
         let report: @Sendable (String) -> Void = { line in ConsoleSink.writeAll(STDERR_FILENO, Array("kasa-vmm: \(line)\n".utf8)) }
         for (index, interface) in configuration.networkInterfaces.enumerated() {
             do {
-                let tap: TapDevice
+                let backend: any NetBackend
                 switch interface.backend {
-                case .tapName(let name): tap = try TapDevice(name: name)
-                case .descriptor(let descriptor): tap = try TapDevice(adopting: descriptor)
+                case .tapName(let name): backend = try TapDevice(name: name)
+                case .descriptor(let descriptor): backend = try TapDevice(adopting: descriptor)
+                case .unplugged: backend = try UnpluggedBackend()
                 }
-                devices.append(try NetDevice(backend: tap, mac: interface.mac ?? MACAddress.random(), mtu: interface.mtu,
+                devices.append(try NetDevice(backend: backend, mac: interface.mac ?? MACAddress.random(), mtu: interface.mtu,
                                              eventLoop: eventLoop, report: report))
             } catch {
                 throw VMMError.deviceSetupFailed("network interface \(index): \(error)")

@@ -61,6 +61,8 @@ public struct NetworkInterfaceConfiguration: Sendable, Equatable {
     public enum Backend: Sendable, Equatable {
         case tapName(String)
         case descriptor(Int32)
+        /// No host network (yet): frames sent are dropped, none arrive (`UnpluggedBackend`).
+        case unplugged
     }
 
     public var backend: Backend

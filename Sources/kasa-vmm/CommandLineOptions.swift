@@ -113,9 +113,10 @@ struct CommandLineOptions {
         Option(key: .vsockCID, names: ["vsock-cid"], short: nil, valueName: "cid",
                help: "The guest's vsock context id (default 3)."),
         Option(key: .network, names: ["net"], short: nil, valueName: "spec",
-               help: "A virtio-net interface (repeatable): tap=NAME|fd=N[,mac=02:..:..][,mtu=1500]. tap= opens (or creates) "
-                   + "the TAP in this network namespace; fd= takes one the caller opened with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR. "
-                   + "The guest sees eth0, eth1, ... in order; without mac= it gets a random local one."),
+               help: "A virtio-net interface (repeatable): tap=NAME|fd=N|unplugged[,mac=02:..:..][,mtu=1500]. tap= opens "
+                   + "(or creates) the TAP in this network namespace; fd= takes one the caller opened with "
+                   + "IFF_TAP|IFF_NO_PI|IFF_VNET_HDR; unplugged has no host side (a template's NIC slot: its clones get "
+                   + "a TAP). The guest sees eth0, eth1, ... in order; without mac= it gets a random local one."),
         Option(key: .profile, names: ["profile"], short: nil, valueName: "path",
                help: "Sample where each vCPU is (kernel RIP, or user space) and write the counts here when the VM ends "
                    + "(bench/guest-profile symbolizes them). Without it, $KASA_VMM_PROFILE=PREFIX profiles to PREFIX.<pid>."),

@@ -10,11 +10,16 @@ enum NetworkSpecification {
         var mac: MACAddress?
         var mtu: UInt16 = 1500
         for field in text.split(separator: ",", omittingEmptySubsequences: false) {
+            if field == "unplugged" {
+                guard backend == nil else { throw invalid(text, "give one of tap=, fd= and unplugged") }
+                backend = .unplugged
+                continue
+            }
             let parts = field.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw invalid(text, "'\(field)' is not key=value") }
             switch parts[0] {
             case "tap", "fd":
-                guard backend == nil else { throw invalid(text, "give one of tap= and fd=") }
+                guard backend == nil else { throw invalid(text, "give one of tap=, fd= and unplugged") }
                 if parts[0] == "tap" {
                     backend = .tapName(parts[1])
                 } else {
@@ -30,10 +35,10 @@ enum NetworkSpecification {
                 guard let parsed = UInt16(parts[1]), parsed >= 68 else { throw invalid(text, "mtu=\(parts[1]) is not within 68...65535") }
                 mtu = parsed
             default:
-                throw invalid(text, "unknown key '\(parts[0])' (use tap or fd, mac, mtu)")
+                throw invalid(text, "unknown key '\(parts[0])' (use tap, fd or unplugged, mac, mtu)")
             }
         }
-        guard let backend else { throw invalid(text, "tap=NAME or fd=N is required") }
+        guard let backend else { throw invalid(text, "tap=NAME, fd=N or unplugged is required") }
         return NetworkInterfaceConfiguration(backend: backend, mac: mac, mtu: mtu)
     }
 

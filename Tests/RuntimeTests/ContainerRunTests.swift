@@ -140,7 +140,9 @@ struct ContainerRunTests {
 
     @Test func aWorkloadIgnoringTheInterruptIsTornDown() throws {
         let fixture = try Fixture()
-        let (run, backend) = try fixture.makeRun(["/bin/sh", "-c", "trap '' INT; echo ready; while true; do sleep 0.1; done"])
+        // The marker finds the workload in /proc afterwards: it must not outlive the run.
+        let marker = "ignoring-\(UInt32.random(in: 0...UInt32.max))"
+        let (run, backend) = try fixture.makeRun(["/bin/sh", "-c", "trap '' INT; echo ready; while true; do sleep 0.1; done; : \(marker)"])
         let stdio = CapturedStdio()
         Thread.detachNewThread {
             // Interrupting before the trap is set would end the workload, not test the teardown.
@@ -151,10 +153,13 @@ struct ContainerRunTests {
         _ = stdio.finish()
         #expect(error == .interrupted(signal: SIGINT))
         #expect(error?.exitStatus == 130)
-        // The host agent leaves its container to die with its pid namespace: wait for that.
+        // The host agent takes its container down with it (SIGKILL after a moment: a
+        // container's PID 1 without a handler never sees the forwarded signal).
         let deadline = Date().addingTimeInterval(10)
-        while !HostMounts.mountPoints(under: backend.directory).isEmpty && Date() < deadline { usleep(50_000) }
+        while (!HostMounts.mountPoints(under: backend.directory).isEmpty || !RuntimeTestSupport.processes(mentioning: marker).isEmpty)
+                && Date() < deadline { usleep(50_000) }
         #expect(HostMounts.mountPoints(under: backend.directory).isEmpty)
+        #expect(RuntimeTestSupport.processes(mentioning: marker).isEmpty, "the workload outlived the run")
         #expect(!FileManager.default.fileExists(atPath: backend.directory))
     }
 

@@ -33,6 +33,16 @@ import Testing
     }
 
     /// Imports an image built here (busybox, with `command`) into CRI's k8s.io namespace.
+    /// The command lines (words joined by spaces) of running processes that mention `text`.
+    static func commandLines(containing text: String) -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid -> String? in
+            guard Int(pid) != nil, let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            let line = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
+            return line.contains(text) ? line : nil
+        }
+    }
+
     static func importImage(_ containerd: Containerd, name: String, command: [String]) throws {
         let archive = containerd.directory + "/image-\(UUID().uuidString.prefix(6)).tar"
         let commandJSON = String(decoding: try JSONSerialization.data(withJSONObject: command), as: UTF8.self)
@@ -105,6 +115,10 @@ import Testing
         #expect((podStatus["state"] as? Int ?? 0) == 0, "the pod is READY: \(podStatus)")
         let ip = (podStatus["network"] as? [String: Any])?["ip"] as? String ?? ""
         #expect(ip.hasPrefix("10.88.7."), "the pod's IP comes from the CNI subnet: \(podStatus)")
+        // A pod with one interface starts from the VM template (its NIC slot takes the TAP).
+        let vmms = Self.commandLines(containing: containerd.directory + "/kasa-state").filter { $0.contains("kasa-vmm") }
+        #expect(vmms.count == 1 && vmms.allSatisfy { $0.contains("--restore") && $0.contains("--net fd=3") },
+                "the pod's VM is restored from the template with the pod's TAP: \(vmms)")
 
         var containers: [String] = []
         for (name, readonly) in [("app", false), ("readonly", true)] {

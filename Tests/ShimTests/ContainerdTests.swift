@@ -104,9 +104,9 @@ import Testing
                 [runtime]
                 state_dir = "\(directory)/kasa-state"
                 image_cache_dir = "\(directory)/kasa-images"
-                # As shipped (config/configuration.toml): sandboxes without a network start
-                # from the template, pods with one boot. One template for every test (and
-                # test run): a cache like the images', rebuilt when its inputs change.
+                # As shipped (config/configuration.toml): sandboxes start from the template
+                # (pods with one network interface too: its NIC slot). One template for every
+                # test (and test run): a cache like the images', rebuilt when its inputs change.
                 [factory]
                 enable_template = true
                 template_path = "\(ContainerdTests.templatePath)"

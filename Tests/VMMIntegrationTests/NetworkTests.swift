@@ -38,8 +38,9 @@ import Testing
 
     @Test(arguments: [
         ("tap", "'tap' is not key=value"),
-        ("mac=02:00:00:00:00:01", "tap=NAME or fd=N is required"),
-        ("tap=t0,fd=5", "give one of tap= and fd="),
+        ("mac=02:00:00:00:00:01", "tap=NAME, fd=N or unplugged is required"),
+        ("unplugged,tap=x", "give one of tap=, fd= and unplugged"),
+        ("tap=t0,fd=5", "give one of tap=, fd= and unplugged"),
         ("fd=1", "fd=1 is not an inherited descriptor"),
         ("tap=t0,mac=02:00:00:00:00", "is not a MAC address"),
         ("tap=t0,mtu=40", "mtu=40 is not within 68...65535"),

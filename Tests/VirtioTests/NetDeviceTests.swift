@@ -289,3 +289,41 @@ final class NetHarness {
         #expect(throws: NetDeviceError.self) { try TapDevice(adopting: 9999) }
     }
 }
+
+/// A template's NIC slot: a device with no host network must take whatever the guest
+/// sends (handing every chain back, dropping the frames) and never deliver anything.
+@Suite(.timeLimit(.minutes(1))) struct UnpluggedNICTests {
+    @Test func anUnpluggedNICDropsWhatTheGuestSendsAndReceivesNothing() throws {
+        let memory = try MockDriver.makeMemory()
+        let loopThread = try EventLoopThread()
+        defer { loopThread.stop() }
+        let device = try NetDevice(backend: try UnpluggedBackend(), mac: NetHarness.mac, eventLoop: loopThread.loop)
+        let transport = VirtioMMIOTransport(device: device, memory: memory, raiseInterrupt: {})
+        let registers = RegisterDriver(transport: transport)
+        let receive = MockDriver(memory: memory, size: 16, base: 0x10000)
+        let transmit = MockDriver(memory: memory, size: 16, base: 0x110000)
+        registers.initialize(features: VirtioFeature.version1, drivers: [receive, transmit])
+        try receive.add([.writable(2048)])
+        registers.notify(queue: 0)
+        // Far more than a socket buffer holds: the first frames are queued, the rest dropped.
+        let frames = 400
+        let frame = [UInt8](repeating: 0, count: NetDevice.headerSize) + NetHarness.frame([UInt8](repeating: 7, count: 1400))
+        var returned = 0
+        for _ in 0..<frames {
+            try transmit.add([.readable(frame)])
+            registers.notify(queue: 1)
+            let deadline = Date().addingTimeInterval(2)
+            var used: [(head: UInt16, length: UInt32)] = []
+            while used.isEmpty && Date() < deadline {
+                used = try transmit.takeUsed()
+                if used.isEmpty { usleep(200) }
+            }
+            returned += used.count
+        }
+        #expect(returned == frames, "every transmit chain comes back")
+        #expect(device.counters.transmitted + device.counters.dropped == frames)
+        #expect(device.counters.dropped > 0, "a full unplugged NIC drops frames")
+        usleep(100_000)
+        #expect(try receive.takeUsed().isEmpty, "nothing arrives on an unplugged NIC")
+    }
+}

@@ -13,10 +13,13 @@ extension AgentIPAddress {
 }
 
 extension AgentInterface {
-    public init(name: String, mac: [UInt8], mtu: UInt32, addresses: [InterfaceAddress]) {
+    /// `previousMAC`: the MAC the guest's NIC has now, when it is to get `mac` (a VM
+    /// restored from a template).
+    public init(name: String, mac: [UInt8], mtu: UInt32, addresses: [InterfaceAddress], previousMAC: [UInt8]? = nil) {
         self.init()
         self.name = name
         self.mac = NetworkText.mac(mac)
+        if let previousMAC { self.previousMac = NetworkText.mac(previousMAC) }
         self.mtu = mtu
         self.addresses = addresses.map(AgentIPAddress.init)
     }

@@ -4,7 +4,7 @@ import SwiftProtobuf
 /// agent reports it in VersionCheckResponse.protocol_version; bump it when the host must
 /// be able to tell that the agent understands something new.
 public enum AgentProtocolVersion {
-    public static let current: UInt32 = 5
+    public static let current: UInt32 = 6
 }
 
 /// Where and under which name the agent serves AgentService.

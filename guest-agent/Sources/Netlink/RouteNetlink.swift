@@ -99,6 +99,12 @@ public struct RouteNetlink: Sendable {
         try socket.request(NetlinkMessage(type: Netlink.newLink, flags: 0, payload: payload), "rename link \(index) to \(name)")
     }
 
+    /// Sets a link's hardware address (a NIC's MAC; the link should be down).
+    public func setLinkAddress(_ index: Int32, to address: [UInt8]) throws(NetlinkError) {
+        let payload = RouteNetlink.linkHeader(index: index) + NetlinkAttribute.encode([NetlinkAttribute(Netlink.linkAddress, address)])
+        try socket.request(NetlinkMessage(type: Netlink.newLink, flags: 0, payload: payload), "set the address of link \(index)")
+    }
+
     public func deleteLink(_ index: Int32) throws(NetlinkError) {
         try socket.request(NetlinkMessage(type: Netlink.deleteLink, flags: 0, payload: RouteNetlink.linkHeader(index: index)),
                            "delete link \(index)")

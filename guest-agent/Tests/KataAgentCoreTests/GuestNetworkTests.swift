@@ -97,6 +97,28 @@ import Glibc
 
     /// A route list replaces what the kernel put on the interface: a subnet route the pod
     /// does not have goes.
+    /// A VM restored from a template: its NIC has the template's MAC; the host names that
+    /// as the previous MAC and the NIC takes the pod interface's.
+    @Test func aClonesNICTakesThePodsMAC() throws {
+        let namespace = try Namespace()
+        let templateMAC = "02:4b:41:53:41:00"
+        try namespace.ip("link add veth-guest address \(templateMAC) type veth peer name peer0")
+        let agent = try RunningAgent(arguments: ["--netns", namespace.path])
+        var request = Self.interface(addresses: [("10.88.7.5", 24)])
+        request.interface.previousMac = templateMAC
+        let updated = try agent.client.call(.updateInterface, request, returning: AgentInterface.self)
+        #expect(updated.name == "eth0" && updated.mac == Self.mac, "\(updated)")
+        let link = try namespace.ip("link show eth0")
+        #expect(link.contains("link/ether \(Self.mac)") && link.contains("UP"), "\(link)")
+        #expect(try namespace.ip("-o addr show dev eth0").contains("inet 10.88.7.5/24"))
+
+        // Neither MAC present: a clear error naming both.
+        var stray = Self.interface(mac: "02:00:00:00:00:98", addresses: [])
+        stray.interface.previousMac = "02:00:00:00:00:99"
+        let missing = #expect(throws: TTRPCCallError.self) { try agent.client.call(.updateInterface, stray, returning: AgentInterface.self) }
+        #expect(missing?.code == .notFound && missing?.message.contains("02:00:00:00:00:99") == true, "\(String(describing: missing))")
+    }
+
     @Test func routesNotInThePodsListGo() throws {
         let namespace = try Namespace()
         try namespace.ip("link add veth-guest address \(Self.mac) type veth peer name peer0")

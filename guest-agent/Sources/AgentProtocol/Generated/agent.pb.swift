@@ -704,6 +704,11 @@ public nonisolated struct AgentInterface: Sendable {
 
   public var addresses: [AgentIPAddress] = []
 
+  /// UpdateInterface only: the MAC the NIC has now, when that is not `mac` (a VM restored
+  /// from a template: every clone's NIC comes with the template's MAC). The agent gives
+  /// it `mac`. Empty: the NIC already has `mac`.
+  public var previousMac: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2207,7 +2212,7 @@ nonisolated extension AgentIPAddress: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension AgentInterface: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Interface"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}mac\0\u{1}mtu\0\u{1}addresses\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}mac\0\u{1}mtu\0\u{1}addresses\0\u{3}previous_mac\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2219,6 +2224,7 @@ nonisolated extension AgentInterface: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 2: try { try decoder.decodeSingularStringField(value: &self.mac) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.mtu) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.addresses) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.previousMac) }()
       default: break
       }
     }
@@ -2237,6 +2243,9 @@ nonisolated extension AgentInterface: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if !self.addresses.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.addresses, fieldNumber: 4)
     }
+    if !self.previousMac.isEmpty {
+      try visitor.visitSingularStringField(value: self.previousMac, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2245,6 +2254,7 @@ nonisolated extension AgentInterface: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.mac != rhs.mac {return false}
     if lhs.mtu != rhs.mtu {return false}
     if lhs.addresses != rhs.addresses {return false}
+    if lhs.previousMac != rhs.previousMac {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

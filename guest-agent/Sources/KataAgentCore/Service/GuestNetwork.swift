@@ -53,12 +53,27 @@ struct GuestNetwork: Sendable {
             }
             addresses.append((bytes, UInt8(address.prefixLength)))
         }
+        var previous: [UInt8]?
+        if !wanted.previousMac.isEmpty {
+            guard let parsed = NetworkText.parseMAC(wanted.previousMac) else {
+                throw AgentError(.invalidArgument, "UpdateInterface: previous MAC '\(wanted.previousMac)' is not a MAC address")
+            }
+            previous = parsed
+        }
         let log = self.log
         return try withNetlink { netlink in
             let links = try netlink.links()
-            guard var link = links.first(where: { $0.mac == mac }) else {
+            let byMAC = links.first(where: { $0.mac == mac })
+            guard var link = byMAC ?? previous.flatMap({ previous in links.first(where: { $0.mac == previous }) }) else {
                 let seen = links.filter { $0.mac.count == 6 && $0.name != "lo" }.map { "\($0.name) \(NetworkText.mac($0.mac))" }
-                throw AgentError(.notFound, "UpdateInterface: no guest NIC has MAC \(wanted.mac) (the guest has: \(seen.isEmpty ? "none" : seen.joined(separator: ", ")))")
+                let looked = wanted.previousMac.isEmpty ? wanted.mac : "\(wanted.mac) or \(wanted.previousMac)"
+                throw AgentError(.notFound, "UpdateInterface: no guest NIC has MAC \(looked) (the guest has: \(seen.isEmpty ? "none" : seen.joined(separator: ", ")))")
+            }
+            if byMAC == nil {
+                // A clone's NIC: it takes the pod's MAC (down while it changes).
+                try netlink.setLink(link.index, up: false)
+                try netlink.setLinkAddress(link.index, to: mac)
+                link.mac = mac
             }
             if link.name != wanted.name {
                 if links.contains(where: { $0.name == wanted.name }) {
