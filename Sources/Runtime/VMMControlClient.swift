@@ -33,8 +33,11 @@ public struct VMMControlClient: Sendable {
     }
 
     /// Saves the VM (paused for the duration) into `directory`: kasa-vmm's snapshot files.
-    public func snapshot(to directory: String) throws(RuntimeError) {
-        _ = try request(JSONObject([("action", .string("snapshot")), ("path", .string(directory))]))
+    /// `settleSeconds`: how long kasa-vmm may wait for the guest to let go of open vsock
+    /// connections before it refuses.
+    public func snapshot(to directory: String, settleSeconds: Int = 0) throws(RuntimeError) {
+        _ = try request(JSONObject([("action", .string("snapshot")), ("path", .string(directory)),
+                                    ("settle_seconds", .number(JSONNumber(settleSeconds)))]))
     }
 
     func request(_ request: JSONObject) throws(RuntimeError) -> JSONValue {

@@ -27,6 +27,9 @@ public struct VMTemplate: Sendable {
     /// device offered at boot), boots instead.
     public static let nicMAC: [UInt8] = [0x02, 0x4B, 0x41, 0x53, 0x41, 0x00]
     public static let nicMTU: UInt32 = 1500
+    /// How long the template's snapshot may wait for the guest to close the agent's
+    /// connection (seconds; the guest kernel is emulated on kvm_pvm).
+    static let settleSeconds = 30
 
     public init(path: String) { self.path = path }
 
@@ -132,20 +135,12 @@ public struct VMTemplate: Sendable {
         }
         client.connection.close()
         // kasa-vmm saves no open vsock connection: the one just closed must be gone in the
-        // guest too (its reset takes a moment on kvm_pvm, where the guest kernel is emulated).
-        var attempts = 0
-        while true {
-            do {
-                try VMMControlClient(socketPath: api, timeout: 120).snapshot(to: path)
-                break
-            } catch {
-                attempts += 1
-                if case .sandbox(let message) = error, message.contains("open connection"), attempts < 300 {
-                    usleep(100_000)
-                    continue
-                }
-                throw RuntimeError.sandbox("saving the template VM: \(error)\(detail())")
-            }
+        // guest too (its reset takes a moment on kvm_pvm, where the guest kernel is
+        // emulated); kasa-vmm waits for that, up to settleSeconds.
+        do {
+            try VMMControlClient(socketPath: api, timeout: 120).snapshot(to: path, settleSeconds: VMTemplate.settleSeconds)
+        } catch {
+            throw RuntimeError.sandbox("saving the template VM: \(error)\(detail())")
         }
         try HostFile.write(Array((VMTemplate.inputs(for: settings).joined(separator: "\n") + "\n").utf8), to: inputsPath, mode: 0o600)
     }

@@ -74,6 +74,17 @@ extension MicroVM {
         }
     }
 
+    /// How often a snapshot waiting for its devices looks again.
+    static let settlePollMicroseconds: UInt32 = 50_000
+
+    /// What keeps a device's state out of a snapshot now, if anything (the first found).
+    func snapshotObstacle() -> String? {
+        for slot in virtio.slots {
+            if let obstacle = slot.transport.inspect({ slot.transport.device.snapshotObstacle }) { return obstacle }
+        }
+        return nil
+    }
+
     /// Lets a paused VM continue; resuming a running VM does nothing.
     public func resume() {
         pauseLock.withLock {
@@ -86,18 +97,34 @@ extension MicroVM {
 
     /// Writes the VM's complete state to `directory` (see `SnapshotFiles`): pauses it if it
     /// runs, and lets it continue afterwards. `vmmVersion` is recorded; only that version
-    /// restores the snapshot.
-    public func snapshot(to directory: String, vmmVersion: String) throws -> SnapshotSummary {
+    /// restores the snapshot. A device state a snapshot cannot hold (an open vsock
+    /// connection) is refused at once, or, for a running VM and `settleSeconds` > 0, waited
+    /// out that long (the guest is running: a connection the host just closed goes away
+    /// once the guest has seen the reset).
+    public func snapshot(to directory: String, vmmVersion: String, settleSeconds: Double = 0) throws -> SnapshotSummary {
         let wasPaused = isPaused
-        if !wasPaused { try pause() }
+        var waited = 0.0
+        while true {
+            // Waiting while the guest runs: the device's state is read under its transport's lock.
+            if !wasPaused && waited < settleSeconds && snapshotObstacle() != nil {
+                usleep(MicroVM.settlePollMicroseconds)
+                waited += Double(MicroVM.settlePollMicroseconds) / 1e6
+                continue
+            }
+            if !wasPaused { try pause() }
+            guard let obstacle = snapshotObstacle() else { break }
+            if wasPaused || waited >= settleSeconds {
+                if !wasPaused { resume() }
+                throw VMMError.snapshotFailed("not now: \(obstacle)\(waited > 0 ? " (still, after \(Int(waited.rounded())) s)" : "")")
+            }
+            resume()
+            usleep(MicroVM.settlePollMicroseconds)
+            waited += Double(MicroVM.settlePollMicroseconds) / 1e6
+        }
         defer { if !wasPaused { resume() } }
         return try pauseLock.withLock {
             guard paused else { throw VMMError.pauseFailed("the VM was resumed during the snapshot") }
-            for slot in virtio.slots {
-                if let obstacle = slot.transport.inspect({ slot.transport.device.snapshotObstacle }) {
-                    throw VMMError.snapshotFailed("not now: \(obstacle)")
-                }
-            }
+            if let obstacle = snapshotObstacle() { throw VMMError.snapshotFailed("not now: \(obstacle)") }
             let manifest = try captureManifest(vmmVersion: vmmVersion)
             let memoryBytes = memory.totalSize
             var written: UInt64 = 0

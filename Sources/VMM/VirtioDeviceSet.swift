@@ -83,8 +83,8 @@ final class VirtioDeviceSet: Sendable {
         }
         if eventFD >= 0 { close(eventFD) }
         return {
-            try? machine.setInterruptLine(line, high: true)
-            try? machine.setInterruptLine(line, high: false)
+            _ = try? machine.setInterruptLine(line, high: true)
+            _ = try? machine.setInterruptLine(line, high: false)
         }
     }
 

@@ -15,9 +15,11 @@ import Glibc
 ///       -> {"ok": true}
 ///     {"action": "pause"} / {"action": "resume"}
 ///       -> {"ok": true}
-///     {"action": "snapshot", "path": "/run/vc/vm/template"}
+///     {"action": "snapshot", "path": "/run/vc/vm/template", "settle_seconds": 30}
 ///       -> {"ok": true, "memory_bytes": N, "memory_bytes_written": M}
-///       (a running VM is paused for the snapshot and continues after it)
+///       (a running VM is paused for the snapshot and continues after it; with
+///       settle_seconds, 0-600, an open vsock connection is waited out that long
+///       instead of refused at once)
 ///     anything else -> {"ok": false, "error": "..."}
 ///
 /// The socket is created with mode 0600 (only the VMM's user may drive it). One client
@@ -96,7 +98,14 @@ struct ControlSocket {
                 return .object(JSONObject([("ok", .bool(true))]))
             case "snapshot":
                 guard let path = request["path"]?.stringValue, !path.isEmpty else { return failure("snapshot needs \"path\" (a directory)") }
-                let summary = try vm.snapshot(to: path, vmmVersion: CommandLineOptions.version)
+                var settle = 0
+                if let value = request["settle_seconds"] {
+                    guard let seconds = value.numberValue?.integer(as: Int.self), (0...600).contains(seconds) else {
+                        return failure("snapshot's \"settle_seconds\" must be a whole number of seconds, 0 to 600")
+                    }
+                    settle = seconds
+                }
+                let summary = try vm.snapshot(to: path, vmmVersion: CommandLineOptions.version, settleSeconds: Double(settle))
                 return .object(JSONObject([("ok", .bool(true)), ("memory_bytes", .number(JSONNumber(Int(summary.memoryBytes)))),
                                            ("memory_bytes_written", .number(JSONNumber(Int(summary.memoryBytesWritten))))]))
             default:

@@ -81,6 +81,12 @@ import VMM
         #expect(try vm.ask(#"{"action":"resume"}"#) == #"{"ok":true}"#)
         #expect(vm.waitForLines(vm.lines.count + 5, timeout: 60), "the guest did not continue after resume")
         #expect(vm.process.isRunning)
+        // A snapshot that may wait for its devices: nothing to wait for here, it is taken at once.
+        let bad = try vm.ask(#"{"action":"snapshot","path":"\#(directory)/settled","settle_seconds":-1}"#)
+        #expect(bad.contains(#""ok":false"#) && bad.contains("settle_seconds"), "\(bad)")
+        let settled = try vm.ask(#"{"action":"snapshot","path":"\#(directory)/settled","settle_seconds":30}"#)
+        #expect(settled.hasPrefix(#"{"ok":true"#), "\(settled)")
+        #expect(vm.waitForLines(vm.lines.count + 3, timeout: 60), "the guest did not continue after the snapshot")
     }
 
     @Test func damagedOrForeignSnapshotsAreRefused() throws {

@@ -83,7 +83,7 @@ import VirtioMockDriver
     @Test func requestsBeyondTheAdvertisedSegmentLimitsAreIOErrors() throws {
         let bigMemory = try MockDriver.makeMemory(megabytes: 16)
         let path = FileManager.default.temporaryDirectory.appending(path: "kasa-blk-big-\(UUID().uuidString)").path
-        FileManager.default.createFile(atPath: path, contents: nil)
+        try #require(FileManager.default.createFile(atPath: path, contents: nil), "cannot create \(path)")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let handle = try FileHandle(forWritingTo: URL(filePath: path))
         try handle.truncate(atOffset: 8 << 20)
