@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Faults around a sandbox: its VM going away under a running task must end the task with
+/// a clear status (255, as for any task whose sandbox died, published in the exit event);
+/// a shim dying while it creates one must not fail the cleanup. Either way nothing may be
+/// left once containerd has removed the task. (A guest kernel panic cannot be caused from
+/// a container here: the guest kernel has no magic SysRq; kasa-vmm's handling of a guest
+/// reset is RealKernelTests'.)
+@Suite(.serialized) struct FaultTests {
+    typealias C = ContainerdTests
+
+    /// Starts `script` detached as task `id`, with `ctr events` recording into a file.
+    struct WatchedTask {
+        let containerd: C.Containerd
+        let id: String
+        let events: Process
+        let eventLog: String
+
+        init(_ containerd: C.Containerd, id: String, script: String, extra: [String] = []) throws {
+            self.containerd = containerd
+            self.id = id
+            eventLog = containerd.directory + "/events-\(id).log"
+            FileManager.default.createFile(atPath: eventLog, contents: nil)
+            events = Process()
+            events.executableURL = URL(filePath: "/usr/bin/ctr")
+            events.arguments = ["--address", containerd.socket, "events"]
+            events.standardOutput = try FileHandle(forWritingTo: URL(filePath: eventLog))
+            events.standardError = FileHandle.nullDevice
+            try events.run()
+            let run = try C.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2"] + extra
+                                    + ["--rootfs", try C.busyboxRootfs(), id, "sh", "-c", script], timeout: 480)
+            if run.status != 0 {
+                kill(events.processIdentifier, SIGKILL)
+                throw C.Missing(description: "ctr run \(id): \(run.stderr)\ncontainerd log:\n\(containerd.tail)")
+            }
+        }
+
+        /// The exit status of the task's exit event, once there is one (nil after `seconds`).
+        func exitStatus(within seconds: Double) -> Int? {
+            var status: Int?
+            _ = C.waitFor(seconds) {
+                let text = (try? String(contentsOfFile: eventLog, encoding: .utf8)) ?? ""
+                guard let line = text.split(separator: "\n").first(where: { $0.contains("/tasks/exit") && $0.contains("\"\(id)\"") }),
+                      let range = line.range(of: "\"exit_status\":") else { return false }
+                status = Int(line[range.upperBound...].prefix { $0.isNumber })
+                // An exit status of 0 is left out of the event's JSON.
+                if status == nil { status = 0 }
+                return true
+            }
+            return status
+        }
+
+        /// Removes the task and container, then checks nothing of them is left.
+        func removeAndExpectNothingLeft(_ context: String) throws {
+            let removed = try C.ctr(containerd, ["task", "rm", id], timeout: 60)
+            #expect(removed.status == 0, "task rm \(id): \(removed.stderr) \(context)")
+            _ = try C.ctr(containerd, ["container", "rm", id])
+            kill(events.processIdentifier, SIGKILL)
+            events.waitUntilExit()
+            let gone = C.waitFor(30) { containerd.leftovers().isEmpty }
+            #expect(gone, "processes left after \(id): \(containerd.leftovers()) \(context)")
+            let states = try C.entries(of: containerd.directory + "/kasa-state")
+            #expect(states.isEmpty, "sandbox state left after \(id): \(states)")
+        }
+    }
+
+    static func vmmProcesses(_ containerd: C.Containerd) -> [Int32] {
+        C.processes(mentioning: containerd.directory + "/kasa-state/").filter { pid in
+            (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("kasa-vmm") == true
+        }
+    }
+
+    @Test(.timeLimit(.minutes(20)))
+    func aVMKilledUnderARunningTaskEndsItWith255AndLeavesNothing() throws {
+        let containerd = try C.Containerd()
+        let task = try WatchedTask(containerd, id: "vmm-killed", script: "while true; do sleep 1; done")
+        let vmms = Self.vmmProcesses(containerd)
+        try #require(vmms.count == 1, "one kasa-vmm: \(vmms)")
+        kill(vmms[0], SIGKILL)
+        let status = task.exitStatus(within: 60)
+        #expect(status == 255, "the task's exit status after its VM was killed: \(String(describing: status))\n\(containerd.tail)")
+        #expect(try C.ctr(containerd, ["task", "ls"]).stdout.contains("STOPPED"))
+        try task.removeAndExpectNothingLeft(containerd.tail)
+    }
+
+    /// The shim killed with SIGKILL while it creates the sandbox (kasa-vmm already
+    /// started): `ctr run` fails, and containerd's cleanup (`containerd-shim-kata-v2
+    /// delete`) with kasa-vmm's own watch on its parent leave no process and no state.
+    @Test(.timeLimit(.minutes(20)))
+    func aShimKilledDuringCreateLeavesNothing() throws {
+        let containerd = try C.Containerd()
+        let rootfs = try C.busyboxRootfs()
+        let outcome = StressTests.Results(count: 1)
+        let socket = containerd.socket
+        let finished = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            outcome.set(0, try? C.run("/usr/bin/ctr", ["--address", socket, "run", "-d", "--runtime", "io.containerd.kata.v2",
+                                                       "--rootfs", rootfs, "doomed", "sh", "-c", "echo never"], timeout: 480))
+            finished.signal()
+        }
+        let vmmStarted = C.waitFor(240) { !Self.vmmProcesses(containerd).isEmpty }
+        try #require(vmmStarted, "kasa-vmm never started: \(containerd.tail)")
+        let shims = C.processes(mentioning: "containerd-shim-kata-v2").filter { pid in
+            (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(containerd.directory) == true
+        }
+        try #require(shims.count == 1, "one shim: \(shims)")
+        kill(shims[0], SIGKILL)
+        #expect(finished.wait(timeout: .now() + 300) == .success, "ctr run did not return after its shim died")
+        let result = outcome.all[0]
+        #expect(result.map { $0.status != 0 } ?? false, "ctr run must fail: \(String(describing: result))")
+        _ = try C.ctr(containerd, ["container", "rm", "doomed"])
+        let gone = C.waitFor(60) { containerd.leftovers().isEmpty && Self.vmmProcesses(containerd).isEmpty }
+        #expect(gone, "processes left: \(containerd.leftovers()) \(containerd.tail)")
+        let states = try C.entries(of: containerd.directory + "/kasa-state")
+        #expect(states.isEmpty, "sandbox state left: \(states)")
+        let tasks = try C.ctr(containerd, ["task", "ls", "-q"])
+        #expect(tasks.stdout.isEmpty, "tasks left: \(tasks.stdout)")
+    }
+}
