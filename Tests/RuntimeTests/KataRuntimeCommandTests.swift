@@ -178,6 +178,30 @@ import Testing
         setup.expectNothingLeft()
     }
 
+    /// The rootfs image cache's file system full: a clear error naming it, no partial
+    /// image left in the cache, no sandbox left (the run ends before any VM starts).
+    @Test func aFullImageCacheIsAClearErrorAndLeavesNothing() throws {
+        let rootfs = try RuntimeTestSupport.busyboxRootfs()
+        defer { try? FileManager.default.removeItem(atPath: rootfs) }
+        let setupDirectory = try RuntimeTestSupport.temporaryDirectory("kasa-full-cache")
+        defer { try? FileManager.default.removeItem(atPath: setupDirectory) }
+        let kernel = setupDirectory + "/vmlinux"
+        try String(repeating: "garbage!", count: 512).write(toFile: kernel, atomically: true, encoding: .utf8)
+        let setup = try Setup(kernel: kernel, boot: kernel)
+        try FileManager.default.createDirectory(atPath: setup.imageCache, withIntermediateDirectories: false)
+        // 256 KiB: far less than the busybox image needs.
+        try #require(mount("tmpfs", setup.imageCache, "tmpfs", 0, "size=256k,mode=0700") == 0,
+                     "mount a small tmpfs at \(setup.imageCache): \(String(cString: strerror(errno)))")
+        defer { umount2(setup.imageCache, Int32(MNT_DETACH)) }
+        let run = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", rootfs, "--", "true"])
+        #expect(run.status == 125, "\(run.stderr)")
+        #expect(run.stderr.contains("No space left on device"), "the error should say the disk is full: \(run.stderr)")
+        #expect(run.stderr.split(separator: "\n").count <= 3, "one clear message, not a dump: \(run.stderr)")
+        let cached = try FileManager.default.contentsOfDirectory(atPath: setup.imageCache)
+        #expect(cached.isEmpty, "partial images left in the cache: \(cached)")
+        setup.expectNothingLeft()
+    }
+
     // MARK: Real microVMs
 
     /// The README's headline: output and exit status of a workload in its own VM, stdin
