@@ -52,6 +52,16 @@ import Testing
 
         deinit { try? FileManager.default.removeItem(atPath: directory) }
 
+        /// A setup whose kernel and agent disk are 4 KiB of garbage (a whole number of
+        /// sectors, so kasa-vmm takes it as the agent's disk and refuses it as a kernel),
+        /// kept in a directory of its own (returned: the caller removes it).
+        static func withGarbageKernel(_ name: String) throws -> (Setup, String) {
+            let directory = try RuntimeTestSupport.temporaryDirectory(name)
+            let kernel = directory + "/not-a-kernel"
+            try String(repeating: "garbage!", count: 512).write(toFile: kernel, atomically: true, encoding: .utf8)
+            return (try Setup(kernel: kernel, boot: kernel), directory)
+        }
+
         /// Nothing of any sandbox is left: no state, no VMM, no socket.
         func expectNothingLeft(sourceLocation: SourceLocation = #_sourceLocation) {
             // A state directory that cannot be listed must not pass for an empty one.
@@ -161,13 +171,8 @@ import Testing
     @Test func aVMThatDiesAtBootIsReportedAndCleanedUp() throws {
         let rootfs = try RuntimeTestSupport.busyboxRootfs()
         defer { try? FileManager.default.removeItem(atPath: rootfs) }
-        let setupDirectory = try RuntimeTestSupport.temporaryDirectory("kasa-bad-kernel")
+        let (setup, setupDirectory) = try Setup.withGarbageKernel("kasa-bad-kernel")
         defer { try? FileManager.default.removeItem(atPath: setupDirectory) }
-        let kernel = setupDirectory + "/not-a-kernel"
-        // 4 KiB of garbage: a whole number of sectors, so kasa-vmm takes it as the agent's
-        // disk and refuses it as a kernel.
-        try String(repeating: "garbage!", count: 512).write(toFile: kernel, atomically: true, encoding: .utf8)
-        let setup = try Setup(kernel: kernel, boot: kernel)
         let started = Date()
         let run = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", rootfs, "--", "true"])
         #expect(run.status == 125)
@@ -183,11 +188,8 @@ import Testing
     @Test func aFullImageCacheIsAClearErrorAndLeavesNothing() throws {
         let rootfs = try RuntimeTestSupport.busyboxRootfs()
         defer { try? FileManager.default.removeItem(atPath: rootfs) }
-        let setupDirectory = try RuntimeTestSupport.temporaryDirectory("kasa-full-cache")
+        let (setup, setupDirectory) = try Setup.withGarbageKernel("kasa-full-cache")
         defer { try? FileManager.default.removeItem(atPath: setupDirectory) }
-        let kernel = setupDirectory + "/vmlinux"
-        try String(repeating: "garbage!", count: 512).write(toFile: kernel, atomically: true, encoding: .utf8)
-        let setup = try Setup(kernel: kernel, boot: kernel)
         try FileManager.default.createDirectory(atPath: setup.imageCache, withIntermediateDirectories: false)
         // 256 KiB: far less than the busybox image needs.
         try #require(mount("tmpfs", setup.imageCache, "tmpfs", 0, "size=256k,mode=0700") == 0,

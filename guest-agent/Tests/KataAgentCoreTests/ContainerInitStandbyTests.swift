@@ -13,11 +13,7 @@ import Glibc
 struct ContainerInitStandbyTests {
     typealias S = ContainerTestSupport
 
-    init() throws {
-        guard S.canRunContainers else {
-            throw S.Failure(description: "container tests need root, pid/mount namespaces, busybox-static and the built kata-agent")
-        }
-    }
+    init() throws { try S.requireContainerSupport() }
 
     func readyStandby(replaceAfter: Double = 10) throws -> ContainerInitStandby {
         _ = S.subreaper
@@ -78,12 +74,7 @@ struct ContainerInitStandbyTests {
     /// A standby's child moves itself into the container's cgroup (a fresh init joins it
     /// before it forks): the container process must be in it all the same.
     @Test func aContainerFromAStandbyIsInItsCgroup() throws {
-        let mountInfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
-        let cgroup2 = mountInfo.split(separator: "\n").first { $0.contains(" - cgroup2 ") }
-            .map { String($0.split(separator: " ")[4]) }
-        let root = try #require(cgroup2, "no cgroup2 mount on this host: the agent's cgroup path cannot be tested")
-        let cgroup = "\(root)/kasa-standby-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try #require(mkdir(cgroup, 0o755) == 0, "mkdir \(cgroup): \(String(cString: strerror(errno)))")
+        let (cgroup, root) = try S.makeTestCgroup("kasa-standby-test")
         defer { rmdir(cgroup) }
         let standby = try readyStandby()
         defer { standby.stop() }

@@ -14,12 +14,7 @@ import Glibc
 struct ContainerLauncherTests {
     typealias S = ContainerTestSupport
 
-    /// Missing prerequisites fail the suite rather than skip it: CI runs as root with busybox.
-    init() throws {
-        guard S.canRunContainers else {
-            throw S.Failure(description: "container tests need root, pid/mount namespaces, busybox-static and the built kata-agent")
-        }
-    }
+    init() throws { try S.requireContainerSupport() }
 
     /// Runs `script` in a fresh container built from a new busybox rootfs.
     func run(_ script: String, _ configure: (inout ContainerLaunchSpec) -> Void = { _ in }) throws -> S.Output {
@@ -413,13 +408,7 @@ struct ContainerLauncherTests {
     /// cannot show that the launcher joins what the agent creates: that is a failure.
     @Test
     func joinsTheCgroup() throws {
-        let mountInfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
-        // mountinfo: "... mount-point options ... - fstype source super-options".
-        let cgroup2 = mountInfo.split(separator: "\n").first { $0.contains(" - cgroup2 ") }
-            .map { String($0.split(separator: " ")[4]) }
-        let root = try #require(cgroup2, "no cgroup2 mount on this host: the agent's cgroup path cannot be tested")
-        let cgroup = "\(root)/kasa-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try #require(mkdir(cgroup, 0o755) == 0, "mkdir \(cgroup): \(String(cString: strerror(errno)))")
+        let (cgroup, root) = try S.makeTestCgroup("kasa-test")
         defer { rmdir(cgroup) }
         let output = try run("grep ^0:: /proc/self/cgroup") { $0.cgroupPath = cgroup }
         #expect(output.stdout == "0::" + String(cgroup.dropFirst(root.count)) + "\n", "\(output)")

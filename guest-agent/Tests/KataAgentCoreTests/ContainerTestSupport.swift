@@ -29,6 +29,30 @@ enum ContainerTestSupport {
         return nil
     }()
 
+    /// Missing prerequisites fail a suite rather than skip it: CI runs as root with busybox.
+    static func requireContainerSupport() throws {
+        guard canRunContainers else {
+            throw Failure(description: "container tests need root, pid/mount namespaces, busybox-static and the built kata-agent")
+        }
+    }
+
+    /// A new, empty cgroup v2 directory under this host's cgroup2 mount, wherever it is
+    /// (the whole tree, or /sys/fs/cgroup/unified on a hybrid host), and that mount. A
+    /// host without cgroup v2 cannot show that containers join what the agent creates:
+    /// that is a failure. The caller removes the directory (rmdir).
+    static func makeTestCgroup(_ name: String) throws -> (path: String, root: String) {
+        let mountInfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        // mountinfo: "... mount-point options ... - fstype source super-options".
+        let cgroup2 = mountInfo.split(separator: "\n").first { $0.contains(" - cgroup2 ") }
+            .map { String($0.split(separator: " ")[4]) }
+        guard let root = cgroup2 else {
+            throw Failure(description: "no cgroup2 mount on this host: the agent's cgroup path cannot be tested")
+        }
+        let path = "\(root)/\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard mkdir(path, 0o755) == 0 else { throw Failure(description: "mkdir \(path): \(String(cString: strerror(errno)))") }
+        return (path, root)
+    }
+
     /// The container process is a grandchild of the launcher: make it our child.
     static let subreaper: Bool = {
         (try? ContainerLauncher.becomeChildSubreaper()) != nil
