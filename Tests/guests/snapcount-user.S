@@ -1,7 +1,7 @@
 # snapcount.S's computation in ring 3 (where kvm_pvm runs guest code natively, not
 # emulated): ring 0 sets up a GDT, page tables with user access, and SYSCALL, then IRETQs
-# to the loop; each step's line is printed by a SYSCALL into ring 0, which writes it to
-# COM1 and IRETQs back. Most of the time is spent in ring 3, so a snapshot lands there.
+# to the loop; each step's line is printed by a SYSCALL to the entry below, which writes
+# it to COM1 and IRETQs back. Most of the time is spent in ring 3, so a snapshot lands there.
 #define ITERATIONS 1000000
     .text
     .code64
@@ -66,8 +66,13 @@ _start:
     pushq %rax                  # RIP
     iretq
 
-# Ring 0: print the string at %rsi, return to ring 3 (RCX and R11 hold its RIP and
-# RFLAGS) with IRETQ (SYSRETQ triple-faulted on kvm_pvm).
+# The SYSCALL entry: print the string at %rsi, return to the loop (RCX and R11 hold its
+# RIP and RFLAGS) with IRETQ. On hardware KVM this runs in ring 0. On kvm_pvm SYSCALL from
+# ring 3 jumps to LSTAR but leaves CS and SS at the user selectors (kvm-here.md in the
+# shared notes; Linux guests carry a kernel patch for it): the entry runs in ring 3 (CS RPL
+# read there: 3), which
+# works here only because every page is user-accessible. SYSRETQ is privileged, so there
+# it raised #GP and, with no IDT, triple-faulted; IRETQ returns correctly from either.
 syscall_entry:
     mov %rsp, %r8
     mov $0x3f8, %dx
