@@ -69,10 +69,10 @@ _start:
 # The SYSCALL entry: print the string at %rsi, return to the loop (RCX and R11 hold its
 # RIP and RFLAGS) with IRETQ. On hardware KVM this runs in ring 0. On kvm_pvm SYSCALL from
 # ring 3 jumps to LSTAR but leaves CS and SS at the user selectors (kvm-here.md in the
-# shared notes; Linux guests carry a kernel patch for it): the entry runs in ring 3 (CS RPL
-# read there: 3), which
-# works here only because every page is user-accessible. SYSRETQ is privileged, so there
-# it raised #GP and, with no IDT, triple-faulted; IRETQ returns correctly from either.
+# shared notes; Linux guests carry a kernel patch for it): the entry runs in ring 3 (CS
+# read there has RPL 3), which works only because every page is user-accessible. SYSRETQ
+# is privileged, so there it raised #GP and, with no IDT, triple-faulted; IRETQ returns
+# correctly from either ring.
 syscall_entry:
     mov %rsp, %r8
     mov $0x3f8, %dx
