@@ -37,7 +37,12 @@ swift build --build-tests
 # quick suites in the queue past their time limits. Those run first, on their own.
 pool_suites='TTRPCServerTests|TaskServiceTests|WireFactsTests|ShimArgumentsTests|ContainerRunTests|BinaryLoggerTests|KasaShimRuntimeTests|NetDeviceTests|PodNetworkTests'
 swift test --skip-build --filter "$pool_suites" || status=1
-swift test --skip-build --skip "$pool_suites" || status=1
+# The containerd suites (with the stress and fault tests) hold both pool threads for many
+# minutes: run beside the rest they stalled it, and time-limited quick tests whose end
+# could not be processed were failed (GuestProfilerTests, once). They run last, on their own.
+long_suites='ContainerdTests|CRITests'
+swift test --skip-build --skip "$pool_suites|$long_suites" || status=1
+swift test --skip-build --filter "$long_suites" || status=1
 
 echo "test: guest agent package (guest-agent/)" >&2
 swift build --build-tests --package-path guest-agent

@@ -80,6 +80,8 @@ public enum ConfigurationLoader {
             case "kernel_params": configuration.hypervisor.kernelParams = try string(entry, place)
             case "default_vcpus": configuration.hypervisor.defaultVCPUs = try integer(entry, place, in: MachineSize.vcpuCounts)
             case "default_memory": configuration.hypervisor.defaultMemoryMiB = try integer(entry, place, in: MachineSize.sandboxMemoryMiB)
+            case "default_maxvcpus": configuration.hypervisor.defaultMaxVCPUs = try integer(entry, place, in: 0...MachineSize.vcpuCounts.upperBound)
+            case "default_maxmemory": configuration.hypervisor.defaultMaxMemoryMiB = try integer(entry, place, in: 0...MachineSize.sandboxMemoryMiB.upperBound)
             default: return .unknownKey
             }
         case "agent.kata":
@@ -100,6 +102,7 @@ public enum ConfigurationLoader {
                 }
                 configuration.runtime.internetworkingModel = model
             case "disable_new_netns": configuration.runtime.disableNewNetworkNamespace = try boolean(entry, place)
+            case "static_sandbox_resource_mgmt": configuration.runtime.staticSandboxResourceManagement = try boolean(entry, place)
             default: return .unknownKey
             }
         case "factory":

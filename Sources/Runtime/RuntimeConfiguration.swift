@@ -17,6 +17,12 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         public var kernelParams: String
         public var defaultVCPUs: Int
         public var defaultMemoryMiB: Int
+        /// Kata's `default_maxvcpus`: the most vCPUs a sized sandbox may get (0: this
+        /// host's CPUs, at most 32).
+        public var defaultMaxVCPUs = 0
+        /// Kata's `default_maxmemory` (MiB): the most memory a sized sandbox may get (0:
+        /// this host's RAM).
+        public var defaultMaxMemoryMiB = 0
     }
 
     /// [agent.kata]
@@ -42,6 +48,10 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         /// pod's comes from CRI; `kata-runtime run --net` names one), so this is accepted
         /// and changes nothing.
         public var disableNewNetworkNamespace = false
+        /// Kata's `static_sandbox_resource_mgmt`: a sandbox's VM is sized when it is made,
+        /// the defaults plus what its containers' limits ask (`SandboxSizing`); kasa-vmm
+        /// cannot add memory or vCPUs later, so this is on unless turned off.
+        public var staticSandboxResourceManagement = true
     }
 
     /// [factory]: VM templates (Kata's keys).

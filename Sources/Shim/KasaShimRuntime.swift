@@ -193,7 +193,10 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             return try createInRunningSandbox(container, workload: workload, binds: binds)
         }
         let rootfs = try prepareRootfs(container, specRootfs: workload.rootfs)
-        var settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: container.id)
+        // Sized once, now (static_sandbox_resource_mgmt): kasa-vmm cannot grow a VM later.
+        let size = try translate { try SandboxSizing.size(for: .object(workload.ociSpec), configuration: configuration) }
+        var settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: container.id,
+                                               memoryMiB: size.memoryMiB, vcpus: size.vcpus)
         settings.containerInitTimeout = MicroVMBackend.Settings.containerInitTimeout(forCallTimeout: callTimeout)
         if workload.ociSpec["annotations"]?["io.kubernetes.cri.container-type"]?.stringValue == "sandbox" {
             settings.driveSlots = KasaShimRuntime.podDriveSlots

@@ -28,6 +28,8 @@ struct EnvCommand: ParsableCommand {
                 ("kernel_params", .string(settings.hypervisor.kernelParams)),
                 ("default_vcpus", .integer(Int64(settings.hypervisor.defaultVCPUs))),
                 ("default_memory", .integer(Int64(settings.hypervisor.defaultMemoryMiB))),
+                ("default_maxvcpus", .integer(Int64(settings.hypervisor.defaultMaxVCPUs))),
+                ("default_maxmemory", .integer(Int64(settings.hypervisor.defaultMaxMemoryMiB))),
             ]),
             ("agent.kata", [
                 ("dial_timeout", .integer(Int64(dialTimeout))),
@@ -37,6 +39,8 @@ struct EnvCommand: ParsableCommand {
                 ("enable_debug", .boolean(settings.runtime.enableDebug)),
                 ("state_dir", .string(settings.runtime.stateDirectory)),
                 ("image_cache_dir", .string(settings.runtime.imageCacheDirectory)),
+                ("internetworking_model", .string(settings.runtime.internetworkingModel.rawValue)),
+                ("static_sandbox_resource_mgmt", .boolean(settings.runtime.staticSandboxResourceManagement)),
             ]),
             ("factory", [
                 ("enable_template", .boolean(settings.factory.enableTemplate)),

@@ -539,6 +539,9 @@ import Testing
                                             "--memory-limit", String(limit), "--rootfs", rootfs, "t7", "sh", "-c", script], timeout: 480)
         let context = { "containerd log:\n\(containerd.tail)" }
         try #require(run.status == 0, "ctr run: \(run.stderr) \(context())")
+        // static_sandbox_resource_mgmt: the VM is default_memory (512) plus the limit.
+        let vmm = CRITests.commandLines(containing: containerd.directory + "/kasa-state/").filter { $0.contains("kasa-vmm") }
+        #expect(vmm.count == 1 && vmm[0].contains("--memory \(512 + (limit >> 20)) "), "the VM sized by the limit: \(vmm)")
         func logged(_ name: String) -> String {
             (try? String(contentsOfFile: containerd.directory + "/" + name, encoding: .utf8)) ?? ""
         }

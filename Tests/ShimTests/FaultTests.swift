@@ -10,8 +10,9 @@ import Glibc
 /// left once containerd has removed the task. (A guest kernel panic cannot be caused from
 /// a container here: the guest kernel has no magic SysRq; kasa-vmm's handling of a guest
 /// reset is RealKernelTests'.)
-@Suite(.serialized) struct FaultTests {
-    typealias C = ContainerdTests
+///
+/// In ContainerdTests' serialized suite (see StressTests.swift for why).
+extension ContainerdTests {
 
     /// Starts `script` detached as task `id`, with `ctr events` recording into a file.
     struct WatchedTask {
@@ -94,7 +95,7 @@ import Glibc
     func aShimKilledDuringCreateLeavesNothing() throws {
         let containerd = try C.Containerd()
         let rootfs = try C.busyboxRootfs()
-        let outcome = StressTests.Results(count: 1)
+        let outcome = C.Results(count: 1)
         let socket = containerd.socket
         let finished = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {

@@ -9,11 +9,16 @@ import Glibc
 /// workload, and afterwards nothing may be left — no shim, VMM or logger process, no
 /// sandbox state, no mount under the test's directory — while each sandbox's shim and VMM
 /// hold the same number of descriptors as the first one's (a leak per sandbox shows there).
-@Suite(.serialized) struct StressTests {
+///
+/// Part of ContainerdTests' serialized suite, not a suite of its own: its test blocks a
+/// thread for minutes, and beside the other long containerd and VM suites it left Swift
+/// Testing's two-thread pool (two cores) with none, which stalled every other test and
+/// made the time-limited ones fail (GuestProfilerTests, in a full run).
+extension ContainerdTests {
     typealias C = ContainerdTests
 
-    static let inTurn = 20
-    static let rounds = 5, atATime = 4
+    static let stressInTurn = 20
+    static let stressRounds = 5, stressAtATime = 4
 
     /// Descriptors a process holds now (nil: it is gone or cannot be read).
     static func descriptorCount(_ pid: Int32) -> Int? {
@@ -52,7 +57,7 @@ import Glibc
         // In turn: each runs detached; while it runs, its shim's and VMM's descriptors are
         // counted; then it is killed and removed as a kubelet would.
         var counts: [(shim: Int, vmm: Int)] = []
-        for index in 0..<Self.inTurn {
+        for index in 0..<Self.stressInTurn {
             let id = "turn\(index)"
             let run = try C.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2", "--rootfs", rootfs,
                                              id, "sh", "-c", "echo up; while true; do sleep 1; done"], timeout: 480)
@@ -83,10 +88,10 @@ import Glibc
         }
 
         // Four at a time: `ctr run --rm`, each printing its own line and exiting 0.
-        for round in 0..<Self.rounds {
-            let results = Results(count: Self.atATime)
+        for round in 0..<Self.stressRounds {
+            let results = Results(count: Self.stressAtATime)
             let socket = containerd.socket
-            DispatchQueue.concurrentPerform(iterations: Self.atATime) { slot in
+            DispatchQueue.concurrentPerform(iterations: Self.stressAtATime) { slot in
                 let id = "round\(round)-\(slot)"
                 results.set(slot, try? C.run("/usr/bin/ctr", ["--address", socket, "run", "--rm", "--runtime", "io.containerd.kata.v2", "--rootfs", rootfs,
                                                           id, "sh", "-c", "echo ok \(id)"], timeout: 600))
