@@ -112,19 +112,16 @@ extension MicroVM {
                 continue
             }
             if !wasPaused { try pause() }
+            // Paused, the devices stand still: this answer holds for the snapshot below.
             guard let obstacle = snapshotObstacle() else { break }
-            if wasPaused || waited >= settleSeconds {
-                if !wasPaused { resume() }
-                throw VMMError.snapshotFailed("not now: \(obstacle)\(waited > 0 ? " (still, after \(Int(waited.rounded())) s)" : "")")
-            }
-            resume()
-            usleep(MicroVM.settlePollMicroseconds)
-            waited += Double(MicroVM.settlePollMicroseconds) / 1e6
+            if !wasPaused { resume() }
+            // It came back between the look and the pause: wait again while there is time.
+            if !wasPaused && waited < settleSeconds { continue }
+            throw VMMError.snapshotFailed("not now: \(obstacle)\(waited > 0 ? " (still, after \(Int(waited.rounded())) s)" : "")")
         }
         defer { if !wasPaused { resume() } }
         return try pauseLock.withLock {
             guard paused else { throw VMMError.pauseFailed("the VM was resumed during the snapshot") }
-            if let obstacle = snapshotObstacle() { throw VMMError.snapshotFailed("not now: \(obstacle)") }
             let manifest = try captureManifest(vmmVersion: vmmVersion)
             let memoryBytes = memory.totalSize
             var written: UInt64 = 0

@@ -95,7 +95,7 @@ public final class ContainerInitStandby: @unchecked Sendable {
             defer { ready = nil }
             return ready
         }
-        if var waiting { discard(&waiting) }
+        if var waiting { waiting.discard() }
         _ = monitor.wait(until: { finished }, timeout: 10)
     }
 
@@ -125,7 +125,7 @@ public final class ContainerInitStandby: @unchecked Sendable {
                 return true
             }
             guard published else {
-                discard(&process)
+                process.discard()
                 return
             }
             _ = monitor.wait(until: { ready == nil || stopped })
@@ -156,13 +156,7 @@ public final class ContainerInitStandby: @unchecked Sendable {
         case .timedOut:
             log("standby container init was not ready within \(readyTimeout)")
         }
-        discard(&process)
+        process.discard()
         return nil
-    }
-
-    private func discard(_ process: inout ContainerLauncher.InitProcess) {
-        kill(process.pid, SIGKILL)
-        _ = ContainerSys.reap(process.pid, timeout: .seconds(5))
-        process.closeAll()
     }
 }

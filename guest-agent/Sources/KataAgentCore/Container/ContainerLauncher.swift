@@ -109,19 +109,15 @@ public enum ContainerLauncher {
         // A container's start is when the standby it may have taken is replaced.
         var onStarted: (@Sendable () -> Void)?
         if let standby { onStarted = { standby.containerStarted() } }
-        if case .create = spec.namespaces, let waiting = standby?.take() {
+        if case .create = spec.namespaces, var waiting = standby?.take() {
             // nil: the standby was gone before it got the spec (killed); start afresh.
-            if let launch = try deliver(json, passing: stdio.descriptorsForChild, to: waiting, timeout: timeout,
-                                        onStarted: onStarted) {
-                return launch
+            if let rest = handOver(json, stdio: stdio.descriptorsForChild, to: &waiting) {
+                return try deliver(rest, to: waiting, timeout: timeout, onStarted: onStarted)
             }
         }
+        // A fresh init has its stdio already and reads the whole spec at once.
         let process = try spawnInit(agentExecutable: agentExecutable, stdio: stdio.descriptorsForChild, standby: false)
-        // A fresh init has its stdio already and reads the spec at once.
-        guard let launch = try deliver(json, passing: [], to: process, timeout: timeout, onStarted: onStarted) else {
-            throw .spawnFailed("container init (\(agentExecutable)) closed its spec socket before reading the spec")
-        }
-        return launch
+        return try deliver(json[...], to: process, timeout: timeout, onStarted: onStarted)
     }
 
     /// A container init process and the launcher's ends of its descriptors.
@@ -132,6 +128,14 @@ public enum ContainerLauncher {
         mutating func closeAll() {
             for fd in [specFd, syncFd, startFd, execFd] where fd >= 0 { close(fd) }
             (specFd, syncFd, startFd, execFd) = (-1, -1, -1, -1)
+        }
+
+        /// Kills it (its forked child dies with it: PR_SET_PDEATHSIG), reaps it, and
+        /// closes the launcher's ends.
+        mutating func discard() {
+            kill(pid, SIGKILL)
+            _ = ContainerSys.reap(pid, timeout: .seconds(5))
+            closeAll()
         }
     }
 
@@ -219,32 +223,31 @@ public enum ContainerLauncher {
         return InitProcess(pid: initPid, specFd: specPair.0, syncFd: syncPipe.read, startFd: startPair.0, execFd: execPipe.read)
     }
 
-    /// Sends the spec (with `stdio` as SCM_RIGHTS in the first message, for a standby) and
-    /// waits for the pid report. nil: the process was gone before it took the spec.
-    static func deliver(_ json: [UInt8], passing stdio: [Int32], to process: InitProcess, timeout: Duration,
-                        onStarted: (@Sendable () -> Void)? = nil) throws(ContainerLaunchError) -> ContainerLaunch? {
+    /// A standby's first message: the start of the spec with the container's stdio as
+    /// SCM_RIGHTS. Returns the rest of the spec; nil if the standby was gone (discarded).
+    static func handOver(_ json: [UInt8], stdio: [Int32], to process: inout InitProcess) -> ArraySlice<UInt8>? {
+        let first = Array(json.prefix(ContainerInit.firstSpecChunk))
+        let sent = first.withUnsafeBytes { raw in
+            stdio.withUnsafeBufferPointer { fds in
+                kasa_send_with_descriptors(process.specFd, raw.baseAddress!, raw.count, fds.baseAddress!, Int32(fds.count))
+            }
+        }
+        guard sent > 0 else {
+            process.discard()
+            return nil
+        }
+        return json.dropFirst(sent)
+    }
+
+    /// Sends `spec` (what is left of it), closes the spec socket and waits for the pid report.
+    static func deliver(_ spec: ArraySlice<UInt8>, to process: InitProcess, timeout: Duration,
+                        onStarted: (@Sendable () -> Void)?) throws(ContainerLaunchError) -> ContainerLaunch {
         var process = process
         // A child that dies early shows up as EOF on the sync pipe; one that never reads
         // (not container init at all) as a timeout there.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
-        var rest = json[...]
-        if !stdio.isEmpty {
-            let first = Array(json.prefix(ContainerInit.firstSpecChunk))
-            let sent = first.withUnsafeBytes { raw in
-                stdio.withUnsafeBufferPointer { fds in
-                    kasa_send_with_descriptors(process.specFd, raw.baseAddress!, raw.count, fds.baseAddress!, Int32(fds.count))
-                }
-            }
-            guard sent > 0 else {
-                kill(process.pid, SIGKILL)
-                _ = ContainerSys.reap(process.pid, timeout: .seconds(5))
-                process.closeAll()
-                return nil
-            }
-            rest = json.dropFirst(sent)
-        }
-        ContainerSys.sendAll(process.specFd, Array(rest), timeout: timeout)
+        ContainerSys.sendAll(process.specFd, Array(spec), timeout: timeout)
         ContainerSys.closeIfOpen(&process.specFd)
 
         let report = ContainerSys.readToEnd(process.syncFd, timeout: max(.zero, clock.now.duration(to: deadline)))
@@ -255,10 +258,8 @@ public enum ContainerLauncher {
         }
         switch report {
         case .timedOut:
-            // Killing container init kills its forked child too (PR_SET_PDEATHSIG).
-            kill(process.pid, SIGKILL)
-            _ = ContainerSys.reap(process.pid, timeout: .seconds(5))
-            throw fail(.timedOut("container init did not report within \(timeout)"))
+            process.discard()
+            throw .timedOut("container init did not report within \(timeout)")
         case let .complete(bytes):
             let status = ContainerSys.reap(process.pid, timeout: .seconds(10))
             let text = String(decoding: bytes, as: UTF8.self)

@@ -181,12 +181,12 @@ final class Sandbox: @unchecked Sendable {
         for process in record.allProcesses { ChildReaper.shared.forget(process.pid) }
     }
 
-    /// Sends `signal` to every container's first process; how many were running.
     /// Started containers whose first process has not exited.
     var runningContainerCount: Int {
         monitor.withLock { containers.values.filter { $0.started && $0.initProcess.exitStatus == nil }.count }
     }
 
+    /// Sends `signal` to every container's first process; how many were running.
     func signalEveryContainer(_ signal: Int32) -> Int {
         // Not yet started: the process is the launcher's, waiting for StartContainer.
         let records = monitor.withLock { containers.values.filter(\.started) }
