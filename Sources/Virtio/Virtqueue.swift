@@ -130,6 +130,14 @@ public final class Virtqueue: @unchecked Sendable {
         }
     }
 
+    /// Gives back the last `count` popped chains, unused, leaving avail_event where the
+    /// pops put it (past them): the driver's next buffer then still notifies, which is what
+    /// a device waiting for more buffers than are available needs.
+    public func rewind(_ count: Int) {
+        precondition(count >= 0 && count <= Int(size), "rewinding \(count) chains of a \(size)-entry queue")
+        nextAvailable &-= UInt16(truncatingIfNeeded: count)
+    }
+
     private func walk(from head: UInt16, memory: GuestMemory) throws -> [Descriptor] {
         var result: [Descriptor] = []
         var table = descriptorTable

@@ -205,6 +205,48 @@ import Testing
         try Self.expectNothingLeft(containerd)
     }
 
+    /// The shim SIGKILLed while RunPodSandbox sets the pod up (its VM already started, the
+    /// pod's TAP and tc filters made or in the making): RunPodSandbox fails, and what
+    /// containerd's CRI plugin does on that failure (the shim's `delete`, CNI's DEL, the
+    /// pod's network namespace removed), with kasa-vmm's watch on its parent, leaves no
+    /// process, sandbox, state or namespace behind.
+    @Test(.timeLimit(.minutes(20)))
+    func aShimKilledWhileAPodStartsLeavesNothing() throws {
+        let containerd = try Containerd(cri: .init(subnet: "10.88.9.0/24"))
+        try Self.importImage(containerd, name: containerd.cri!.sandboxImage,
+                             command: ["sh", "-c", "trap 'exit 0' TERM INT; while true; do sleep 3600 & wait $!; done"])
+        let pod = Self.podConfig(name: "doomed-pod", directory: containerd.directory, dns: nil)
+        // RunPodSandbox in the background, through the same client as `call`.
+        let request = String(decoding: try JSONSerialization.data(withJSONObject: ["config": pod, "runtime_handler": "kata"]), as: UTF8.self)
+        let running = Process()
+        running.executableURL = URL(filePath: "/usr/bin/python3")
+        running.arguments = [Self.client, containerd.socket, "RunPodSandbox", request]
+        running.environment = ["CRI_TIMEOUT": "480"]
+        let errors = Pipe()
+        running.standardOutput = FileHandle.nullDevice
+        running.standardError = errors
+        try running.run()
+        defer { if running.isRunning { running.terminate() } }
+        let vmmStarted = ContainerdTests.waitFor(240) { !ContainerdTests.vmmProcesses(containerd).isEmpty }
+        try #require(vmmStarted, "kasa-vmm never started: \(containerd.tail)")
+        let shims = ContainerdTests.processes(mentioning: "containerd-shim-kata-v2").filter { pid in
+            (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(containerd.directory) == true
+        }
+        try #require(shims.count == 1, "one shim: \(shims)")
+        kill(shims[0], SIGKILL)
+        let returned = ContainerdTests.waitFor(300) { !running.isRunning }
+        #expect(returned, "RunPodSandbox did not return after its shim died")
+        if returned {
+            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(running.terminationStatus != 0, "RunPodSandbox must fail: \(message)")
+        }
+        #expect(ContainerdTests.waitFor(60) { ContainerdTests.vmmProcesses(containerd).isEmpty },
+                "kasa-vmm outlived its shim: \(ContainerdTests.vmmProcesses(containerd))")
+        let sandboxes = try ContainerdTests.ctr(containerd, ["-n", "k8s.io", "containers", "ls", "-q"])
+        #expect(sandboxes.status == 0 && sandboxes.stdout.isEmpty, "containerd kept the failed sandbox: \(sandboxes.stdout) \(sandboxes.stderr)")
+        try Self.expectNothingLeft(containerd)
+    }
+
     /// The pod's network reaches its VM: the guest NIC has the pod veth's MAC and the pod's
     /// IP; a server in the VM answers at the pod IP from the node (containerd's namespace,
     /// where the CNI bridge is); the VM fetches from a server on the bridge's gateway; the

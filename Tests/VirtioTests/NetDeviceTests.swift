@@ -272,6 +272,77 @@ final class NetHarness {
         #expect(try harness.receive.read(addresses[0] + UInt64(NetDevice.headerSize + 14), 1) == [5])
     }
 
+    /// Mergeable receive buffers (what Linux takes when offered): a frame larger than one
+    /// buffer spans several chains in order, the first header's num_buffers says how many,
+    /// and buffers a frame did not reach stay for the next frame.
+    @Test func aFrameSpansMergeableBuffersAndLeavesTheRestForTheNext() throws {
+        let harness = try NetHarness(features: VirtioFeature.version1 | NetDevice.Feature.mergeableReceiveBuffers)
+        var buffers: [(head: UInt16, address: UInt64)] = []
+        for _ in 0..<4 {
+            let (head, addresses) = try harness.receive.add([.writable(1000)])
+            buffers.append((head, addresses[0]))
+        }
+        harness.registers.notify(queue: 0)
+        let large = NetHarness.frame((0..<1386).map { UInt8(truncatingIfNeeded: $0) })
+        harness.backend.send(large)
+        let spanned = try harness.receivedEntries(2)
+        #expect(spanned.map(\.head) == [buffers[0].head, buffers[1].head])
+        #expect(spanned.map(\.length) == [1000, UInt32(NetDevice.headerSize + large.count - 1000)])
+        let first = try harness.receive.read(buffers[0].address, 1000)
+        #expect(first[10] == 2 && first[11] == 0, "num_buffers names both chains")
+        let rest = try harness.receive.read(buffers[1].address, NetDevice.headerSize + large.count - 1000)
+        #expect(Array(first.dropFirst(NetDevice.headerSize)) + rest == large, "the frame, in order across the chains")
+
+        let small = NetHarness.frame([1, 2, 3])
+        harness.backend.send(small)
+        let next = try harness.receivedEntries(1)
+        #expect(next.map(\.head) == [buffers[2].head], "the next frame starts in the first buffer not used")
+        let header = try harness.receive.read(buffers[2].address, NetDevice.headerSize + small.count)
+        #expect(header[10] == 1 && Array(header.dropFirst(NetDevice.headerSize)) == small)
+        #expect(harness.device.counters.received == 2 && harness.device.counters.dropped == 0)
+    }
+
+    /// The backend cannot say how large its next frame is, so the device reads only once
+    /// the guest has posted room for the largest one (MTU 1500: 1530 bytes with the header);
+    /// a frame waits for that, then flows on the driver's notification. The driver is told
+    /// (avail_event) to notify on its very next buffer.
+    @Test func mergeableReceivingWaitsForRoomForTheLargestFrame() throws {
+        let harness = try NetHarness(features: VirtioFeature.version1 | VirtioFeature.ringEventIndex
+                                     | NetDevice.Feature.mergeableReceiveBuffers)
+        let (head, addresses) = try harness.receive.add([.writable(1000)])
+        harness.registers.notify(queue: 0)
+        let frame = NetHarness.frame([UInt8](repeating: 0x42, count: 100))
+        harness.backend.send(frame)
+        usleep(100_000)
+        #expect(try harness.receive.takeUsed().isEmpty, "1000 bytes cannot hold every frame: nothing is read yet")
+        #expect(harness.device.counters.received == 0 && harness.device.counters.dropped == 0)
+        let availableEvent = try harness.memory.read(UInt16.self, at: GuestAddress(0x10000 + 0x2000 + 4 + 8 * 16))
+        #expect(availableEvent == 1, "avail_event asks for a notification on the driver's next buffer")
+        try harness.receive.add([.writable(1000)])
+        harness.registers.notify(queue: 0)
+        let used = try harness.receivedEntries(1)
+        #expect(used.map(\.head) == [head] && used.first?.length == UInt32(NetDevice.headerSize + frame.count))
+        #expect(Array(try harness.receive.read(addresses[0], NetDevice.headerSize + frame.count).dropFirst(NetDevice.headerSize)) == frame)
+    }
+
+    /// A ring full of buffers too small together for the largest frame (16 of 64 bytes)
+    /// still receives: the device takes what the ring holds rather than wait for room the
+    /// driver can never post.
+    @Test func aFullRingOfSmallMergeableBuffersStillReceives() throws {
+        let harness = try NetHarness(features: VirtioFeature.version1 | NetDevice.Feature.mergeableReceiveBuffers)
+        var addresses: [UInt64] = []
+        for _ in 0..<16 { addresses += try harness.receive.add([.writable(64)]).addresses }
+        harness.registers.notify(queue: 0)
+        let frame = NetHarness.frame((0..<286).map { UInt8(truncatingIfNeeded: $0) })
+        harness.backend.send(frame)
+        let total = NetDevice.headerSize + frame.count
+        let used = try harness.receivedEntries(5)
+        #expect(used.count == 5 && used.map(\.length) == [64, 64, 64, 64, UInt32(total - 256)])
+        var bytes: [UInt8] = []
+        for (index, entry) in used.enumerated() { bytes += try harness.receive.read(addresses[index], Int(entry.length)) }
+        #expect(bytes[10] == 5 && Array(bytes.dropFirst(NetDevice.headerSize)) == frame)
+    }
+
     @Test func badSettingsAreRefused() throws {
         let loop = try EventLoop()
         let backend = try SocketPairBackend()

@@ -43,6 +43,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
         public static let hostECN: UInt64 = 1 << 13
         public static let mtu: UInt64 = 1 << 3
         public static let mac: UInt64 = 1 << 5
+        public static let mergeableReceiveBuffers: UInt64 = 1 << 15
         public static let status: UInt64 = 1 << 16
     }
     /// VIRTIO_NET_S_LINK_UP in the config space's status field.
@@ -54,14 +55,18 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     static let framesPerRound = 64
 
     public let deviceType = VirtioDeviceType.network
-    /// No UFO (Linux no longer offers it) and no mergeable receive buffers: a driver that
-    /// takes guest TSO posts 64 KiB receive chains instead.
+    /// No UFO (Linux no longer offers it). With mergeable receive buffers a driver that
+    /// takes guest TSO posts page-sized buffers and a large frame spans several; without,
+    /// it posts a 64 KiB chain per frame, and a ring of 256 descriptors holds 13 of them.
     public let deviceFeatures = Feature.mac | Feature.mtu | Feature.status
         | Feature.checksum | Feature.hostTSO4 | Feature.hostTSO6 | Feature.hostECN
         | Feature.guestChecksum | Feature.guestTSO4 | Feature.guestTSO6 | Feature.guestECN
+        | Feature.mergeableReceiveBuffers
     /// The largest frame a TSO-capable guest may hand over: a 64 KiB segment and its
     /// Ethernet header (Linux's GSO limit).
     static let largestSegment = 65536 + 18
+    /// readv/writev take at most IOV_MAX (1024) vectors: a chain with more is malformed.
+    static let maximumVectors = 1024
     public let queueMaximumSizes: [UInt16] = [256, 256]
     public let mac: MACAddress
     public let mtu: UInt16
@@ -74,6 +79,14 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     private var polling = false
     /// Whether the driver accepted host TSO: transmit frames may then exceed the MTU.
     private var acceptsLargeTransmits = false
+    /// Whether the driver accepted mergeable receive buffers: a frame may then span
+    /// several receive chains, named by num_buffers in the first one's header.
+    private var mergesReceiveBuffers = false
+    /// The most bytes (header included) one frame from the backend can take: what the
+    /// mergeable path gathers buffers for before it reads.
+    private var largestReceive = 0
+    /// The chains gathered for one frame (kept to spare an allocation per frame).
+    private var gathered: [DescriptorChain] = []
     private var vectors: [iovec] = []
     /// What the device did, for tests and the VMM's report: frames each way, frames
     /// dropped (the backend could not take one, or the guest's buffer was too small) and
@@ -117,7 +130,10 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     public func activate(_ context: VirtioDeviceContext) throws {
         let accepted = context.acceptedFeatures
         acceptsLargeTransmits = accepted & (Feature.hostTSO4 | Feature.hostTSO6) != 0
+        mergesReceiveBuffers = accepted & Feature.mergeableReceiveBuffers != 0
         let receiveOffloads = NetDevice.tapOffloads(forAccepted: accepted)
+        let segments = receiveOffloads & UInt32(CLINUX_TUN_F_TSO4 | CLINUX_TUN_F_TSO6) != 0
+        largestReceive = NetDevice.headerSize + (segments ? NetDevice.largestSegment : Int(mtu) + NetDevice.frameOverhead)
         guard backend.setOffloads(receiveOffloads) else {
             throw NetDeviceError.invalidSetting("the TAP refused the receive offloads 0x\(String(receiveOffloads, radix: 16)) the driver accepted")
         }
@@ -129,6 +145,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
         stopPolling()
         context = nil
         acceptsLargeTransmits = false
+        mergesReceiveBuffers = false
         // A driver that comes back may accept less: whole frames until it says otherwise.
         _ = backend.setOffloads(0)
     }
@@ -178,6 +195,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     /// Moves waiting frames into the guest's receive buffers until either runs out.
     func receive() {
         guard let context else { return }
+        if mergesReceiveBuffers { return receiveMerging(context) }
         let queue = context.queues[NetDevice.receiveQueue]
         var completed = false
         defer { if completed { context.signalUsed(NetDevice.receiveQueue) } }
@@ -195,8 +213,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
                 context.queueBroken(NetDevice.receiveQueue, error)
                 return
             }
-            guard chain.writableLength >= NetDevice.headerSize else {
-                malformed("receive buffer of \(chain.writableLength) bytes cannot hold the \(NetDevice.headerSize)-byte header")
+            guard chain.writableLength >= NetDevice.headerSize, chain.writable.count <= NetDevice.maximumVectors else {
+                malformed("receive chain of \(chain.writableLength) bytes in \(chain.writable.count) buffers (a header needs \(NetDevice.headerSize), a read takes \(NetDevice.maximumVectors) at most)")
                 try? queue.pushUsed(head: chain.head, length: 0, memory: context.memory)
                 completed = true
                 continue
@@ -223,6 +241,96 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
             try? queue.pushUsed(head: chain.head, length: UInt32(count), memory: context.memory)
             counters.received += 1
             completed = true
+        }
+    }
+
+    /// The receive path with mergeable buffers. The backend is a datagram descriptor with
+    /// no way to ask a frame's size first, so enough chains for the largest frame the
+    /// guest may get are gathered before each read; those the frame did not reach are
+    /// given back. When the driver has posted too few, polling stops until its next
+    /// buffer notifies — unless the ring is full of buffers and can hold no more, when
+    /// the read takes what there is (a larger frame is cut short, as a NIC would).
+    private func receiveMerging(_ context: VirtioDeviceContext) {
+        let queue = context.queues[NetDevice.receiveQueue]
+        var completed = false
+        defer { if completed { context.signalUsed(NetDevice.receiveQueue) } }
+        for _ in 0..<NetDevice.framesPerRound {
+            gathered.removeAll(keepingCapacity: true)
+            var capacity = 0, vectorCount = 0
+            /// Whether a read's vector limit, not the driver, ended the gathering.
+            var atVectorLimit = false
+            while capacity < largestReceive {
+                let chain: DescriptorChain
+                do {
+                    guard let next = try queue.pop(memory: context.memory) else { break }
+                    chain = next
+                } catch {
+                    queue.rewind(gathered.count)
+                    malformed("receive queue: \(error)")
+                    context.queueBroken(NetDevice.receiveQueue, error)
+                    return
+                }
+                if gathered.isEmpty && (chain.writableLength < NetDevice.headerSize || chain.writable.count > NetDevice.maximumVectors) {
+                    malformed("receive chain of \(chain.writableLength) bytes in \(chain.writable.count) buffers (a header needs \(NetDevice.headerSize), a read takes \(NetDevice.maximumVectors) at most)")
+                    try? queue.pushUsed(head: chain.head, length: 0, memory: context.memory)
+                    completed = true
+                    continue
+                }
+                guard vectorCount + chain.writable.count <= NetDevice.maximumVectors else {
+                    queue.rewind(1)
+                    atVectorLimit = true
+                    break
+                }
+                gathered.append(chain)
+                capacity += chain.writableLength
+                vectorCount += chain.writable.count
+            }
+            if gathered.isEmpty {
+                // No buffer to put a frame in: stop polling until the driver posts some.
+                stopPolling()
+                return
+            }
+            if capacity < largestReceive && !atVectorLimit && gathered.count < Int(queue.size) {
+                // Too few buffers for the largest frame: wait for the driver's next ones
+                // (avail_event stays past them, so its next buffer notifies).
+                queue.rewind(gathered.count)
+                stopPolling()
+                return
+            }
+            let count = transfer(gathered.lazy.flatMap(\.writable), memory: context.memory) { readv(backend.descriptor, $0, $1) }
+            if count < 0 {
+                let code = errno
+                queue.rewind(gathered.count)
+                if code != EAGAIN && code != EWOULDBLOCK {
+                    // The frame did not fit and is gone, or the backend failed.
+                    counters.dropped += 1
+                    continue
+                }
+                return
+            }
+            completed = true
+            guard count >= NetDevice.headerSize else {
+                queue.rewind(gathered.count - 1)
+                try? queue.pushUsed(head: gathered[0].head, length: 0, memory: context.memory)
+                counters.dropped += 1
+                continue
+            }
+            // The frame fills the gathered chains in order; the ones it did not reach go
+            // back to the ring. num_buffers is written before the used entries publish it.
+            var used = 0, covered = 0
+            while used < gathered.count && covered < count {
+                covered += gathered[used].writableLength
+                used += 1
+            }
+            _ = try? gathered[0].write([UInt8(used & 0xFF), UInt8(used >> 8)], memory: context.memory, skipping: 10)
+            var remaining = count
+            for chain in gathered.prefix(used) {
+                let length = min(remaining, chain.writableLength)
+                try? queue.pushUsed(head: chain.head, length: UInt32(length), memory: context.memory)
+                remaining -= length
+            }
+            queue.rewind(gathered.count - used)
+            counters.received += 1
         }
     }
 
@@ -264,7 +372,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
 
     /// One readv/writev over `descriptors` in guest memory; -1 with errno when the call
     /// failed, or when a buffer lies outside guest memory (already checked by the queue).
-    private func transfer(_ descriptors: [Descriptor], memory: GuestMemory,
+    private func transfer(_ descriptors: some Sequence<Descriptor>, memory: GuestMemory,
                           _ call: (UnsafePointer<iovec>, Int32) -> Int) -> Int {
         vectors.removeAll(keepingCapacity: true)
         for descriptor in descriptors where descriptor.length > 0 {
