@@ -78,7 +78,7 @@ public final class PodNetwork: @unchecked Sendable {
         let netlink = RouteNetlink(socket: socket)
         let tc = TrafficControl(socket: socket)
         // Link-local IPv6 addresses (fe80::/10) belong to the link itself: the guest NIC makes its own.
-        let addresses = try netlink.addresses().filter { !($0.address.count == 16 && $0.address[0] == 0xFE && $0.address[1] & 0xC0 == 0x80) }
+        let addresses = try netlink.addresses().filter { !NetworkText.isLinkLocal($0.address) }
         let usable = try netlink.links().filter { link in
             link.name != "lo" && !link.name.hasSuffix(tapSuffix) && link.mac.count == 6
                 && addresses.contains { $0.linkIndex == link.index }
@@ -111,8 +111,9 @@ public final class PodNetwork: @unchecked Sendable {
                                             addresses: addresses.filter { $0.linkIndex == link.index }, tapName: tapName))
             }
             let names = Dictionary(usable.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
-            let routes = try netlink.routes(family: AF_INET).compactMap { route in
-                names[route.linkIndex].map { AgentRoute(route, device: $0) }
+            // IPv6's link-local routes (fe80::/64 on every link) are the guest's own to make.
+            let routes = try (netlink.routes(family: AF_INET) + netlink.routes(family: AF_INET6)).compactMap { route in
+                NetworkText.isLinkLocal(route.destination) ? nil : names[route.linkIndex].map { AgentRoute(route, device: $0) }
             }
             let neighbours = try netlink.neighbours().compactMap { entry in
                 entry.isPermanent && entry.mac.count == 6 ? names[entry.linkIndex].map { AgentARPNeighbor(entry, device: $0) } : nil

@@ -35,6 +35,7 @@ import Glibc
             try Namespaces.ip("-n \(pod) addr add fe80::42:aff:fe4d:2/64 dev eth0 nodad")
             try Namespaces.ip("-n \(pod) link set eth0 up")
             try Namespaces.ip("-n \(pod) route add default via 10.77.0.1")
+            try Namespaces.ip("-n \(pod) -6 route add default via fd00:77::1")
             try Namespaces.ip("-n \(pod) neigh add 10.77.0.9 lladdr 02:42:0a:4d:00:09 dev eth0 nud permanent")
         }
 
@@ -175,6 +176,10 @@ import Glibc
                 == ["10.77.0.2/24", "fd00:77::2/64"])
         #expect(routes.contains { $0.destination.isEmpty && $0.gateway == "10.77.0.1" && $0.device == "eth0" }, "\(routes)")
         #expect(routes.contains { $0.destination == "10.77.0.0/24" && $0.device == "eth0" }, "\(routes)")
+        // IPv6 routes too (a dual-stack pod), but not the link-local fe80::/64, the guest's own.
+        #expect(routes.contains { $0.destination.isEmpty && $0.gateway == "fd00:77::1" && $0.device == "eth0" }, "\(routes)")
+        #expect(routes.contains { $0.destination == "fd00:77::/64" && $0.device == "eth0" }, "\(routes)")
+        #expect(!routes.contains { $0.destination.hasPrefix("fe80:") }, "\(routes)")
         #expect(network.vmmArguments(firstDescriptor: 3) == ["--net", "fd=3,mac=02:42:0a:4d:00:02,mtu=1400"])
         // Static neighbours go to the guest too (AddARPNeighbors); learnt ones do not.
         #expect(network.neighbours.map { "\($0.address) \($0.mac) \($0.device)" } == ["10.77.0.9 02:42:0a:4d:00:09 eth0"])

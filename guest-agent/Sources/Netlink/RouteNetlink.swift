@@ -133,9 +133,15 @@ public struct RouteNetlink: Sendable {
         }
     }
 
-    /// Adds (or replaces) an address on its link.
+    /// IFA_F_NODAD: the address is usable at once, without duplicate address detection.
+    static let addressNoDAD: UInt8 = 0x02
+
+    /// Adds (or replaces) an address on its link. An IPv6 address skips duplicate address
+    /// detection: a pod's address is the IPAM's to make unique, and while DAD ran (a
+    /// second or more) the address would be tentative and nothing could bind it.
     public func addAddress(_ address: InterfaceAddress) throws(NetlinkError) {
-        var payload: [UInt8] = [UInt8(address.family), address.prefixLength, 0, 0]
+        let flags = address.family == AF_INET6 ? RouteNetlink.addressNoDAD : 0
+        var payload: [UInt8] = [UInt8(address.family), address.prefixLength, flags, 0]
         payload.appendLittleEndian(UInt32(bitPattern: address.linkIndex))
         payload += NetlinkAttribute.encode([NetlinkAttribute(Netlink.addressLocal, address.address),
                                             NetlinkAttribute(Netlink.addressAddress, address.address)])
@@ -229,6 +235,12 @@ public struct Neighbour: Equatable, Sendable {
 
 /// Addresses as people write them, and back.
 public enum NetworkText {
+    /// Whether `address` (16 bytes) is an IPv6 link-local one (fe80::/10): each link makes
+    /// its own, so they are neither passed on to a VM nor removed from one.
+    public static func isLinkLocal(_ address: [UInt8]) -> Bool {
+        address.count == 16 && address[0] == 0xFE && address[1] & 0xC0 == 0x80
+    }
+
     /// "10.88.0.5" or an IPv6 address in its compressed form.
     public static func address(_ bytes: [UInt8]) -> String {
         var buffer = [CChar](repeating: 0, count: 64)

@@ -95,8 +95,6 @@ import Glibc
         #expect(listedRoutes.routes.contains { $0.destination == "10.88.7.0/24" && $0.device == "eth0" })
     }
 
-    /// A route list replaces what the kernel put on the interface: a subnet route the pod
-    /// does not have goes.
     /// A VM restored from a template: its NIC has the template's MAC; the host names that
     /// as the previous MAC and the NIC takes the pod interface's.
     @Test func aClonesNICTakesThePodsMAC() throws {
@@ -119,6 +117,8 @@ import Glibc
         #expect(missing?.code == .notFound && missing?.message.contains("02:00:00:00:00:99") == true, "\(String(describing: missing))")
     }
 
+    /// A route list replaces what the kernel put on the interface: a subnet route the pod
+    /// does not have goes.
     @Test func routesNotInThePodsListGo() throws {
         let namespace = try Namespace()
         try namespace.ip("link add veth-guest address \(Self.mac) type veth peer name peer0")
@@ -130,6 +130,42 @@ import Glibc
         _ = try agent.client.call(.updateRoutes, routes, returning: AgentRoutes.self)
         let table = try namespace.ip("route show")
         #expect(!table.contains("10.88.0.0/16") && table.contains("10.88.7.0/24"), "\(table)")
+    }
+
+    /// A dual-stack pod (CNI with an IPv6 range): the IPv6 address is usable at once (no
+    /// duplicate address detection leaving it tentative for a second or more), the IPv6
+    /// routes are set beside the IPv4 ones, none twice, and the link's own fe80::/64 route
+    /// survives the replacement of the kernel's routes.
+    @Test func aDualStackPodGetsItsIPv6AddressAndRoutes() throws {
+        let namespace = try Namespace()
+        try namespace.ip("link add veth-guest address \(Self.mac) type veth peer name peer0")
+        // A carrier, as a virtio NIC has: IPv6 configures the link (fe80::) once it is up.
+        try namespace.ip("link set peer0 up")
+        let agent = try RunningAgent(arguments: ["--netns", namespace.path])
+        let updated = try agent.client.call(.updateInterface, Self.interface(addresses: [("10.88.7.5", 24), ("fd00:88:7::5", 64)]),
+                                            returning: AgentInterface.self)
+        #expect(updated.addresses.contains { $0.address == "fd00:88:7::5" && $0.prefixLength == 64 }, "\(updated)")
+        let addresses = try namespace.ip("-6 -o addr show dev eth0")
+        let podAddress = addresses.split(separator: "\n").filter { $0.contains("inet6 fd00:88:7::5/64") }
+        #expect(podAddress.count == 1, "\(addresses)")
+        #expect(!podAddress.contains { $0.contains("tentative") }, "the pod's IPv6 address must be usable at once: \(addresses)")
+
+        var routes = AgentUpdateRoutesRequest()
+        routes.routes = [Self.route("10.88.7.0/24"), Self.route("", via: "10.88.7.1"),
+                         Self.route("fd00:88:7::/64"), Self.route("", via: "fd00:88:7::1")]
+        let inForce = try agent.client.call(.updateRoutes, routes, returning: AgentRoutes.self)
+        #expect(inForce.routes.contains { $0.destination.isEmpty && $0.gateway == "fd00:88:7::1" && $0.device == "eth0" }, "\(inForce)")
+        #expect(inForce.routes.contains { $0.destination.isEmpty && $0.gateway == "10.88.7.1" }, "\(inForce)")
+        let table = try namespace.ip("-6 route show")
+        #expect(table.contains("default via fd00:88:7::1 dev eth0"), "\(table)")
+        #expect(table.components(separatedBy: "fd00:88:7::/64 dev eth0").count == 2, "the prefix route, once: \(table)")
+        #expect(table.contains("fe80::/64 dev eth0"), "the link-local route stays: \(table)")
+
+        // An IPv6 prefix past 128 bits is refused like an IPv4 one past 32.
+        let badPrefix = #expect(throws: TTRPCCallError.self) {
+            try agent.client.call(.updateInterface, Self.interface(addresses: [("fd00:88:7::5", 129)]), returning: AgentInterface.self)
+        }
+        #expect(badPrefix?.code == .invalidArgument)
     }
 
     @Test func badRequestsAreClearErrors() throws {

@@ -132,17 +132,28 @@ struct GuestNetwork: Sendable {
                 wanted.append(try GuestNetwork.route(route, linkIndex: link.index))
             }
             // The routes now on those interfaces that the pod does not have go (the kernel
-            // adds one per address: the pod's own list says which to keep).
+            // adds one per address: the pod's own list says which to keep), except IPv6's
+            // link-local route, which is the link's own (neighbour discovery needs it).
             let devices = Set(wanted.map(\.linkIndex))
-            for family in [AF_INET] {
-                for existing in try netlink.routes(family: family) where devices.contains(existing.linkIndex) {
-                    let kept = wanted.contains { $0.destination == existing.destination && $0.destinationLength == existing.destinationLength
-                        && $0.gateway == existing.gateway }
-                    if !kept { try? netlink.deleteRoute(existing) }
+            let same = { (one: Route, other: Route) in
+                one.linkIndex == other.linkIndex && one.destination == other.destination
+                    && one.destinationLength == other.destinationLength && one.gateway == other.gateway
+            }
+            var present: [Route] = []
+            for family in [AF_INET, AF_INET6] {
+                for existing in try netlink.routes(family: family) where devices.contains(existing.linkIndex)
+                    && !NetworkText.isLinkLocal(existing.destination) {
+                    if wanted.contains(where: { same($0, existing) }) {
+                        present.append(existing)
+                    } else {
+                        try? netlink.deleteRoute(existing)
+                    }
                 }
             }
             // Routes on the link first: a gateway must be reachable before a route uses it.
-            for route in wanted.sorted(by: { $0.gateway.isEmpty && !$1.gateway.isEmpty }) {
+            // One already there stays as it is (the kernel's IPv6 prefix route has its own
+            // metric: adding the pod's would make a second route, not replace the first).
+            for route in wanted.sorted(by: { $0.gateway.isEmpty && !$1.gateway.isEmpty }) where !present.contains(where: { same($0, route) }) {
                 do {
                     try netlink.addRoute(route)
                 } catch let error as NetlinkError where route.family == AF_INET6 && GuestNetwork.meansNoIPv6(error) {
@@ -160,7 +171,9 @@ struct GuestNetwork: Sendable {
     static func listRoutes(_ netlink: RouteNetlink) throws -> AgentRoutes {
         let names = Dictionary(try netlink.links().map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
         var response = AgentRoutes()
-        response.routes = try netlink.routes(family: AF_INET).map { AgentRoute($0, device: names[$0.linkIndex] ?? "") }
+        response.routes = try (netlink.routes(family: AF_INET) + netlink.routes(family: AF_INET6)).map {
+            AgentRoute($0, device: names[$0.linkIndex] ?? "")
+        }
         return response
     }
 
@@ -184,8 +197,9 @@ struct GuestNetwork: Sendable {
             result.family = bytes.count == 16 ? AF_INET6 : AF_INET
         }
         if !route.source.isEmpty, let bytes = NetworkText.parse(route.source) { result.source = bytes }
-        // A route without a gateway is on the link.
-        if result.gateway.isEmpty && route.scope == 0 { result.scope = 253 }
+        // An IPv4 route without a gateway is on the link; scope is IPv4's notion, IPv6
+        // routes carry the universe's.
+        if result.family == AF_INET6 { result.scope = 0 } else if result.gateway.isEmpty && route.scope == 0 { result.scope = 253 }
         return result
     }
 
