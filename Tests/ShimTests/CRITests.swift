@@ -91,7 +91,7 @@ import Testing
     /// stop and remove no shim, VM, sandbox state or pod network namespace is left.
     @Test(.timeLimit(.minutes(20)))
     func aPodStartsRunsAndGoesAwayThroughCRI() throws {
-        let containerd = try Containerd(cri: .init())
+        let containerd = try Containerd(cri: .init(subnet6: "fd00:88:7::/64"))
         let busybox = "docker.io/kasa/busybox:test"
         try Self.importImage(containerd, name: containerd.cri!.sandboxImage,
                              command: ["sh", "-c", "trap 'exit 0' TERM INT; while true; do sleep 3600 & wait $!; done"])
@@ -113,8 +113,11 @@ import Testing
         let status = try Self.call(containerd, "PodSandboxStatus", ["pod_sandbox_id": podID])
         let podStatus = status["status"] as? [String: Any] ?? [:]
         #expect((podStatus["state"] as? Int ?? 0) == 0, "the pod is READY: \(podStatus)")
-        let ip = (podStatus["network"] as? [String: Any])?["ip"] as? String ?? ""
+        let network = podStatus["network"] as? [String: Any] ?? [:]
+        let ip = network["ip"] as? String ?? ""
         #expect(ip.hasPrefix("10.88.7."), "the pod's IP comes from the CNI subnet: \(podStatus)")
+        let ip6 = (network["additional_ips"] as? [[String: Any]])?.first?["ip"] as? String ?? ""
+        #expect(ip6.hasPrefix("fd00:88:7::"), "the pod's IPv6 address comes from the CNI's IPv6 range: \(podStatus)")
         // A pod with one interface starts from the VM template (its NIC slot takes the TAP).
         let vmms = Self.commandLines(containing: containerd.directory + "/kasa-state").filter { $0.contains("kasa-vmm") }
         #expect(vmms.count == 1 && vmms.allSatisfy { $0.contains("--restore") && $0.contains("--net fd=3") },
@@ -153,7 +156,7 @@ import Testing
         #expect(served.status == 0, "httpd in app: \(served.stdout)")
         let fetched = try Self.exec(containerd, containers[1], "wget -q -O - http://127.0.0.1:8080/index.html 2>&1")
         #expect(fetched.stdout == "hello-from-app\n", "one container reaches another over 127.0.0.1: \(fetched.stdout.debugDescription)")
-        try Self.expectPodNetworking(containerd, app: containers[0], podIP: ip)
+        try Self.expectPodNetworking(containerd, app: containers[0], podIP: ip, podIP6: ip6)
         let failing = try Self.exec(containerd, containers[1], "exit 3")
         #expect(failing.status == 3, "ExecSync reports the exit code")
 
@@ -251,7 +254,7 @@ import Testing
     /// IP; a server in the VM answers at the pod IP from the node (containerd's namespace,
     /// where the CNI bridge is); the VM fetches from a server on the bridge's gateway; the
     /// veth is joined to the VM's TAP by tc. All of it inside the test's namespaces.
-    static func expectPodNetworking(_ containerd: Containerd, app: String, podIP: String) throws {
+    static func expectPodNetworking(_ containerd: Containerd, app: String, podIP: String, podIP6: String? = nil) throws {
         let node = "/proc/\(containerd.process.processIdentifier)/ns/net"
         let netnsDirectory = containerd.directory + "/state/io.containerd.grpc.v1.cri/netns"
         let podNamespace = netnsDirectory + "/" + (try #require(try FileManager.default.contentsOfDirectory(atPath: netnsDirectory).first))
@@ -276,6 +279,16 @@ import Testing
         // (No wget -T: Debian's busybox 1.35 wget crashes with it; the run's timeout bounds it.)
         let fetched = try inNamespace(node, ["busybox", "wget", "-q", "-O", "-", "http://\(podIP):8081/index.html"])
         #expect(fetched.stdout == "served-from-the-vm\n", "the node reaches the VM at the pod IP: \(fetched.stdout) \(fetched.stderr)")
+        if let podIP6 {
+            // Dual stack: the guest has the pod's IPv6 address and routes, and answers at it.
+            let address6 = try exec(containerd, app, "ip -6 -o addr show dev eth0").stdout
+            #expect(address6.contains("inet6 \(podIP6)/64") && !address6.contains("\(podIP6)/64 scope global tentative"),
+                    "the guest has the pod's IPv6 address: \(address6)")
+            let routes6 = try exec(containerd, app, "ip -6 route").stdout
+            #expect(routes6.contains("default via fd00:88:7::1 dev eth0"), "the pod's IPv6 default route: \(routes6)")
+            let fetched6 = try inNamespace(node, ["busybox", "wget", "-q", "-O", "-", "http://[\(podIP6)]:8081/index.html"])
+            #expect(fetched6.stdout == "served-from-the-vm\n", "the node reaches the VM at the pod's IPv6 address: \(fetched6.stdout) \(fetched6.stderr)")
+        }
 
         // VM -> node: a server on the gateway address (the bridge, in containerd's namespace).
         let gateway = try #require(routes.split(separator: "\n").first { $0.hasPrefix("default via ") }?.split(separator: " ").dropFirst(2).first)

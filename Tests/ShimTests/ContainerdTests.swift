@@ -33,10 +33,11 @@ import Testing
 
         /// What the CRI plugin needs: the sandbox ("pause") image it starts every pod
         /// with (imported into the k8s.io namespace by the test; there is no registry)
-        /// and the pods' subnet for the CNI bridge plugin.
+        /// and the pods' subnets for the CNI bridge plugin (an IPv6 one too: dual stack).
         struct CRISetup {
             var sandboxImage = "docker.io/kasa/pause:test"
             var subnet = "10.88.7.0/24"
+            var subnet6: String?
         }
 
         init(cri: CRISetup? = nil) throws {
@@ -85,11 +86,15 @@ import Testing
                     """
                 try FileManager.default.createDirectory(atPath: directory + "/cni", withIntermediateDirectories: true)
                 // No ipMasq: no iptables rules on the host; host-local keeps its leases here.
+                let ranges = [cri.subnet] + (cri.subnet6.map { [$0] } ?? [])
+                let routes = ["0.0.0.0/0"] + (cri.subnet6 == nil ? [] : ["::/0"])
                 try """
                     {"cniVersion": "1.0.0", "name": "kasa-test",
                      "plugins": [{"type": "bridge", "bridge": "kasa-cni0", "isGateway": true, "ipMasq": false,
-                                  "ipam": {"type": "host-local", "ranges": [[{"subnet": "\(cri.subnet)"}]],
-                                           "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "\(directory)/cni-ipam"}}]}
+                                  "ipam": {"type": "host-local",
+                                           "ranges": [\(ranges.map { "[{\"subnet\": \"\($0)\"}]" }.joined(separator: ", "))],
+                                           "routes": [\(routes.map { "{\"dst\": \"\($0)\"}" }.joined(separator: ", "))],
+                                           "dataDir": "\(directory)/cni-ipam"}}]}
                     """.write(toFile: directory + "/cni/10-kasa-test.conflist", atomically: true, encoding: .utf8)
             }
             try config.write(toFile: directory + "/config.toml", atomically: true, encoding: .utf8)
