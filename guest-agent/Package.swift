@@ -39,13 +39,16 @@ let package = Package(
         // The few Linux calls Swift cannot make directly (prctl, ioctl, capset, setns...)
         // for the container launcher in KataAgentCore/Container.
         .target(name: "CAgentLinux"),
+        // A container's OCI seccomp profile as a filter, through Debian's libseccomp
+        // (libseccomp-dev; the static agent links libseccomp.a): the only library it links beyond libc.
+        .target(name: "CSeccomp", linkerSettings: [.linkedLibrary("seccomp")]),
         // Everything the agent does, as a library the tests (and the root package) drive
         // in-process; kata-agent is only PID-1 set-up and argument handling around it.
         .target(name: "Netlink", dependencies: ["CAgentLinux", "HostOS"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
         // agent.proto's network messages built from Netlink's values, for the agent and the host.
         .target(name: "AgentNetwork", dependencies: ["AgentProtocol", "Netlink"]),
-        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux", "Netlink", "AgentNetwork", "HostOS",
+        .target(name: "KataAgentCore", dependencies: ["AgentProtocol", "CAgentLinux", "CSeccomp", "Netlink", "AgentNetwork", "HostOS",
                                                       .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(name: "kata-agent", dependencies: ["KataAgentCore"]),
         .testTarget(name: "KataAgentCoreTests", dependencies: ["KataAgentCore", "AgentProtocol", "CAgentLinux", "HostOS"]),

@@ -14,7 +14,8 @@ swift_major=$(swift --version 2>&1 | sed -n 's/.*Swift version \([0-9]*\).*/\1/p
 # CRI tests: its CRI plugin with the CNI bridge plugins (containernetworking-plugins), a
 # CRI client in Python (python3-grpcio, python3-protobuf; Tests/cri-client), iproute2.
 packages=(gcc binutils libc6-dev busybox-static python3 cpio e2fsprogs containerd
-          containernetworking-plugins python3-grpcio python3-protobuf iproute2)
+          containernetworking-plugins python3-grpcio python3-protobuf iproute2
+          libseccomp-dev)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

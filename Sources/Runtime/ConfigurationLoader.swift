@@ -103,6 +103,7 @@ public enum ConfigurationLoader {
                 configuration.runtime.internetworkingModel = model
             case "disable_new_netns": configuration.runtime.disableNewNetworkNamespace = try boolean(entry, place)
             case "static_sandbox_resource_mgmt": configuration.runtime.staticSandboxResourceManagement = try boolean(entry, place)
+            case "disable_guest_seccomp": configuration.runtime.disableGuestSeccomp = try boolean(entry, place)
             default: return .unknownKey
             }
         case "factory":

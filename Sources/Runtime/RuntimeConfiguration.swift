@@ -52,6 +52,10 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         /// the defaults plus what its containers' limits ask (`SandboxSizing`); kasa-vmm
         /// cannot add memory or vCPUs later, so this is on unless turned off.
         public var staticSandboxResourceManagement = true
+        /// Kata's `disable_guest_seccomp`: when on, the containers' OCI seccomp profiles are
+        /// dropped instead of applied by the agent in the VM. Off: a profile in the spec
+        /// (CRI sends containerd's default one) filters the container, as with runc.
+        public var disableGuestSeccomp = false
     }
 
     /// [factory]: VM templates (Kata's keys).

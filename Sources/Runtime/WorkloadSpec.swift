@@ -12,6 +12,18 @@ public struct WorkloadSpec: Sendable {
         ociSpec["process"]?["terminal"]?.boolValue ?? false
     }
 
+    /// The spec as the agent gets it under `configuration`: without its seccomp profile
+    /// when `disable_guest_seccomp` is on.
+    public func forGuest(_ configuration: RuntimeConfiguration) -> WorkloadSpec {
+        guard configuration.runtime.disableGuestSeccomp, var linux = ociSpec["linux"]?.objectValue, linux["seccomp"] != nil else {
+            return self
+        }
+        var copy = self
+        linux["seccomp"] = nil
+        copy.ociSpec["linux"] = .object(linux)
+        return copy
+    }
+
     /// A container from a bare rootfs directory, with runc's usual mounts and devices,
     /// Docker's default capabilities, and `command` as its process.
     public static func forRootfs(_ rootfs: String, command: [String], terminal: Bool, hostname: String,

@@ -188,6 +188,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
 
     private func createBlocking(_ container: ShimContainerSpec) throws -> UInt32 {
         let workload = try translate { try WorkloadSpec.forBundle(container.bundle, command: [], terminal: container.stdio.terminal) }
+            .forGuest(configuration)
         let binds = try translate { try workload.hostBindMounts(containerID: container.id) }
         if monitor.withLock({ sandboxID != nil }) {
             return try createInRunningSandbox(container, workload: workload, binds: binds)

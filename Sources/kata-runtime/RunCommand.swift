@@ -98,7 +98,7 @@ struct RunCommand: ParsableCommand {
         settings.containerInitTimeout = MicroVMBackend.Settings.containerInitTimeout(forCallTimeout: callTimeout)
         settings.network = network
         let backend = MicroVMBackend(settings: settings)
-        let run = ContainerRun(sandboxID: sandboxID, backend: backend, workload: workload,
+        let run = ContainerRun(sandboxID: sandboxID, backend: backend, workload: workload.forGuest(configuration),
                                dialTimeout: Double(configuration.effectiveDialTimeout(onPVMHost: onPVMHost)),
                                callTimeout: callTimeout)
         if configuration.runtime.enableDebug {

@@ -65,13 +65,16 @@ import Testing
         return config
     }
 
-    static func containerConfig(name: String, image: String, script: String, readonlyRoot: Bool = false) -> [String: Any] {
-        [
+    static func containerConfig(name: String, image: String, script: String, readonlyRoot: Bool = false,
+                                runtimeDefaultSeccomp: Bool = false) -> [String: Any] {
+        var security: [String: Any] = ["readonly_rootfs": readonlyRoot]
+        if runtimeDefaultSeccomp { security["seccomp_profile_path"] = "runtime/default" }
+        return [
             "metadata": ["name": name, "attempt": 0],
             "image": ["image": image],
             "command": ["sh", "-c", script],
             "log_path": name + ".log",
-            "linux": ["security_context": ["readonly_rootfs": readonlyRoot]],
+            "linux": ["security_context": security],
         ]
     }
 
@@ -128,7 +131,8 @@ import Testing
             let script = "echo \(name) started; trap 'exit 0' TERM; while true; do sleep 1; done"
             let created = try Self.call(containerd, "CreateContainer", [
                 "pod_sandbox_id": podID, "sandbox_config": pod,
-                "config": Self.containerConfig(name: name, image: busybox, script: script, readonlyRoot: readonly)])
+                "config": Self.containerConfig(name: name, image: busybox, script: script, readonlyRoot: readonly,
+                                               runtimeDefaultSeccomp: readonly)])
             let id = try #require(created["container_id"] as? String, "\(created) \(context())")
             do {
                 try Self.call(containerd, "StartContainer", ["container_id": id])
@@ -147,6 +151,15 @@ import Testing
         #expect(hostname.stdout == "kasa-pod\nkasa-pod\n", "the pod's hostname: \(hostname.stdout.debugDescription)")
         let writable = try Self.exec(containerd, containers[0], "touch /new-file && echo ok; touch /dev/shm/x && echo shm")
         #expect(writable.stdout == "ok\nshm\n", "app's root and /dev/shm are writable: \(writable.stdout.debugDescription)")
+        // The readonly container asked for the runtime's default seccomp profile (containerd's,
+        // with its argument conditions): the agent applies it in the VM, to execs as well.
+        let filtered = try Self.exec(containerd, containers[1], "grep Seccomp: /proc/self/status; grep Seccomp: /proc/1/status")
+        #expect(filtered.stdout == "Seccomp:\t2\nSeccomp:\t2\n", "the default profile filters the container: \(filtered.stdout.debugDescription)")
+        let unfiltered = try Self.exec(containerd, containers[0], "grep Seccomp: /proc/self/status")
+        #expect(unfiltered.stdout == "Seccomp:\t0\n", "no profile asked, none applied: \(unfiltered.stdout.debugDescription)")
+        let denied = try Self.exec(containerd, containers[1], "unshare -U true 2>&1; echo status=$?")
+        #expect(denied.stdout.contains("Operation not permitted") && denied.stdout.hasSuffix("status=1\n"),
+                "the default profile refuses unshare: \(denied.stdout.debugDescription)")
         let readonly = try Self.exec(containerd, containers[1], "touch /new-file 2>&1; echo status=$?")
         #expect(readonly.stdout.contains("Read-only file system") && readonly.stdout.hasSuffix("status=1\n"),
                 "a readonly_rootfs container cannot write its root: \(readonly.stdout.debugDescription)")

@@ -169,6 +169,11 @@ public enum ContainerInit {
         }
         let argv: [UnsafeMutablePointer<CChar>?] = spec.args.map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        do {
+            try ContainerProcessSetup.loadDeferredSeccomp()
+        } catch {
+            fail(on: execErrorFd, "\(error)")
+        }
         execve(path, argv, envp)
         fail(on: execErrorFd, ContainerSys.failure("exec \(path)"))
     }

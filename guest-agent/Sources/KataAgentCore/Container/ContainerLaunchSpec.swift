@@ -66,6 +66,8 @@ public struct ContainerLaunchSpec: Codable, Sendable, Equatable {
     /// With `.create`: namespaces joined from another process instead of made anew (a
     /// pod's container shares the pod sandbox's IPC and UTS namespaces). nil: none.
     public var sharedNamespaces: SharedNamespaces?
+    /// The OCI linux.seccomp profile the process is filtered by (nil: none).
+    public var seccomp: SeccompProfile?
 
     /// Namespaces of process `pid` (as the agent sees it) by their /proc/PID/ns names.
     public struct SharedNamespaces: Codable, Sendable, Equatable {

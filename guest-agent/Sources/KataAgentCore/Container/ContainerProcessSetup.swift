@@ -6,16 +6,30 @@ import Musl
 import CAgentLinux
 
 /// The per-process part of container set-up, for both a container's first process and
-/// an exec into it, in runc's order: rlimits, bounding set, user (with keep-caps), the
-/// other capability sets, no_new_privs, cwd, session and controlling terminal.
+/// an exec into it, in runc's order: rlimits, the seccomp filter when the process may not
+/// set no_new_privs, bounding set, user (with keep-caps), the other capability sets,
+/// no_new_privs, cwd, session and controlling terminal; with no_new_privs the filter is
+/// loaded just before exec instead (`loadDeferredSeccomp`).
 enum ContainerProcessSetup {
+    /// The filter waiting for exec. Only ever set and read in a forked container process,
+    /// which has one thread.
+    nonisolated(unsafe) static var deferredSeccomp: SeccompFilter?
+
     static func apply(_ spec: ContainerLaunchSpec) throws {
+        // Compiled first: a profile libseccomp refuses fails the create, not the exec.
+        let filter = try spec.seccomp.map(SeccompFilter.init)
         for limit in spec.rlimits {
             guard let resource = LinuxResourceLimits.number(of: limit.type) else {
                 throw ContainerInitFailure("setrlimit: unknown rlimit type \"\(limit.type)\"")
             }
             try containerCheck(kasa_setrlimit(resource, limit.soft, limit.hard),
                                "setrlimit \(limit.type) soft=\(limit.soft) hard=\(limit.hard)")
+        }
+        if let filter {
+            // Without no_new_privs loading a filter takes CAP_SYS_ADMIN, gone once the
+            // capabilities are set: load it now (the rest of set-up must then pass it, as
+            // with runc). With no_new_privs it waits for exec, filtering only the workload.
+            if spec.noNewPrivileges { deferredSeccomp = filter } else { try filter.load() }
         }
 
         let sets = try spec.effectiveCapabilitySets.map(CapabilityMasks.init)
@@ -55,6 +69,12 @@ enum ContainerProcessSetup {
         if spec.terminal {
             try containerCheck(kasa_set_controlling_terminal(0), "make the terminal the controlling terminal (TIOCSCTTY)")
         }
+    }
+
+    /// Loads the filter `apply` deferred, if any: the last step before exec.
+    static func loadDeferredSeccomp() throws {
+        try deferredSeccomp?.load()
+        deferredSeccomp = nil
     }
 
     /// The capability sets as masks, limited to what this kernel knows (runc ignores

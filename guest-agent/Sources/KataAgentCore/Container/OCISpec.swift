@@ -138,9 +138,11 @@ public struct OCISpec: Codable, Sendable, Equatable {
         public var maskedPaths: [String]?
         public var readonlyPaths: [String]?
         public var cgroupsPath: String?
+        public var seccomp: SeccompProfile?
 
         public init(namespaces: [Namespace]? = nil, resources: Resources? = nil, maskedPaths: [String]? = nil,
-                    readonlyPaths: [String]? = nil, cgroupsPath: String? = nil) {
+                    readonlyPaths: [String]? = nil, cgroupsPath: String? = nil, seccomp: SeccompProfile? = nil) {
+            self.seccomp = seccomp
             self.namespaces = namespaces
             self.resources = resources
             self.maskedPaths = maskedPaths
@@ -278,6 +280,7 @@ extension OCISpec {
         spec.hostname = hostname
         spec.maskedPaths = linux?.maskedPaths ?? []
         spec.readonlyPaths = linux?.readonlyPaths ?? []
+        spec.seccomp = linux?.seccomp
         spec.mounts = try (mounts ?? []).enumerated().map { (index, mount) throws(OCISpecError) in
             let options = mount.options ?? []
             let isBind = mount.type == "bind" || MountOptions(parsing: options).isBind
@@ -443,8 +446,11 @@ extension OCISpec.Process {
 
     /// An exec into a running container: this process, joining the namespaces of
     /// `pid` (the container's first process) and the container's cgroup.
+    /// An exec is filtered by the container's seccomp profile, as with runc.
     public func launchSpec(joining container: ContainerLaunchSpec, pid: Int32) throws(OCISpecError) -> ContainerLaunchSpec {
-        try launchSpec(rootfs: container.rootfs, namespaces: .join(pid: pid), cgroupPath: container.cgroupPath)
+        var spec = try launchSpec(rootfs: container.rootfs, namespaces: .join(pid: pid), cgroupPath: container.cgroupPath)
+        spec.seccomp = container.seccomp
+        return spec
     }
 }
 
