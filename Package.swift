@@ -44,6 +44,11 @@ let package = Package(
             dependencies: ["VirtioMockDriver", "Virtio", "GuestMemory", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The devices' guest-facing surface driven by bytes, for libFuzzer (kasa-device-fuzz,
+        // fuzz/run-device-fuzz.sh) and the unit tests' replay of the corpus.
+        .target(name: "DeviceFuzzing", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver", "CLinux",
+                                                      .product(name: "HostOS", package: "guest-agent")]),
+        .executableTarget(name: "kasa-device-fuzz", dependencies: ["DeviceFuzzing"]),
         // A small JSON reader, so that kasa-vmm need not link Foundation (docs/performance.md).
         .target(name: "KasaJSON"),
         .executableTarget(
@@ -107,7 +112,8 @@ let package = Package(
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices", .product(name: "HostOS", package: "guest-agent")]),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver", .product(name: "HostOS", package: "guest-agent")]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver", "DeviceFuzzing",
+                                                   .product(name: "HostOS", package: "guest-agent")]),
         // Boots tiny guests (assembled from Tests/guests with gcc) and the real kernel under KVM,
         // and drives kata-agent in a VM over vsock (AgentProtocol).
         .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory", "LegacyDevices", "Snapshot", .product(name: "HostOS", package: "guest-agent"),

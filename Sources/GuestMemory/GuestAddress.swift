@@ -13,6 +13,14 @@ public struct GuestAddress: Hashable, Comparable, Sendable, CustomStringConverti
         return overflow ? nil : GuestAddress(sum)
     }
 
+    /// `offset` bytes further on, for an access of `length` bytes there; a sum past 2^64
+    /// is the out-of-range error such an access gets. Guest-controlled addresses are only
+    /// ever moved this way (or with `adding`), never with a raw `value + n`.
+    public func advanced(by offset: UInt64, forAccessOf length: UInt64 = 1) throws(GuestMemoryError) -> GuestAddress {
+        guard let moved = adding(offset) else { throw .outOfRange(address: self, length: offset &+ length) }
+        return moved
+    }
+
     public func alignedDown(to alignment: UInt64) -> GuestAddress {
         GuestAddress(value & ~(alignment - 1))
     }

@@ -181,7 +181,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
         guard let first = chain.readable.first, first.length >= UInt32(BlockDevice.requestHeaderSize) else {
             throw VirtioDeviceError.malformedRequest("block request header shorter than 16 bytes")
         }
-        return (try memory.read(UInt32.self, at: first.address), try memory.read(UInt64.self, at: GuestAddress(first.address.value + 8)))
+        return (try memory.read(UInt32.self, at: first.address), try memory.read(UInt64.self, at: first.address.advanced(by: 8)))
     }
 
     private func dataBuffers(_ chain: DescriptorChain, statusBuffer: Descriptor) -> [Descriptor] {

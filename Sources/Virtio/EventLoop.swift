@@ -100,38 +100,47 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs until `stop`; call on a dedicated thread.
     public func run() {
-        while true {
-            let snapshot: [(Int32, Int16, Handler)] = lock.withLock {
-                stopping ? [] : handlers.map { ($0.key, $0.value.events, $0.value.handler) }
-            }
-            if lock.withLock({ stopping }) { return }
-            if gate.pauseRequested {
-                gate.park(worker: 0)
-                continue
-            }
-            let (due, timeout) = takeDueTimers(now: EventLoop.now())
-            for timer in due { timer.work() }
-            if !due.isEmpty {
-                // The work may have scheduled more, or made a descriptor's handler stale: look again.
-                continue
-            }
-            var descriptors = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-            descriptors += snapshot.map { pollfd(fd: $0.0, events: $0.1, revents: 0) }
-            let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            if descriptors[0].revents != 0 {
-                var value: UInt64 = 0
-                _ = read(wakeFD, &value, 8)
-            }
-            for (index, entry) in snapshot.enumerated() where descriptors[index + 1].revents != 0 {
-                // A handler may have been removed by an earlier one in this round.
-                let stillRegistered = lock.withLock { handlers[entry.0] != nil }
-                if stillRegistered { entry.2(descriptors[index + 1].revents) }
-            }
+        while round(waiting: true) {}
+    }
+
+    /// One round on the calling thread without waiting: the timers due and the handlers
+    /// of descriptors ready now. For a caller that drives the loop itself instead of a
+    /// loop thread (the device fuzzer, which must stay deterministic).
+    public func runReady() {
+        _ = round(waiting: false)
+    }
+
+    /// Runs what is due and ready, waiting (with `waiting`) for the first descriptor or
+    /// timer; false once the loop is stopping or poll failed.
+    private func round(waiting: Bool) -> Bool {
+        let snapshot: [(Int32, Int16, Handler)] = lock.withLock {
+            stopping ? [] : handlers.map { ($0.key, $0.value.events, $0.value.handler) }
         }
+        if lock.withLock({ stopping }) { return false }
+        if gate.pauseRequested {
+            gate.park(worker: 0)
+            return true
+        }
+        let (due, timeout) = takeDueTimers(now: EventLoop.now())
+        for timer in due { timer.work() }
+        if !due.isEmpty {
+            // The work may have scheduled more, or made a descriptor's handler stale: look again.
+            return true
+        }
+        var descriptors = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+        descriptors += snapshot.map { pollfd(fd: $0.0, events: $0.1, revents: 0) }
+        let ready = poll(&descriptors, nfds_t(descriptors.count), waiting ? timeout : 0)
+        if ready < 0 { return errno == EINTR }
+        if descriptors[0].revents != 0 {
+            var value: UInt64 = 0
+            _ = read(wakeFD, &value, 8)
+        }
+        for (index, entry) in snapshot.enumerated() where descriptors[index + 1].revents != 0 {
+            // A handler may have been removed by an earlier one in this round.
+            let stillRegistered = lock.withLock { handlers[entry.0] != nil }
+            if stillRegistered { entry.2(descriptors[index + 1].revents) }
+        }
+        return true
     }
 }
 

@@ -106,16 +106,16 @@ public final class Virtqueue: @unchecked Sendable {
     /// The next chain the driver made available, or nil when there is none.
     public func pop(memory: GuestMemory) throws -> DescriptorChain? {
         guard ready else { throw VirtqueueError.notReady }
-        let availableIndex = try memory.read(UInt16.self, at: GuestAddress(availableRing.value + 2))
+        let availableIndex = try memory.read(UInt16.self, at: availableRing.advanced(by: 2))
         let pending = availableIndex &- nextAvailable
         if pending == 0 { return nil }
         guard pending <= size else { throw VirtqueueError.tooManyAvailable(pending) }
         let slot = UInt64(nextAvailable % size)
-        let head = try memory.read(UInt16.self, at: GuestAddress(availableRing.value + 4 + 2 * slot))
+        let head = try memory.read(UInt16.self, at: availableRing.advanced(by: 4 + 2 * slot))
         nextAvailable &+= 1
         if eventIndex {
             // avail_event: ask to be notified again once the driver adds past this entry.
-            try memory.write(nextAvailable, at: GuestAddress(usedRing.value + 4 + 8 * UInt64(size)))
+            try memory.write(nextAvailable, at: usedRing.advanced(by: 4 + 8 * UInt64(size)))
         }
         guard head < size else { throw VirtqueueError.headOutOfRange(head) }
         return DescriptorChain(head: head, descriptors: try walk(from: head, memory: memory))
@@ -126,7 +126,7 @@ public final class Virtqueue: @unchecked Sendable {
     public func undoPop(memory: GuestMemory) throws {
         nextAvailable &-= 1
         if eventIndex {
-            try memory.write(nextAvailable, at: GuestAddress(usedRing.value + 4 + 8 * UInt64(size)))
+            try memory.write(nextAvailable, at: usedRing.advanced(by: 4 + 8 * UInt64(size)))
         }
     }
 
@@ -149,11 +149,11 @@ public final class Virtqueue: @unchecked Sendable {
         while true {
             visited += 1
             guard visited <= Int(tableSize) else { throw VirtqueueError.chainTooLong }
-            let base = GuestAddress(table.value + index * Virtqueue.descriptorSize)
+            let base = try table.advanced(by: index * Virtqueue.descriptorSize)
             let address = try memory.read(UInt64.self, at: base)
-            let length = try memory.read(UInt32.self, at: GuestAddress(base.value + 8))
-            let flags = try memory.read(UInt16.self, at: GuestAddress(base.value + 12))
-            let next = try memory.read(UInt16.self, at: GuestAddress(base.value + 14))
+            let length = try memory.read(UInt32.self, at: base.advanced(by: 8))
+            let flags = try memory.read(UInt16.self, at: base.advanced(by: 12))
+            let next = try memory.read(UInt16.self, at: base.advanced(by: 14))
 
             if flags & Virtqueue.flagIndirect != 0 {
                 guard !inIndirect else { throw VirtqueueError.nestedIndirect }
@@ -184,13 +184,13 @@ public final class Virtqueue: @unchecked Sendable {
     /// Returns a finished chain to the driver with the number of bytes written into it.
     public func pushUsed(head: UInt16, length: UInt32, memory: GuestMemory) throws {
         let slot = UInt64(nextUsed % size)
-        let element = GuestAddress(usedRing.value + 4 + 8 * slot)
+        let element = try usedRing.advanced(by: 4 + 8 * slot)
         try memory.write(UInt32(head), at: element)
-        try memory.write(length, at: GuestAddress(element.value + 4))
+        try memory.write(length, at: element.advanced(by: 4))
         nextUsed &+= 1
         // The element must be visible before the index that publishes it.
         atomicThreadFenceRelease()
-        try memory.write(nextUsed, at: GuestAddress(usedRing.value + 2))
+        try memory.write(nextUsed, at: usedRing.advanced(by: 2))
     }
 
     /// Whether the driver wants an interrupt for the used entries added since the last one.
@@ -198,7 +198,7 @@ public final class Virtqueue: @unchecked Sendable {
         atomicThreadFenceSequential()
         defer { lastSignalledUsed = nextUsed }
         if eventIndex {
-            let usedEvent = try memory.read(UInt16.self, at: GuestAddress(availableRing.value + 4 + 2 * UInt64(size)))
+            let usedEvent = try memory.read(UInt16.self, at: availableRing.advanced(by: 4 + 2 * UInt64(size)))
             // vring_need_event: notify if used_event lies in (old, new].
             return (nextUsed &- usedEvent &- 1) < (nextUsed &- lastSignalledUsed)
         }

@@ -154,7 +154,7 @@ extension DescriptorChain {
                 continue
             }
             let take = min(length - skip, count - result.count)
-            result += try memory.readBytes(at: GuestAddress(descriptor.address.value + UInt64(skip)), count: take)
+            result += try memory.readBytes(at: descriptor.address.advanced(by: UInt64(skip)), count: take)
             skip = 0
         }
         return result
