@@ -169,7 +169,7 @@ public enum DeviceFuzzer {
             case .entropy:
                 device = EntropyDevice()
             case .net:
-                let backend = try PairBackend()
+                let backend = try SocketPairBackend()
                 peer = backend.peer
                 device = try NetDevice(backend: backend, mac: MACAddress("02:42:0a:58:07:02")!, mtu: 1500, eventLoop: loop)
             case .vsock:
@@ -203,32 +203,6 @@ public enum DeviceFuzzer {
             loop.runReady()
             cleanup.forEach { $0() }
         }
-    }
-
-    /// A SOCK_SEQPACKET socketpair standing in for the TAP (one datagram per frame).
-    final class PairBackend: NetBackend, @unchecked Sendable {
-        let descriptor: Int32
-        let peer: Int32
-        init() throws {
-            var pair: [Int32] = [-1, -1]
-            guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-                throw FuzzSetupError("socketpair: \(String(cString: strerror(errno)))")
-            }
-            descriptor = pair[0]
-            peer = pair[1]
-            HostSupport.setNonBlocking(descriptor)
-            HostSupport.setNonBlocking(peer)
-        }
-        deinit {
-            close(descriptor)
-            close(peer)
-        }
-        func setOffloads(_ flags: UInt32) -> Bool { true }
-    }
-
-    struct FuzzSetupError: Error, CustomStringConvertible {
-        let description: String
-        init(_ description: String) { self.description = description }
     }
 
     /// A 64 KiB disk image and a directory for the vsock socket, made once per process.
