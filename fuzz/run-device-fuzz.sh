@@ -33,6 +33,6 @@ log="$scratch/fuzz.log"
 status=0
 .build-fuzz/release/kasa-device-fuzz "$scratch" "fuzz/devices/$device" -runs="$runs" -max_len=4096 -timeout=10 \
     -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1 || status=$?
-grep -E "^(INFO: (Seed|Loaded)|#[0-9]+ +DONE|stat::|Done)" "$log" || true
+grep -E "^(INFO: (Seed|Loaded)|#[0-9]+[[:space:]]+DONE|stat::|Done)" "$log" || true
 if [ "$status" != 0 ]; then tail -n 60 "$log" >&2; echo "run-device-fuzz: the fuzzer stopped with status $status" >&2; exit "$status"; fi
 .build-fuzz/release/kasa-device-fuzz -merge=1 "fuzz/devices/$device" "$scratch" 2>&1 | tail -n 2
