@@ -82,36 +82,57 @@ public enum UnixSocket {
         return descriptor
     }
 
+    /// Numbers the temporary names `listen` binds under, so that two listeners made at
+    /// once in one process never share one.
+    private static let stagingLock = Lock()
+    nonisolated(unsafe) private static var stagingCount: UInt64 = 0
+
     /// A listening socket at `path`, created with `mode` (the permission is set on the
     /// socket before bind, so the file never exists with wider access). A stale socket
     /// file at `path` is replaced; any other file there is an error.
+    ///
+    /// The path appears only once the socket listens: it is bound under a temporary name
+    /// in the same directory and renamed into place after listen(2). Bound straight at
+    /// `path`, the file exists between bind and listen, and a client that waits for the
+    /// file (the runtime waits for kasa-vmm's control socket that way) and connects in
+    /// that window is refused (ECONNREFUSED): seen under load in the stress test.
     public static func listen(_ path: String, mode: mode_t = 0o600, backlog: Int32 = 128,
                               nonBlocking: Bool = false) throws(UnixSocketError) -> Int32 {
         let address = try UnixSocketAddress(path)
         var existing = stat()
-        if lstat(path, &existing) == 0 {
-            guard existing.st_mode & S_IFMT == S_IFSOCK else {
-                throw UnixSocketError(code: EEXIST, reason: "a file that is not a socket is in the way")
-            }
-            guard unlink(path) == 0 else { throw .errno(errno, "cannot remove the stale socket") }
+        if lstat(path, &existing) == 0, existing.st_mode & S_IFMT != S_IFSOCK {
+            throw UnixSocketError(code: EEXIST, reason: "a file that is not a socket is in the way")
         }
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let sequence = stagingLock.withLock { () -> UInt64 in
+            stagingCount &+= 1
+            return stagingCount
+        }
+        let staging = directory + "/." + name + ".\(getpid()).\(sequence)"
+        let stagingAddress = try? UnixSocketAddress(staging)
         let descriptor = try stream(nonBlocking: nonBlocking)
+        func fail(_ what: String, removing file: String?) -> UnixSocketError {
+            let code = errno
+            close(descriptor)
+            if let file { unlink(file) }
+            return .errno(code, what)
+        }
         // Linux gives the socket file the mode of the socket's inode (less the umask) at bind.
-        guard fchmod(descriptor, mode) == 0 else {
-            let code = errno
-            close(descriptor)
-            throw .errno(code, "fchmod")
-        }
-        guard address.withSocketAddress({ bind(descriptor, $0, $1) }) == 0 else {
-            let code = errno
-            close(descriptor)
-            throw .errno(code, "bind")
-        }
-        guard Glibc.listen(descriptor, backlog) == 0 else {
-            let code = errno
-            close(descriptor)
-            unlink(path)
-            throw .errno(code, "listen")
+        guard fchmod(descriptor, mode) == 0 else { throw fail("fchmod", removing: nil) }
+        if let stagingAddress {
+            unlink(staging)
+            guard stagingAddress.withSocketAddress({ bind(descriptor, $0, $1) }) == 0 else { throw fail("bind", removing: nil) }
+            guard Glibc.listen(descriptor, backlog) == 0 else { throw fail("listen", removing: staging) }
+            // rename(2) replaces a stale socket at `path` in one step.
+            guard rename(staging, path) == 0 else { throw fail("cannot move the socket into place", removing: staging) }
+        } else {
+            // A temporary name too long for sun_path: bound in place after all (the window
+            // between bind and listen stays open then).
+            if lstat(path, &existing) == 0, unlink(path) != 0 { throw fail("cannot remove the stale socket", removing: nil) }
+            guard address.withSocketAddress({ bind(descriptor, $0, $1) }) == 0 else { throw fail("bind", removing: nil) }
+            guard Glibc.listen(descriptor, backlog) == 0 else { throw fail("listen", removing: path) }
         }
         return descriptor
     }

@@ -57,6 +57,54 @@ import Glibc
         #expect(access(plain, F_OK) == 0, "the regular file in the way was left alone")
     }
 
+    /// A client that waits for the socket file and connects the moment it appears (as the
+    /// runtime does with kasa-vmm's control socket) is never refused: the file appears only
+    /// once the socket listens. Bound at its path directly, the file existed between bind
+    /// and listen, and such a connect got ECONNREFUSED (a stress run hit it).
+    @Test func aSocketFileAppearsOnlyOnceItAcceptsConnections() throws {
+        let directory = try Self.directory()
+        let path = directory + "/api.sock"
+        final class Watch: @unchecked Sendable {
+            let lock = Lock()
+            var refused = 0, connected = 0, stop = false
+        }
+        let watch = Watch()
+        let watcher = try JoinableThread(name: "kasa-test-watch") {
+            var info = stat()
+            while !watch.lock.withLock({ watch.stop }) {
+                guard lstat(path, &info) == 0 else { continue }
+                do {
+                    let client = try UnixSocket.connect(path)
+                    close(client)
+                    watch.lock.withLock { watch.connected += 1 }
+                } catch {
+                    if (error as? UnixSocketError)?.code == ECONNREFUSED { watch.lock.withLock { watch.refused += 1 } }
+                }
+                // One connect per listener: wait for the file to go before the next.
+                while lstat(path, &info) == 0 && !watch.lock.withLock({ watch.stop }) {}
+            }
+        }
+        // Before the fix about 1 connect in 170 was refused here: 600 rounds catch that
+        // nineteen times in twenty.
+        for _ in 0..<600 {
+            let before = watch.lock.withLock { watch.connected + watch.refused }
+            let listener = try UnixSocket.listen(path)
+            var waited = 0
+            while watch.lock.withLock({ watch.connected + watch.refused }) == before && waited < 100_000 {
+                waited += 1
+                sched_yield()
+            }
+            close(listener)
+            unlink(path)
+        }
+        watch.lock.withLock { watch.stop = true }
+        watcher.join()
+        let (refused, connected) = watch.lock.withLock { (watch.refused, watch.connected) }
+        #expect(refused == 0, "\(refused) of \(refused + connected) connects to a socket file that was there were refused")
+        #expect(connected > 0)
+        #expect(rmdir(directory) == 0, "something (a temporary socket name?) was left in \(directory)")
+    }
+
     @Test func aPathThatCannotBeASocketAddressIsAClearError() throws {
         let long = "/tmp/" + String(repeating: "x", count: UnixSocketAddress.maximumPathLength)
         let tooLong = #expect(throws: UnixSocketError.self) { _ = try UnixSocketAddress(long) }
