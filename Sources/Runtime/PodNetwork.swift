@@ -79,10 +79,15 @@ public final class PodNetwork: @unchecked Sendable {
         let tc = TrafficControl(socket: socket)
         // Link-local IPv6 addresses (fe80::/10) belong to the link itself: the guest NIC makes its own.
         let addresses = try netlink.addresses().filter { !NetworkText.isLinkLocal($0.address) }
-        let usable = try netlink.links().filter { link in
-            link.name != "lo" && !link.name.hasSuffix(tapSuffix) && link.mac.count == 6
-                && addresses.contains { $0.linkIndex == link.index }
+        let addressed = try netlink.links().filter { link in
+            link.name != "lo" && !link.name.hasSuffix(tapSuffix) && addresses.contains { $0.linkIndex == link.index }
         }
+        // A VM's NIC is Ethernet: an addressed interface without a MAC (a layer-3 TUN, a
+        // tunnel) cannot become one, and leaving it out would lose the pod's traffic on it.
+        if let layer3 = addressed.first(where: { $0.mac.count != 6 }) {
+            throw RuntimeError.invalidInput("the pod's interface \(layer3.name) is not an Ethernet interface (it has no MAC): the VM's NICs cannot stand in for it")
+        }
+        let usable = addressed
         // The VM tells its NICs apart by MAC (UpdateInterface finds each by it).
         for (position, link) in usable.enumerated() {
             if let twin = usable[(position + 1)...].first(where: { $0.mac == link.mac }) {

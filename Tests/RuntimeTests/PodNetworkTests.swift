@@ -224,6 +224,19 @@ import Glibc
         #expect(!(try Namespaces.ip("-n \(namespaces.pod) -o link")).contains("_kata"), "nothing is made")
     }
 
+    /// An addressed interface the VM cannot take (a layer-3 TUN: no MAC) is a clear error
+    /// naming it, and nothing is left made in the namespace.
+    @Test func anInterfaceTheVMCannotTakeIsAClearError() throws {
+        let namespaces = try Namespaces()
+        try Namespaces.ip("-n \(namespaces.pod) tuntap add dev tun9 mode tun")
+        try Namespaces.ip("-n \(namespaces.pod) addr add 10.79.0.2/24 dev tun9")
+        #expect(throws: RuntimeError.invalidInput("the pod's interface tun9 is not an Ethernet interface (it has no MAC): the VM's NICs cannot stand in for it")) {
+            try PodNetwork.setUp(namespacePath: namespaces.podPath)
+        }
+        let links = try Namespaces.ip("-n \(namespaces.pod) -o link")
+        #expect(!links.contains("_kata"), "a TAP was left: \(links)")
+    }
+
     @Test func badNamespacesAreClearOrGiveNoNIC() throws {
         #expect(throws: RuntimeError.invalidInput("the pod's network namespace /run/netns/kasa-no-such-ns does not exist")) {
             try PodNetwork.setUp(namespacePath: "/run/netns/kasa-no-such-ns")
