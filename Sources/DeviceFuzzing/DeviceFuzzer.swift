@@ -173,8 +173,7 @@ public enum DeviceFuzzer {
                 peer = backend.peer
                 device = try NetDevice(backend: backend, mac: MACAddress("02:42:0a:58:07:02")!, mtu: 1500, eventLoop: loop)
             case .vsock:
-                let path = DeviceFuzzer.vsockDirectory + "/v.sock"
-                let vsock = try VsockDevice(guestCID: 3, udsPath: path, eventLoop: loop)
+                let vsock = try VsockDevice(guestCID: 3, udsPath: DeviceFuzzer.vsockPath, eventLoop: loop)
                 device = vsock
                 cleanup.append { vsock.tearDown() }
             }
@@ -188,8 +187,7 @@ public enum DeviceFuzzer {
                 _ = bytes.withUnsafeBytes { write(peer, $0.baseAddress, $0.count) }
             } else if device is VsockDevice, clients < 16 {
                 // Non-blocking: a connect to a full backlog fails instead of hanging.
-                let path = DeviceFuzzer.vsockDirectory + "/v.sock"
-                guard let client = try? UnixSocket.connect(path, nonBlocking: true) else { return }
+                guard let client = try? UnixSocket.connect(DeviceFuzzer.vsockPath, nonBlocking: true) else { return }
                 clients += 1
                 let line = choice & 1 == 0 ? Array("CONNECT \(1024 + Int(choice % 4))\n".utf8) : []
                 _ = (line + bytes).withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
@@ -212,7 +210,7 @@ public enum DeviceFuzzer {
         return path
     }()
     static var diskPath: String { directory + "/disk.img" }
-    static var vsockDirectory: String { directory }
+    static var vsockPath: String { directory + "/v.sock" }
 
     /// Reads the input front to back; past its end every read is zero.
     struct Script {

@@ -245,9 +245,7 @@ import Testing
         defer { if running.isRunning { running.terminate() } }
         let vmmStarted = ContainerdTests.waitFor(240) { !ContainerdTests.vmmProcesses(containerd).isEmpty }
         try #require(vmmStarted, "kasa-vmm never started: \(containerd.tail)")
-        let shims = ContainerdTests.processes(mentioning: "containerd-shim-kata-v2").filter { pid in
-            (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(containerd.directory) == true
-        }
+        let shims = ContainerdTests.shimProcesses(containerd)
         try #require(shims.count == 1, "one shim: \(shims)")
         kill(shims[0], SIGKILL)
         let returned = ContainerdTests.waitFor(300) { !running.isRunning }

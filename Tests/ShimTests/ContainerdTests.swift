@@ -588,9 +588,7 @@ import Testing
         let topics = eventText().split(separator: "\n").compactMap { line in line.split(separator: " ").first { $0.hasPrefix("/tasks/") } }
         #expect(topics == ["/tasks/create", "/tasks/start", "/tasks/paused", "/tasks/resumed"], "ctr events: \(eventText())")
 
-        let shims = Self.processes(mentioning: "containerd-shim-kata-v2").filter { pid in
-            (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(containerd.directory) == true
-        }
+        let shims = Self.shimProcesses(containerd)
         try #require(shims.count == 1, "one shim: \(shims)")
         kill(shims[0], SIGKILL)
         let cleaned = try Self.waitFor(120) {

@@ -69,6 +69,13 @@ extension ContainerdTests {
         }
     }
 
+    /// The shims this containerd started (their environment names its directory).
+    static func shimProcesses(_ containerd: C.Containerd) -> [Int32] {
+        C.processes(mentioning: "containerd-shim-kata-v2").filter { pid in
+            (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(containerd.directory) == true
+        }
+    }
+
     static func vmmProcesses(_ containerd: C.Containerd) -> [Int32] {
         C.processes(mentioning: containerd.directory + "/kasa-state/").filter { pid in
             (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("kasa-vmm") == true
@@ -105,9 +112,7 @@ extension ContainerdTests {
         }
         let vmmStarted = C.waitFor(240) { !Self.vmmProcesses(containerd).isEmpty }
         try #require(vmmStarted, "kasa-vmm never started: \(containerd.tail)")
-        let shims = C.processes(mentioning: "containerd-shim-kata-v2").filter { pid in
-            (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(containerd.directory) == true
-        }
+        let shims = Self.shimProcesses(containerd)
         try #require(shims.count == 1, "one shim: \(shims)")
         kill(shims[0], SIGKILL)
         #expect(finished.wait(timeout: .now() + 300) == .success, "ctr run did not return after its shim died")
