@@ -213,9 +213,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
                 context.queueBroken(NetDevice.receiveQueue, error)
                 return
             }
-            guard chain.writableLength >= NetDevice.headerSize, chain.writable.count <= NetDevice.maximumVectors else {
-                malformed("receive chain of \(chain.writableLength) bytes in \(chain.writable.count) buffers (a header needs \(NetDevice.headerSize), a read takes \(NetDevice.maximumVectors) at most)")
-                try? queue.pushUsed(head: chain.head, length: 0, memory: context.memory)
+            guard NetDevice.canStartAFrame(chain) else {
+                returnUnusable(chain, queue: queue, memory: context.memory)
                 completed = true
                 continue
             }
@@ -270,9 +269,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
                     context.queueBroken(NetDevice.receiveQueue, error)
                     return
                 }
-                if gathered.isEmpty && (chain.writableLength < NetDevice.headerSize || chain.writable.count > NetDevice.maximumVectors) {
-                    malformed("receive chain of \(chain.writableLength) bytes in \(chain.writable.count) buffers (a header needs \(NetDevice.headerSize), a read takes \(NetDevice.maximumVectors) at most)")
-                    try? queue.pushUsed(head: chain.head, length: 0, memory: context.memory)
+                if gathered.isEmpty && !NetDevice.canStartAFrame(chain) {
+                    returnUnusable(chain, queue: queue, memory: context.memory)
                     completed = true
                     continue
                 }
@@ -390,6 +388,18 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
             result = vectors.withUnsafeBufferPointer { call($0.baseAddress!, Int32($0.count)) }
         } while result < 0 && errno == EINTR
         return result
+    }
+
+    /// Whether a receive chain can hold a frame's start: room for the header, and few
+    /// enough buffers for one read.
+    static func canStartAFrame(_ chain: DescriptorChain) -> Bool {
+        chain.writableLength >= headerSize && chain.writable.count <= maximumVectors
+    }
+
+    /// Counts a receive chain that cannot start a frame and hands it back empty.
+    private func returnUnusable(_ chain: DescriptorChain, queue: Virtqueue, memory: GuestMemory) {
+        malformed("receive chain of \(chain.writableLength) bytes in \(chain.writable.count) buffers (a header needs \(NetDevice.headerSize), a read takes \(NetDevice.maximumVectors) at most)")
+        try? queue.pushUsed(head: chain.head, length: 0, memory: memory)
     }
 
     private func malformed(_ what: String) {
