@@ -34,7 +34,10 @@ let package = Package(
         .target(name: "Snapshot", dependencies: [.product(name: "HostOS", package: "guest-agent")]),
         .target(name: "Boot", dependencies: ["GuestMemory", "MachineSize"]),
         .target(name: "LegacyDevices", dependencies: [.product(name: "HostOS", package: "guest-agent")]),
-        .target(name: "Virtio", dependencies: ["GuestMemory", "CLinux", .product(name: "HostOS", package: "guest-agent")]),
+        // A FUSE server exporting one host directory to a guest (virtio-fs): names resolved
+        // beneath held descriptors with openat2, never by host path.
+        .target(name: "SharedFileSystem", dependencies: ["CLinux"]),
+        .target(name: "Virtio", dependencies: ["GuestMemory", "CLinux", "SharedFileSystem", .product(name: "HostOS", package: "guest-agent")]),
         .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "CLinux", "MachineSize", "Snapshot", .product(name: "HostOS", package: "guest-agent")]),
         // Plays the guest driver in plain memory (no KVM): VirtioTests and kasa-device-bench.
         .target(name: "VirtioMockDriver", dependencies: ["Virtio", "GuestMemory", "CLinux", .product(name: "HostOS", package: "guest-agent")]),
@@ -109,6 +112,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "KasaJSON", "KasaTOML", "CLinux", .product(name: "HostOS", package: "guest-agent"),
                                                          .product(name: "AgentProtocol", package: "guest-agent")]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "SharedFileSystemTests", dependencies: ["SharedFileSystem", "CLinux"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices", .product(name: "HostOS", package: "guest-agent")]),

@@ -10,6 +10,11 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <net/if.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
 #include <linux/if_tun.h>
 
 int clinux_eventfd(unsigned int initial) { return eventfd(initial, EFD_CLOEXEC | EFD_NONBLOCK); }
@@ -59,3 +64,34 @@ int clinux_tap_set_offloads(int fd, unsigned int offloads) {
 }
 
 int clinux_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int clinux_openat2(int dirfd, const char *path, unsigned long long flags, unsigned long long mode,
+                   unsigned long long resolve) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = flags;
+    how.mode = mode;
+    how.resolve = resolve;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+long clinux_getdents64(int fd, void *buffer, unsigned long size) { return syscall(SYS_getdents64, fd, buffer, size); }
+
+int clinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+int clinux_fallocate(int fd, int mode, long long offset, long long length) { return fallocate(fd, mode, offset, length); }
+
+int clinux_utimensat(int dirfd, const char *path, long long atime_sec, long atime_nsec,
+                     long long mtime_sec, long mtime_nsec, int flags) {
+    struct timespec times[2] = {{.tv_sec = atime_sec, .tv_nsec = atime_nsec}, {.tv_sec = mtime_sec, .tv_nsec = mtime_nsec}};
+    return utimensat(dirfd, path, times, flags);
+}
+
+long clinux_getxattr(const char *path, const char *name, void *value, unsigned long size) { return getxattr(path, name, value, size); }
+long clinux_listxattr(const char *path, char *list, unsigned long size) { return listxattr(path, list, size); }
+int clinux_setxattr(const char *path, const char *name, const void *value, unsigned long size, int flags) {
+    return setxattr(path, name, value, size, flags);
+}
+int clinux_removexattr(const char *path, const char *name) { return removexattr(path, name); }

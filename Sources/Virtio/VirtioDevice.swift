@@ -63,7 +63,7 @@ extension VirtioDeviceContext {
 /// status and queues and never knows which device it carries; the device owns its config
 /// space and what a request means. The transport calls every method with its lock held.
 public protocol VirtioDevice: AnyObject, Sendable {
-    /// Virtio device ID: 1 network, 2 block, 4 entropy, 19 socket.
+    /// Virtio device ID: 1 network, 2 block, 4 entropy, 19 socket, 26 file system.
     var deviceType: UInt32 { get }
     /// Device-specific feature bits offered (the transport adds VIRTIO_F_VERSION_1 itself).
     var deviceFeatures: UInt64 { get }
@@ -101,4 +101,5 @@ public enum VirtioDeviceType {
     public static let block: UInt32 = 2
     public static let entropy: UInt32 = 4
     public static let socket: UInt32 = 19
+    public static let fileSystem: UInt32 = 26
 }

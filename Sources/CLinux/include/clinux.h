@@ -44,4 +44,32 @@ static const unsigned int CLINUX_TUN_F_CSUM = 0x01, CLINUX_TUN_F_TSO4 = 0x02, CL
 // The maximum name length for a network interface, with its NUL.
 #define CLINUX_IFNAMSIZ 16
 
+// The shared file system's host calls (SharedFileSystem) that glibc 2.36 does not wrap or
+// declares only under _GNU_SOURCE. Each returns what the system call does (-1 and errno).
+// openat2(2) with RESOLVE_* bits: how every guest-supplied name is resolved, beneath its
+// parent's descriptor, never through a symbolic or magic link.
+int clinux_openat2(int dirfd, const char *path, unsigned long long flags, unsigned long long mode,
+                   unsigned long long resolve);
+static const unsigned long long CLINUX_RESOLVE_NO_XDEV = 0x01, CLINUX_RESOLVE_NO_MAGICLINKS = 0x02,
+    CLINUX_RESOLVE_NO_SYMLINKS = 0x04, CLINUX_RESOLVE_BENEATH = 0x08;
+// getdents64(2) into `buffer`: bytes filled, 0 at the end, -1 and errno.
+long clinux_getdents64(int fd, void *buffer, unsigned long size);
+int clinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+int clinux_fallocate(int fd, int mode, long long offset, long long length);
+// utimensat(2) with each time given as seconds and nanoseconds (UTIME_NOW / UTIME_OMIT in
+// the nanoseconds field as the kernel defines them).
+int clinux_utimensat(int dirfd, const char *path, long long atime_sec, long atime_nsec,
+                     long long mtime_sec, long mtime_nsec, int flags);
+// AT_EMPTY_PATH (fcntl.h declares it only under _GNU_SOURCE).
+static const int CLINUX_AT_EMPTY_PATH = 0x1000;
+// O_PATH (likewise): a descriptor that names a file without opening it for I/O.
+static const int CLINUX_O_PATH = 010000000;
+// Extended attributes by path (sys/xattr.h): the server names its own descriptors through
+// /proc/self/fd. Byte counts, or -1 and errno.
+long clinux_getxattr(const char *path, const char *name, void *value, unsigned long size);
+long clinux_listxattr(const char *path, char *list, unsigned long size);
+int clinux_setxattr(const char *path, const char *name, const void *value, unsigned long size, int flags);
+int clinux_removexattr(const char *path, const char *name);
+static const long CLINUX_UTIME_NOW = ((1l << 30) - 1l), CLINUX_UTIME_OMIT = ((1l << 30) - 2l);
+
 #endif
