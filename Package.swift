@@ -38,7 +38,7 @@ let package = Package(
         // beneath held descriptors with openat2, never by host path.
         .target(name: "SharedFileSystem", dependencies: ["CLinux"]),
         .target(name: "Virtio", dependencies: ["GuestMemory", "CLinux", "SharedFileSystem", .product(name: "HostOS", package: "guest-agent")]),
-        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "CLinux", "MachineSize", "Snapshot", .product(name: "HostOS", package: "guest-agent")]),
+        .target(name: "VMM", dependencies: ["KVM", "CKVM", "GuestMemory", "Boot", "LegacyDevices", "Virtio", "SharedFileSystem", "CLinux", "MachineSize", "Snapshot", .product(name: "HostOS", package: "guest-agent")]),
         // Plays the guest driver in plain memory (no KVM): VirtioTests and kasa-device-bench.
         .target(name: "VirtioMockDriver", dependencies: ["Virtio", "GuestMemory", "CLinux", .product(name: "HostOS", package: "guest-agent")]),
         // Device-model throughput (virtio-blk, virtio-vsock) through the transport (docs/performance.md).
@@ -58,7 +58,7 @@ let package = Package(
             name: "kasa-vmm",
             // No ArgumentParser: it linked FoundationEssentials in and cost ~1.5 MiB resident;
             // the command line is parsed by hand (CommandLineOptions.swift).
-            dependencies: ["VMM", "Boot", "KVM", "Virtio", "KasaJSON", "CLinux", "MachineSize", .product(name: "HostOS", package: "guest-agent")],
+            dependencies: ["VMM", "Boot", "KVM", "Virtio", "SharedFileSystem", "KasaJSON", "CLinux", "MachineSize", .product(name: "HostOS", package: "guest-agent")],
             // The Swift runtime linked in (-static-stdlib), by lld with packed relative
             // relocations (needs glibc 2.36+ at run time): fewer resident pages than the
             // dynamic runtime (docs/performance.md, "VMM start to first guest byte").
@@ -116,11 +116,11 @@ let package = Package(
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices", .product(name: "HostOS", package: "guest-agent")]),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver", "DeviceFuzzing",
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "SharedFileSystem", "GuestMemory", "VirtioMockDriver", "DeviceFuzzing",
                                                    .product(name: "HostOS", package: "guest-agent")]),
         // Boots tiny guests (assembled from Tests/guests with gcc) and the real kernel under KVM,
         // and drives kata-agent in a VM over vsock (AgentProtocol).
-        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "Boot", "GuestMemory", "LegacyDevices", "Snapshot", .product(name: "HostOS", package: "guest-agent"),
+        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "SharedFileSystem", "Boot", "GuestMemory", "LegacyDevices", "Snapshot", .product(name: "HostOS", package: "guest-agent"),
                                                                 .product(name: "AgentProtocol", package: "guest-agent")]),
     ],
     swiftLanguageModes: [.v6]

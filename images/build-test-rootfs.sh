@@ -36,7 +36,7 @@ if [ "$print_only" = 0 ]; then
     fi
 fi
 
-key=$( { sha256sum <"$busybox" 2>/dev/null || echo none; sha256sum <"$0"; sha256sum <"$here/build-rootfs-image.sh"; sha256sum <"$here/test-guest/vsock-echo.c"; } | sha256sum | cut -c1-16 )
+key=$( { sha256sum <"$busybox" 2>/dev/null || echo none; sha256sum <"$0"; sha256sum <"$here/build-rootfs-image.sh"; sha256sum <"$here/test-guest/vsock-echo.c"; sha256sum <"$here/test-guest/virtiofs-posix.c"; } | sha256sum | cut -c1-16 )
 out="${KASA_CACHE_DIR:-/var/cache/kasa}/rootfs/$key/test-rootfs.ext4"
 if [ -s "$out" ]; then echo "$out"; exit 0; fi
 if [ "$print_only" = 1 ]; then echo "$out"; exit 1; fi
@@ -44,10 +44,12 @@ if [ "$print_only" = 1 ]; then echo "$out"; exit 1; fi
 
 staging=$(mktemp -d)
 trap 'rm -rf "$staging"' EXIT
-mkdir -p "$staging"/{bin,sbin,dev,proc,sys,tmp,etc}
+mkdir -p "$staging"/{bin,sbin,dev,proc,sys,tmp,etc,mnt}
 cp "$busybox" "$staging/bin/busybox"
 gcc -static -O2 -o "$staging/bin/vsock-echo" "$here/test-guest/vsock-echo.c" || die "cannot build vsock-echo (gcc, libc6-dev)"
 strip "$staging/bin/vsock-echo"
+gcc -static -O2 -o "$staging/bin/virtiofs-posix" "$here/test-guest/virtiofs-posix.c" || die "cannot build virtiofs-posix"
+strip "$staging/bin/virtiofs-posix"
 for applet in sh mount cat ls echo sleep reboot sync od head readlink; do ln -s busybox "$staging/bin/$applet"; done
 cat > "$staging/sbin/init" <<'INIT'
 #!/bin/busybox sh
@@ -67,6 +69,11 @@ done
 [ -r /sys/class/misc/hw_random/rng_current ] && { read -r rng < /sys/class/misc/hw_random/rng_current; echo "KASA-RNG $rng"; }
 echo "KASA-RNG-BYTES $(/bin/busybox head -c 16 /dev/hwrng | /bin/busybox od -An -tx1 | /bin/busybox tr -d ' \n')"
 [ "$kasatest" = vsock ] && /bin/vsock-echo
+if [ "$kasatest" = virtiofs ]; then
+    /bin/busybox mount -t virtiofs kasashare /mnt && /bin/virtiofs-posix /mnt
+    echo "KASA-FS-EXIT $?"
+    /bin/busybox umount /mnt && echo "KASA-FS-UNMOUNTED"
+fi
 echo "written by the guest" > /guest-wrote-this
 /bin/busybox sync
 echo "KASA-ROOTFS-DONE"

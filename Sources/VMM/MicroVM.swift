@@ -1,3 +1,4 @@
+import SharedFileSystem
 import Boot
 import CKVM
 import GuestMemory
@@ -189,6 +190,14 @@ public final class MicroVM: Sendable {
                 devices.append(try VsockDevice(guestCID: vsock.guestCID, udsPath: vsock.udsPath, eventLoop: eventLoop))
             } catch let error as VsockError {
                 throw VMMError.deviceSetupFailed("vsock: \(error)")
+            }
+        }
+        for shared in configuration.sharedDirectories {
+            do {
+                devices.append(try FileSystemDevice(tag: shared.tag, directory: shared.path,
+                                                    options: SharedDirectoryOptions(readOnly: shared.readOnly, cache: shared.cache)))
+            } catch {
+                throw VMMError.deviceSetupFailed("\(error)")
             }
         }
         let report: @Sendable (String) -> Void = { line in ConsoleSink.writeAll(STDERR_FILENO, Array("kasa-vmm: \(line)\n".utf8)) }

@@ -1,3 +1,4 @@
+import SharedFileSystem
 import MachineSize
 import Boot
 import Virtio
@@ -57,6 +58,21 @@ public struct VsockConfiguration: Sendable, Equatable {
 
 /// A virtio-net interface on a TAP: opened by name here, or inherited already open (the
 /// runtime opens it inside the pod's network namespace and passes the descriptor).
+/// A host directory served to the guest over virtio-fs (`mount -t virtiofs TAG DIR`).
+public struct SharedDirectoryConfiguration: Sendable, Equatable {
+    public var tag: String
+    public var path: String
+    public var readOnly: Bool
+    public var cache: SharedFileSystemCache
+
+    public init(tag: String, path: String, readOnly: Bool = false, cache: SharedFileSystemCache = .auto) {
+        self.tag = tag
+        self.path = path
+        self.readOnly = readOnly
+        self.cache = cache
+    }
+}
+
 public struct NetworkInterfaceConfiguration: Sendable, Equatable {
     public enum Backend: Sendable, Equatable {
         case tapName(String)
@@ -98,6 +114,8 @@ public struct VMConfiguration: Sendable {
     public var driveSlots = 0
     public var entropy = false
     public var vsock: VsockConfiguration?
+    /// virtio-fs devices, after vsock and before the network interfaces.
+    public var sharedDirectories: [SharedDirectoryConfiguration] = []
     /// virtio-net devices, after every other device (so drive names do not move): the
     /// guest sees them as eth0, eth1, ... in order.
     public var networkInterfaces: [NetworkInterfaceConfiguration] = []

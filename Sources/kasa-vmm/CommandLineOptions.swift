@@ -32,6 +32,7 @@ struct CommandLineOptions {
     var pvmCompatibility: PVMCompatibility?
     var drives: [String] = []
     var networks: [String] = []
+    var sharedDirectories: [String] = []
     var driveSlots: Int?
     var apiSocket: String?
     var restore: String?
@@ -49,7 +50,7 @@ struct CommandLineOptions {
 
     enum Key {
         case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput, parentPID
-        case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, network, noPVH
+        case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, network, noPVH, sharedDirectory
         case restore, profile, profileInterval, verbose, help, version
     }
 
@@ -117,6 +118,9 @@ struct CommandLineOptions {
                    + "(or creates) the TAP in this network namespace; fd= takes one the caller opened with "
                    + "IFF_TAP|IFF_NO_PI|IFF_VNET_HDR; unplugged has no host side (a template's NIC slot: its clones get "
                    + "a TAP). The guest sees eth0, eth1, ... in order; without mac= it gets a random local one."),
+        Option(key: .sharedDirectory, names: ["shared-dir"], short: nil, valueName: "spec",
+               help: "A host directory served over virtio-fs (repeatable): tag=TAG,path=DIR[,readonly=on|off]"
+                   + "[,cache=never|auto|always]. The guest mounts it with 'mount -t virtiofs TAG /mnt'."),
         Option(key: .profile, names: ["profile"], short: nil, valueName: "path",
                help: "Sample where each vCPU is (kernel RIP, or user space) and write the counts here when the VM ends "
                    + "(bench/guest-profile symbolizes them). Without it, $KASA_VMM_PROFILE=PREFIX profiles to PREFIX.<pid>."),
@@ -231,6 +235,7 @@ struct CommandLineOptions {
             pvmCompatibility = choice
         case .drive: drives.append(value)
         case .network: networks.append(value)
+        case .sharedDirectory: sharedDirectories.append(value)
         case .driveSlots: driveSlots = try Self.number(value, for: option)
         case .apiSocket: apiSocket = value
         case .restore: restore = value

@@ -110,7 +110,7 @@ extension CommandLineOptions {
             ("--cmdline", cmdline != nil), ("--memory", memory != nil), ("--vcpus", vcpus != nil),
             ("--hide-cpu-feature", !hiddenFeatures.isEmpty), ("--pvm-compat", pvmCompatibility != nil),
             ("--drive", !drives.isEmpty), ("--drive-slots", driveSlots != nil), ("--rng", entropy),
-            ("--vsock-cid", vsockCID != nil), ("--no-pvh", noPVH),
+            ("--vsock-cid", vsockCID != nil), ("--no-pvh", noPVH), ("--shared-dir", !sharedDirectories.isEmpty),
         ]
         if let given = fixed.first(where: { $0.1 }) {
             throw VMMError.deviceSetupFailed("\(given.0) cannot be combined with --restore (the snapshot fixes it)")
@@ -162,6 +162,7 @@ extension CommandLineOptions {
         configuration.networkInterfaces = try networks.map(NetworkSpecification.parse)
             + (file?.networkInterfaces?.map(\.configuration) ?? [])
         configuration.entropy = entropy || file?.entropy != nil
+        configuration.sharedDirectories = try sharedDirectories.map(SharedDirectorySpecification.parse)
         configuration.profilePath = profileDestination
         configuration.profileIntervalMicroseconds = profileInterval ?? VMConfiguration.defaultProfileIntervalMicroseconds
         if let path = vsockPath ?? file?.vsock?.udsPath {

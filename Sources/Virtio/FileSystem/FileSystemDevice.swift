@@ -43,7 +43,20 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
         }
         self.tag = tag
         workers = try RequestWorkers(count: count, name: "kasa-fs")
+        FileSystemDevice.raiseDescriptorLimit(toAtLeast: options.maximumNodes + options.maximumHandles + 1024)
     }
+
+    /// Every node the guest holds is an open descriptor: the soft RLIMIT_NOFILE (often
+    /// 1024) would make a guest listing a large directory fail long before the table's own
+    /// limit, so it is raised towards the hard limit (never above it).
+    static func raiseDescriptorLimit(toAtLeast wanted: Int) {
+        var limit = rlimit()
+        guard getrlimit(descriptorLimitResource, &limit) == 0, limit.rlim_cur < rlim_t(wanted) else { return }
+        limit.rlim_cur = min(limit.rlim_max, rlim_t(wanted))
+        _ = setrlimit(descriptorLimitResource, &limit)
+    }
+
+    private static let descriptorLimitResource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
 
     deinit { workers.stop() }
 
