@@ -82,6 +82,20 @@ public enum ConfigurationLoader {
             case "default_memory": configuration.hypervisor.defaultMemoryMiB = try integer(entry, place, in: MachineSize.sandboxMemoryMiB)
             case "default_maxvcpus": configuration.hypervisor.defaultMaxVCPUs = try integer(entry, place, in: 0...MachineSize.vcpuCounts.upperBound)
             case "default_maxmemory": configuration.hypervisor.defaultMaxMemoryMiB = try integer(entry, place, in: 0...MachineSize.sandboxMemoryMiB.upperBound)
+            case "shared_fs":
+                let text = try string(entry, place)
+                guard let choice = RuntimeConfiguration.SharedFileSystemChoice(rawValue: text) else {
+                    throw RuntimeError.configuration("\(place): \"\(text)\" is not a shared file system Kasa has (virtio-fs or none)")
+                }
+                configuration.hypervisor.sharedFileSystem = choice
+            case "virtio_fs_cache":
+                let text = try string(entry, place)
+                // Kata spells "never" also "none".
+                let mode = text == "none" ? "never" : text
+                guard ["never", "auto", "always"].contains(mode) else {
+                    throw RuntimeError.configuration("\(place): \"\(text)\" is not a virtio-fs cache mode (never, auto or always)")
+                }
+                configuration.hypervisor.virtioFSCache = mode
             default: return .unknownKey
             }
         case "agent.kata":

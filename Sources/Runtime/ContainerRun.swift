@@ -75,7 +75,7 @@ public final class ContainerRun: @unchecked Sendable {
             }
             connection?.close()
         }
-        let binds = try workload.hostBindMounts(containerID: sandboxID)
+        let binds = try workload.hostBindMounts(containerID: sandboxID, sharing: backend.virtioFS != nil)
         let rootfsMount = try backend.launch(rootfs: workload.rootfs)
         progress?("launched")
         let agent = SandboxAgent(try backend.connect(deadline: MonotonicClock.now + dialTimeout), callTimeout: callTimeout)
@@ -96,9 +96,9 @@ public final class ContainerRun: @unchecked Sendable {
             try call { try network.configureGuest(agent) }
             progress?("network configured")
         }
-        let sandboxRequest = workload.createSandboxRequest(sandboxID: sandboxID)
+        let sandboxRequest = workload.createSandboxRequest(sandboxID: sandboxID, virtioFS: backend.virtioFS)
         try call { try agent.createSandbox(sandboxRequest) }
-        let copied = try call { try workload.copying(binds, agent: agent) }
+        let copied = try call { try workload.copying(binds, agent: agent, sharing: backend.virtioFS) }
         let create = copied.createContainerRequest(containerID: sandboxID, rootfs: rootfsMount)
         try call { try agent.createContainer(create) }
         progress?("created")

@@ -29,8 +29,11 @@ public struct HostBindMounts {
         var requests: [AgentCopyFileRequest] = []
         /// The mounts (by index) whose source becomes a copy, and that copy.
         var sources: [(mount: Int, path: String)] = []
+        /// With a shared directory (`shared_fs = "virtio-fs"`): the mounts (by index) whose
+        /// source is bound into it instead, at `path` beneath it.
+        var shares: [(mount: Int, source: String, path: String, readOnly: Bool)] = []
 
-        public var isEmpty: Bool { requests.isEmpty }
+        public var isEmpty: Bool { requests.isEmpty && shares.isEmpty }
 
         /// The requests with guest paths, and `ociSpec` with the bind mounts pointing at
         /// the copies.
@@ -52,7 +55,9 @@ public struct HostBindMounts {
         }
     }
 
-    public static func plan(_ ociSpec: JSONObject, containerID: String,
+    /// `sharing`: the sandbox has a shared directory; binds are shared live through it
+    /// (no copy, no size limit), except the pod's /dev/shm, which stays the guest's own.
+    public static func plan(_ ociSpec: JSONObject, containerID: String, sharing: Bool = false,
                             limitBytes: Int = limitBytes, limitEntries: Int = limitEntries) throws(RuntimeError) -> Plan {
         var plan = Plan()
         let mounts = ociSpec["mounts"]?.arrayValue ?? []
@@ -76,6 +81,14 @@ public struct HostBindMounts {
             }
             let name = source.split(separator: "/").last.map(String.init) ?? "root"
             let copyPath = "\(containerID)/\(index)-\(name)"
+            if sharing {
+                guard HostFile.exists(source) else {
+                    throw RuntimeError.invalidInput("bind mount \(source) on \(destination): \(HostFile.lastErrorDescription())")
+                }
+                let options = mounts[index]["options"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                plan.shares.append((index, source, "\(containerID)/mounts/\(index)-\(name)", options.contains("ro")))
+                continue
+            }
             do throws(RuntimeError) {
                 // The source itself is followed, as mount(2) follows it on the host (a
                 // resolv.conf that links elsewhere); symlinks inside a tree stay symlinks.
@@ -161,15 +174,31 @@ public struct HostBindMounts {
 extension WorkloadSpec {
     /// The copies its bind mounts of host paths need, read now: a missing source, a
     /// socket or an oversized tree is the user's error, reported before any VM boots.
-    public func hostBindMounts(containerID: String) throws(RuntimeError) -> HostBindMounts.Plan {
-        try HostBindMounts.plan(ociSpec, containerID: containerID)
+    public func hostBindMounts(containerID: String, sharing: Bool = false) throws(RuntimeError) -> HostBindMounts.Plan {
+        try HostBindMounts.plan(ociSpec, containerID: containerID, sharing: sharing)
     }
 
     /// Copies `binds` into the sandbox through `agent` and returns the workload to create
     /// the container from, its binds pointing at the copies. With nothing to copy it is
     /// this workload, and the agent is not asked anything.
-    public func copying(_ binds: HostBindMounts.Plan, agent: SandboxAgent) throws -> WorkloadSpec {
+    public func copying(_ binds: HostBindMounts.Plan, agent: SandboxAgent, sharing export: VirtioFSExport? = nil) throws -> WorkloadSpec {
         guard !binds.isEmpty else { return self }
+        var shared = self
+        if !binds.shares.isEmpty {
+            guard let export else { throw RuntimeError.sandbox("the sandbox has no shared directory for its bind mounts") }
+            var mounts = ociSpec["mounts"]?.arrayValue ?? []
+            for share in binds.shares where mounts.indices.contains(share.mount) {
+                guard var mount = mounts[share.mount].objectValue else { continue }
+                mount["source"] = .string(try export.share(share.source, as: share.path, readOnly: share.readOnly))
+                mounts[share.mount] = .object(mount)
+            }
+            shared.ociSpec["mounts"] = .array(mounts)
+        }
+        guard !binds.requests.isEmpty else { return shared }
+        return try shared.copyingFiles(binds, agent: agent)
+    }
+
+    private func copyingFiles(_ binds: HostBindMounts.Plan, agent: SandboxAgent) throws -> WorkloadSpec {
         let details = try agent.guestDetails()
         guard !details.sharedFilesDirectory.isEmpty else {
             throw RuntimeError.sandbox("the agent has no shared-files directory (protocol version 3 or later is needed for bind mounts)")

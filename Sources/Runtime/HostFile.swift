@@ -64,15 +64,35 @@ public enum HostFile {
     /// rm -rf, without following symbolic links. Returns false if something stayed.
     @discardableResult
     public static func removeTree(_ path: String) -> Bool {
+        // Never through a mount point: a sandbox's state directory holds bind mounts of the
+        // volumes it shares over virtio-fs, and deleting through one deletes the user's
+        // data. Paths are compared in their canonical form, as the mount table has them.
+        var top = stat()
+        guard lstat(path, &top) == 0 else { return errno == ENOENT }
+        guard (top.st_mode & S_IFMT) == S_IFDIR else { return unlink(path) == 0 }
+        guard let canonical = realPath(path) else { return false }
+        guard HostMounts.canReadMountTable else { return false }
+        return removeTree(canonical, sparing: Set(HostMounts.mountPoints(under: canonical)))
+    }
+
+    private static func removeTree(_ path: String, sparing mountPoints: Set<String>) -> Bool {
+        if mountPoints.contains(path) { return false }
         var info = stat()
         guard lstat(path, &info) == 0 else { return errno == ENOENT }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             for name in (try? directoryEntries(path)) ?? [] {
-                removeTree(path + "/" + name)
+                _ = removeTree(path + "/" + name, sparing: mountPoints)
             }
             return rmdir(path) == 0
         }
         return unlink(path) == 0
+    }
+
+    /// realpath(3): the path with every link and "." or ".." resolved; nil if it fails.
+    public static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// Names in a directory, without "." and "..", sorted bytewise (a stable order).

@@ -43,6 +43,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// The template's NIC slots: 1 where pods get networks (`internetworking_model`
         /// is not "none"), else 0.
         public var templateNICSlots: Int
+        /// The shared directory kasa-vmm serves over virtio-fs (`shared_fs = "virtio-fs"`).
+        public var virtioFS: VirtioFSExport?
 
         /// The agent's container set-up limit for a host that waits `callTimeout` seconds for
         /// each agent call: three quarters of it.
@@ -65,6 +67,9 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             debugConsole = configuration.agent.debugConsoleEnabled
             templatePath = configuration.factory.enableTemplate ? configuration.factory.templatePath : nil
             templateNICSlots = configuration.runtime.internetworkingModel == .none ? 0 : 1
+            if configuration.hypervisor.sharedFileSystem == .virtioFS {
+                virtioFS = VirtioFSExport(stateDirectory: stateDirectory, cache: configuration.hypervisor.virtioFSCache)
+            }
             defaultMemoryMiB = configuration.hypervisor.defaultMemoryMiB
             defaultVCPUs = configuration.hypervisor.defaultVCPUs
             dialTimeout = Double(configuration.effectiveDialTimeout(onPVMHost: KVMSystem.isPVMHost))
@@ -79,6 +84,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// Why this sandbox cannot start from the template (nil: it can).
         var templateObstacle: String? {
             guard templatePath != nil else { return "templates are off" }
+            if virtioFS != nil { return "shared_fs = \"virtio-fs\": a template has no virtio-fs device" }
             if let network {
                 if network.interfaces.count > templateNICSlots {
                     return "the pod has \(network.interfaces.count) network interfaces, the template \(templateNICSlots)"
@@ -99,6 +105,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     /// before anything else (`connect`).
     private var restoredFromTemplate = false
     public var network: PodNetwork? { settings.network }
+    public var virtioFS: VirtioFSExport? { settings.virtioFS }
     public var socketPath: String { settings.stateDirectory + "/vsock.sock" }
     public var consoleLogPath: String { settings.stateDirectory + "/console.log" }
     /// kasa-vmm's pid, written at launch.
@@ -165,6 +172,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
 
     public func launch(rootfs: String) throws(RuntimeError) -> AgentMount {
         try MicroVMBackend.checkBootFiles(settings)
+        if let export = settings.virtioFS { return try launchSharing(rootfs: rootfs, through: export) }
         let image = try settings.imageCache.image(for: rootfs)
         rootfsImage = image
         try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
@@ -181,6 +189,20 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         if let network = settings.network { arguments += network.vmmArguments(firstDescriptor: 3) }
         try spawnVMM(arguments, passing: taps)
         return MicroVMBackend.rootfsMount(serial: rootfsDrive)
+    }
+
+    /// A cold boot with the sandbox's shared directory served over virtio-fs and the
+    /// container's rootfs bound into it: no image is built, nothing is hashed.
+    private func launchSharing(rootfs: String, through export: VirtioFSExport) throws(RuntimeError) -> AgentMount {
+        try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
+        try export.prepare()
+        let mount = try export.shareRootfs(rootfs, containerID: settings.sandboxID)
+        var arguments = MicroVMBackend.bootArguments(settings, vsockSocket: socketPath, controlSocket: controlSocketPath)
+            + export.vmmArguments
+        let taps = settings.network?.tapDescriptors ?? []
+        if let network = settings.network { arguments += network.vmmArguments(firstDescriptor: 3) }
+        try spawnVMM(arguments, passing: taps)
+        return mount
     }
 
     /// The VM restored from the template (built first if it must be), with the container's
@@ -248,7 +270,10 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
 
     /// Turns `rootfs` into its image (cached) and puts it in one of the running VM's empty
     /// drive slots; the mount tells the agent where the guest finds it.
-    public func attachRootfs(_ rootfs: String, containerID: String) throws(RuntimeError) -> (mount: AgentMount, driveIndex: Int) {
+    /// With a shared directory the rootfs is bound into it instead (no drive: nil).
+    public func attachRootfs(_ rootfs: String, containerID: String) throws(RuntimeError) -> (mount: AgentMount, driveIndex: Int?) {
+        guard lifecycle.process != nil, failure == nil else { throw RuntimeError.sandbox("the sandbox's VM is not running") }
+        if let export = settings.virtioFS { return (try export.shareRootfs(rootfs, containerID: containerID), nil) }
         guard settings.driveSlots > 0 else { throw RuntimeError.sandbox("this sandbox was started without drive slots") }
         guard lifecycle.process != nil, failure == nil else { throw RuntimeError.sandbox("the sandbox's VM is not running") }
         let image = try settings.imageCache.image(for: rootfs)
@@ -332,6 +357,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
            command.contains(stateDirectory) {
             kill(pid, SIGKILL)
         }
+        VirtioFSExport(stateDirectory: stateDirectory, cache: "auto").release()
         HostFile.removeTree(stateDirectory)
     }
 
@@ -342,6 +368,9 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         child?.signal(SIGKILL)
         child?.wait(timeout: 10)
         settings.network?.tearDown()
+        // The shared directory's mounts come off before the state directory goes (its
+        // removal never deletes through a mount point, whatever is left).
+        settings.virtioFS?.release()
         HostFile.removeTree(settings.stateDirectory)
     }
 

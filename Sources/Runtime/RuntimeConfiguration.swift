@@ -23,6 +23,18 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         /// Kata's `default_maxmemory` (MiB): the most memory a sized sandbox may get (0:
         /// this host's RAM).
         public var defaultMaxMemoryMiB = 0
+        /// Kata's `shared_fs`: how containers' files reach the VM.
+        public var sharedFileSystem: SharedFileSystemChoice = .none
+        /// Kata's `virtio_fs_cache`: never, auto or always (with `shared_fs = "virtio-fs"`).
+        public var virtioFSCache = "auto"
+    }
+
+    /// `shared_fs`: "virtio-fs" serves each sandbox's shared directory from kasa-vmm (live
+    /// volumes, rootfs without an image); "none" copies bind mounts in at create and gives
+    /// the rootfs as a read-only ext4 image.
+    public enum SharedFileSystemChoice: String, Sendable, Equatable {
+        case none
+        case virtioFS = "virtio-fs"
     }
 
     /// [agent.kata]

@@ -33,8 +33,13 @@ public protocol SandboxBackend: AnyObject, Sendable {
     /// The pod network the backend's VM is joined to (its NICs), if any: the agent is
     /// told to set it up before any container is created.
     var network: PodNetwork? { get }
+
+    /// The sandbox's shared directory when it has one (`shared_fs = "virtio-fs"`): bind
+    /// mounts are shared through it instead of copied, and CreateSandbox mounts it.
+    var virtioFS: VirtioFSExport? { get }
 }
 
 extension SandboxBackend {
     public var network: PodNetwork? { nil }
+    public var virtioFS: VirtioFSExport? { nil }
 }

@@ -5,11 +5,13 @@ import KasaJSON
 /// The agent requests that set a workload up, built one way for `kata-runtime run` and
 /// for the containerd shim.
 extension WorkloadSpec {
-    /// CreateSandbox for the sandbox `id`, with the spec's hostname.
-    public func createSandboxRequest(sandboxID id: String) -> AgentCreateSandboxRequest {
+    /// CreateSandbox for the sandbox `id`, with the spec's hostname, and the mount of the
+    /// sandbox's shared directory when it has one.
+    public func createSandboxRequest(sandboxID id: String, virtioFS: VirtioFSExport? = nil) -> AgentCreateSandboxRequest {
         var request = AgentCreateSandboxRequest()
         request.sandboxID = id
         request.hostname = ociSpec["hostname"]?.stringValue ?? ""
+        if let virtioFS { request.storages.append(virtioFS.storage) }
         return request
     }
 

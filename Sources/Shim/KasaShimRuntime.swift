@@ -122,6 +122,7 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
                 tearDownSandbox()
                 for id in monitor.withLock({ Array(mountedRootfs.keys) }) { unmountRootfs(of: id) }
             } else {
+                monitor.withLock { backend }?.virtioFS?.unshare(containerID: containerID)
                 detachDrive(of: containerID)
                 unmountRootfs(of: containerID)
             }
@@ -189,7 +190,9 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     private func createBlocking(_ container: ShimContainerSpec) throws -> UInt32 {
         let workload = try translate { try WorkloadSpec.forBundle(container.bundle, command: [], terminal: container.stdio.terminal) }
             .forGuest(configuration)
-        let binds = try translate { try workload.hostBindMounts(containerID: container.id) }
+        let binds = try translate {
+            try workload.hostBindMounts(containerID: container.id, sharing: configuration.hypervisor.sharedFileSystem == .virtioFS)
+        }
         if monitor.withLock({ sandboxID != nil }) {
             return try createInRunningSandbox(container, workload: workload, binds: binds)
         }
@@ -225,8 +228,8 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
             if let network = settings.network {
                 try call { try network.configureGuest(agent) }
             }
-            try call { try agent.createSandbox(workload.createSandboxRequest(sandboxID: container.id)) }
-            try createContainer(container, workload: workload, binds: binds, mount: mount, agent: agent)
+            try call { try agent.createSandbox(workload.createSandboxRequest(sandboxID: container.id, virtioFS: backend.virtioFS)) }
+            try createContainer(container, workload: workload, binds: binds, mount: mount, agent: agent, sharing: backend.virtioFS)
             return UInt32(backend.vmmPID ?? 0)
         } catch {
             tearDownSandbox()
@@ -245,17 +248,19 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
         }) else {
             throw ShimError(.failedPrecondition, "the pod's VM is not running (its sandbox container is being created or was deleted)")
         }
-        guard backend.settings.driveSlots > 0 else {
+        guard backend.settings.driveSlots > 0 || backend.virtioFS != nil else {
             throw ShimError(.failedPrecondition,
                             "\(container.id) joins the VM of \(monitor.withLock { sandboxID } ?? "?"), which was not started as a pod sandbox (io.kubernetes.cri.container-type=sandbox): it has no drive slots")
         }
         let rootfs = try prepareRootfs(container, specRootfs: workload.rootfs)
         do {
             let attached = try translate { try backend.attachRootfs(rootfs, containerID: container.id) }
-            monitor.withLock { attachedDrives[container.id] = attached.driveIndex }
-            try createContainer(container, workload: workload, binds: binds, mount: attached.mount, agent: agent)
+            if let index = attached.driveIndex { monitor.withLock { attachedDrives[container.id] = index } }
+            try createContainer(container, workload: workload, binds: binds, mount: attached.mount, agent: agent,
+                                sharing: backend.virtioFS)
             return UInt32(backend.vmmPID ?? 0)
         } catch {
+            backend.virtioFS?.unshare(containerID: container.id)
             detachDrive(of: container.id)
             unmountRootfs(of: container.id)
             throw error
@@ -263,12 +268,12 @@ public final class KasaShimRuntime: ShimRuntime, @unchecked Sendable {
     }
 
     private func createContainer(_ container: ShimContainerSpec, workload: WorkloadSpec, binds: HostBindMounts.Plan,
-                                 mount: AgentMount, agent: SandboxAgent) throws {
+                                 mount: AgentMount, agent: SandboxAgent, sharing export: VirtioFSExport?) throws {
         let key = container.id + "/" + container.id
         do {
             let opened = try openStdio(container.stdio, containerID: container.id)
             monitor.withLock { stdio[key] = opened }
-            let copied = try call { try translate { try workload.copying(binds, agent: agent) } }
+            let copied = try call { try translate { try workload.copying(binds, agent: agent, sharing: export) } }
             try call { try agent.createContainer(copied.createContainerRequest(containerID: container.id, rootfs: mount)) }
         } catch {
             closeStdio(key)
