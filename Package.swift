@@ -49,7 +49,7 @@ let package = Package(
         ),
         // The devices' guest-facing surface driven by bytes, for libFuzzer (kasa-device-fuzz,
         // fuzz/run-device-fuzz.sh) and the unit tests' replay of the corpus.
-        .target(name: "DeviceFuzzing", dependencies: ["Virtio", "GuestMemory", "VirtioMockDriver", "CLinux",
+        .target(name: "DeviceFuzzing", dependencies: ["Virtio", "SharedFileSystem", "GuestMemory", "VirtioMockDriver", "CLinux",
                                                       .product(name: "HostOS", package: "guest-agent")]),
         .executableTarget(name: "kasa-device-fuzz", dependencies: ["DeviceFuzzing"]),
         // A small JSON reader, so that kasa-vmm need not link Foundation (docs/performance.md).

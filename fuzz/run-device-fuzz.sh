@@ -3,7 +3,7 @@
 # requests; the host side moving too) with libFuzzer and AddressSanitizer, from the
 # committed corpus in fuzz/devices/DEVICE.
 #
-#   fuzz/run-device-fuzz.sh DEVICE [RUNS]        DEVICE: block, net, vsock or entropy
+#   fuzz/run-device-fuzz.sh DEVICE [RUNS]        DEVICE: block, net, vsock, entropy or fs (virtio-fs)
 #                                                RUNS: executions (default 100000)
 #
 # Builds kasa-device-fuzz with coverage and ASan into .build-fuzz (kept out of git), runs
@@ -15,7 +15,7 @@
 set -euo pipefail
 device=${1:-}
 runs=${2:-100000}
-case "$device" in block|net|vsock|entropy) ;; *) echo "run-device-fuzz: DEVICE must be block, net, vsock or entropy, not '$device'" >&2; exit 2;; esac
+case "$device" in block|net|vsock|entropy|fs) ;; *) echo "run-device-fuzz: DEVICE must be block, net, vsock, entropy or fs, not '$device'" >&2; exit 2;; esac
 case "$runs" in ''|*[!0-9]*) echo "run-device-fuzz: RUNS must be a whole number, not '$runs'" >&2; exit 2;; esac
 # libFuzzer comes from the Swift toolchain's clang runtime, without its main: SwiftPM
 # gives executables an entry point of its own, which calls LLVMFuzzerRunDriver.

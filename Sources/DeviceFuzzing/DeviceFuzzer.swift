@@ -17,6 +17,8 @@ import VirtioMockDriver
 public enum DeviceFuzzer {
     public enum Target: String, CaseIterable, Sendable {
         case block, net, vsock, entropy
+        /// virtio-fs: FUSE requests against a fresh directory per input.
+        case fileSystem = "fs"
     }
 
     /// Guest memory: three queue areas of 256 KiB each (rings, then MockDriver's buffers)
@@ -148,6 +150,8 @@ public enum DeviceFuzzer {
             ]
         case .entropy:
             return [("fill", setUp + chain(0, [(nil, 64)]) + notify(0) + settle)]
+        case .fileSystem:
+            return FileSystemSeeds.seeds(setUp: setUp, chain: chain, notify: notify, settle: settle)
         }
     }
 
@@ -160,6 +164,8 @@ public enum DeviceFuzzer {
         private var peer: Int32 = -1
         /// Vsock clients made by this input (each holds a descriptor until the end).
         private var clients = 0
+        /// The directory a virtio-fs input exports.
+        private var exportPath: String?
 
         init(_ target: Target, memory: GuestMemory) throws {
             loop = try EventLoop()
@@ -176,6 +182,11 @@ public enum DeviceFuzzer {
                 let vsock = try VsockDevice(guestCID: 3, udsPath: DeviceFuzzer.vsockPath, eventLoop: loop)
                 device = vsock
                 cleanup.append { vsock.tearDown() }
+            case .fileSystem:
+                let export = try FileSystemSeeds.freshExport()
+                exportPath = export
+                device = try FileSystemDevice(tag: "kataShared", directory: export, workers: 0)
+                cleanup.append { FileSystemSeeds.removeExport(export) }
             }
             transport = VirtioMMIOTransport(device: device, memory: memory, raiseInterrupt: {})
         }
@@ -185,6 +196,8 @@ public enum DeviceFuzzer {
         func hostActs(_ choice: UInt8, _ bytes: [UInt8]) {
             if peer >= 0 {
                 _ = bytes.withUnsafeBytes { write(peer, $0.baseAddress, $0.count) }
+            } else if let exportPath {
+                FileSystemSeeds.hostChanges(exportPath, choice, bytes)
             } else if device is VsockDevice, clients < 16 {
                 // Non-blocking: a connect to a full backlog fails instead of hanging.
                 guard let client = try? UnixSocket.connect(DeviceFuzzer.vsockPath, nonBlocking: true) else { return }

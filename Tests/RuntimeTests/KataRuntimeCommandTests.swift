@@ -26,7 +26,7 @@ import Testing
 
         /// `boot` is the agent image (or, with `bootKey: "initrd"`, an initrd).
         init(kernel: String = "/nonexistent/vmlinux", boot: String = "/nonexistent/agent.img", bootKey: String = "image",
-             extra: String = "", debugConsole: Bool = false) throws {
+             extra: String = "", hypervisorExtra: String = "", debugConsole: Bool = false) throws {
             directory = try RuntimeTestSupport.temporaryDirectory("kasa-cli")
             configPath = directory + "/configuration.toml"
             let vmm = KataRuntimeCommandTests.productsDirectory.appending(path: "kasa-vmm").path
@@ -36,6 +36,7 @@ import Testing
                 kernel = "\(kernel)"
                 \(bootKey) = "\(boot)"
                 default_memory = 512
+                \(hypervisorExtra)
 
                 [agent.kata]
                 dial_timeout = 420
@@ -69,6 +70,8 @@ import Testing
             #expect((try? states.get())?.isEmpty == true, "sandbox state left, or not listable: \(states)", sourceLocation: sourceLocation)
             let vmms = RuntimeTestSupport.processes(mentioning: stateDirectory)
             #expect(vmms.isEmpty, "processes left: \(vmms)", sourceLocation: sourceLocation)
+            #expect(HostMounts.canReadMountTable && HostMounts.mountPoints(under: directory).isEmpty,
+                    "mounts left: \(HostMounts.mountPoints(under: directory))", sourceLocation: sourceLocation)
         }
     }
 

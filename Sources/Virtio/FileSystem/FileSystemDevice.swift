@@ -21,7 +21,9 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
     /// refused: the largest is SETXATTR with a 64 KiB value.
     static let maximumRequest = 64 * 1024 + 4096
 
-    private let workers: RequestWorkers
+    /// nil: requests run inline, on the notifying thread (the fuzzer: one input, one
+    /// deterministic run).
+    private let workers: RequestWorkers?
     private let progress = Monitor()
     // Guarded by the transport's lock.
     private var context: VirtioDeviceContext?
@@ -33,6 +35,7 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
     private let errorCount = Lock()
     private var malformed = 0
 
+    /// `workers`: threads serving requests; 0 serves them inline.
     public init(tag: String, directory: String, options: SharedDirectoryOptions = SharedDirectoryOptions(),
                 workers count: Int = 4) throws {
         guard !tag.isEmpty, tag.utf8.count <= 36 else { throw FileSystemDeviceError.badTag(tag) }
@@ -42,7 +45,7 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
             throw FileSystemDeviceError.cannotExport(path: directory, reason: error.description)
         }
         self.tag = tag
-        workers = try RequestWorkers(count: count, name: "kasa-fs")
+        workers = count > 0 ? try RequestWorkers(count: count, name: "kasa-fs") : nil
         FileSystemDevice.raiseDescriptorLimit(toAtLeast: options.maximumNodes + options.maximumHandles + 1024)
     }
 
@@ -58,7 +61,7 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
 
     private static let descriptorLimitResource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
 
-    deinit { workers.stop() }
+    deinit { workers?.stop() }
 
     /// Chains that could not be read as a request (also counted as queue errors when the
     /// ring itself was broken).
@@ -107,6 +110,16 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
             } catch {
                 context.queueBroken(index, error)
                 break
+            }
+            guard let workers else {
+                do {
+                    try queue.pushUsed(head: chain.head, length: try serve(chain, memory: context.memory), memory: context.memory)
+                    context.signalUsed(index)
+                } catch {
+                    context.queueBroken(index, error)
+                    break
+                }
+                continue
             }
             progress.update { inFlight += 1 }
             workers.submit { [self] in
