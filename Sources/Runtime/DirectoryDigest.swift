@@ -53,6 +53,41 @@ public enum DirectoryDigest {
         }
     }
 
+    /// A key for the tree as it stands, from metadata alone (no file is read): every
+    /// entry's relative path, device and inode number, type and mode, owner, size,
+    /// modification and change times (nanoseconds), link target or device number. Writing
+    /// a file changes its change time, which no user can set back, so a tree with the same
+    /// key has the same content: what lets a cache hit skip reading the tree.
+    public static func metadataKey(_ root: String) throws(RuntimeError) -> String {
+        var hasher = ContentHash()
+        try walkMetadata(root, relative: ".", hasher: &hasher)
+        return hasher.hexDigest()
+    }
+
+    private static func walkMetadata(_ path: String, relative: String, hasher: inout ContentHash) throws(RuntimeError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            throw RuntimeError.invalidInput("cannot read \(path): \(HostFile.lastErrorDescription())")
+        }
+        hasher.update("\(relative)\u{0}\(info.st_dev):\(info.st_ino)\u{0}\(info.st_mode)\u{0}\(info.st_uid):\(info.st_gid)\u{0}"
+                      + "\(info.st_size)\u{0}\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)\u{0}\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)\u{0}")
+        switch info.st_mode & S_IFMT {
+        case S_IFDIR:
+            for name in try HostFile.directoryEntries(path) {
+                try walkMetadata(path + "/" + name, relative: relative + "/" + name, hasher: &hasher)
+            }
+            hasher.update("end\u{0}")
+        case S_IFLNK:
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let count = readlink(path, &buffer, buffer.count - 1)
+            guard count >= 0 else { throw RuntimeError.invalidInput("cannot read link \(path): \(HostFile.lastErrorDescription())") }
+            hasher.update(buffer[0..<count].map { UInt8(bitPattern: $0) })
+            hasher.update([0])
+        default:
+            hasher.update("\(info.st_rdev)\u{0}")
+        }
+    }
+
     private static func hashContents(_ path: String, into hasher: inout ContentHash) throws(RuntimeError) {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard descriptor >= 0 else { throw RuntimeError.invalidInput("cannot read \(path): \(HostFile.lastErrorDescription())") }

@@ -18,6 +18,8 @@ public struct RootfsImageCache: Sendable {
         public let path: String
         /// True when the image already existed (nothing was built).
         public let reused: Bool
+        /// False when the tree's metadata alone found the image (no file of it was read).
+        public var contentRead = true
     }
 
     public init(directory: String) { self.directory = directory }
@@ -30,13 +32,20 @@ public struct RootfsImageCache: Sendable {
         }
         // A bundle's rootfs is often a symbolic link to the tree: walk the tree itself.
         let rootfs = HostFile.resolved(requested)
-        let summary = try DirectoryDigest.summarize(rootfs)
-        let path = directory + "/" + String(summary.digest.prefix(32)) + ".ext4"
-        if HostFile.exists(path) {
-            _ = utime(path, nil)  // last use, for whoever prunes the cache by age
-            return Image(path: path, reused: true)
+        // The tree's metadata first: a tree seen before (nothing in it written since) maps
+        // to its image without a byte of it read.
+        let indexPath = directory + "/index/" + String(try DirectoryDigest.metadataKey(rootfs).prefix(32))
+        if let recorded = HostFile.readText(indexPath), recorded.utf8.count == 32,
+           recorded.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }),
+           HostFile.exists(imagePath(recorded)) {
+            return Image(path: reuse(imagePath(recorded)), reused: true, contentRead: false)
         }
-        try HostFile.makeDirectories(directory)
+        let summary = try DirectoryDigest.summarize(rootfs)
+        let key = String(summary.digest.prefix(32))
+        let path = imagePath(key)
+        defer { record(key, at: indexPath) }
+        if HostFile.exists(path) { return Image(path: reuse(path), reused: true) }
+        try HostFile.makeDirectories(directory, mode: 0o700)
         let temporary = path + ".partial-\(getpid())"
         defer { unlink(temporary) }
         try build(rootfs, into: temporary, summary: summary)
@@ -45,6 +54,24 @@ public struct RootfsImageCache: Sendable {
             throw RuntimeError.host("cannot store the rootfs image at \(path): \(HostFile.lastErrorDescription())")
         }
         return Image(path: path, reused: false)
+    }
+
+    private func imagePath(_ key: String) -> String { directory + "/" + key + ".ext4" }
+
+    /// Marks an image used now (for whoever prunes the cache by age) and root's only.
+    private func reuse(_ path: String) -> String {
+        _ = utime(path, nil)
+        _ = chmod(path, 0o600)
+        return path
+    }
+
+    /// Remembers which image the tree's metadata key stands for (written whole, by rename;
+    /// losing it only costs the next run a full read).
+    private func record(_ key: String, at indexPath: String) {
+        guard HostFile.exists(imagePath(key)), (try? HostFile.makeDirectories(directory + "/index", mode: 0o700)) != nil else { return }
+        let temporary = indexPath + ".partial-\(getpid())"
+        guard (try? HostFile.write(Array(key.utf8), to: temporary, mode: 0o600)) != nil else { return }
+        if rename(temporary, indexPath) != 0 { unlink(temporary) }
     }
 
     /// Content plus a fifth, plus inode tables and 4 MiB for ext4's own metadata.
@@ -58,7 +85,8 @@ public struct RootfsImageCache: Sendable {
         guard let mke2fs = Self.findTool("mke2fs") else {
             throw RuntimeError.host("mke2fs not found: install e2fsprogs (apt-get install e2fsprogs)")
         }
-        let descriptor = open(image, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // Root's only: an image holds the container's whole tree.
+        let descriptor = open(image, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0, ftruncate(descriptor, off_t(Self.imageSize(for: summary))) == 0 else {
             throw RuntimeError.host("cannot create \(image): \(HostFile.lastErrorDescription())")
         }

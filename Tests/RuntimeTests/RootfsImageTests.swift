@@ -61,13 +61,25 @@ import Testing
         let built = try cache.image(for: root)
         #expect(!built.reused)
         let again = try cache.image(for: root)
-        #expect(again == RootfsImageCache.Image(path: built.path, reused: true))
+        #expect(again == RootfsImageCache.Image(path: built.path, reused: true, contentRead: false),
+                "found by the tree's metadata, no file read")
+        #expect((try FileManager.default.attributesOfItem(atPath: built.path)[.posixPermissions] as? Int) == 0o600)
+        // A file written since: the metadata no longer matches, the content is read, and a
+        // new image stands for the new content.
+        try "changed\n".write(toFile: root + "/etc/kasa-test", atomically: false, encoding: .utf8)
+        let changed = try cache.image(for: root)
+        #expect(!changed.reused && changed.contentRead && changed.path != built.path)
+        #expect(try cache.image(for: root) == RootfsImageCache.Image(path: changed.path, reused: true, contentRead: false))
+        // Written back to the same bytes: the content key finds the first image again.
+        try "data\n".write(toFile: root + "/etc/kasa-test", atomically: false, encoding: .utf8)
+        #expect(try cache.image(for: root) == RootfsImageCache.Image(path: built.path, reused: true, contentRead: true))
         // Through a symbolic link (a bundle's rootfs often is one): the same tree, the same image.
         let link = cacheDirectory + "-link"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: root)
         defer { try? FileManager.default.removeItem(atPath: link) }
-        #expect(try cache.image(for: link) == RootfsImageCache.Image(path: built.path, reused: true))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: cacheDirectory) == [URL(filePath: built.path).lastPathComponent])
+        #expect(try cache.image(for: link) == RootfsImageCache.Image(path: built.path, reused: true, contentRead: false))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cacheDirectory).sorted()
+                == [URL(filePath: built.path).lastPathComponent, URL(filePath: changed.path).lastPathComponent, "index"].sorted())
         // The image's own view of a file (debugfs reads ext4 without mounting it).
         let debugfs = try #require(RootfsImageCache.findTool("debugfs"))
         let listing = try ChildProcess.run(debugfs, ["-R", "cat /etc/kasa-test", built.path])

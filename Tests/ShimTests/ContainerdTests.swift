@@ -40,7 +40,8 @@ import Testing
             var subnet6: String?
         }
 
-        init(cri: CRISetup? = nil) throws {
+        /// `hypervisorKeys`: more `[hypervisor.kasa]` lines for the shim's configuration.
+        init(cri: CRISetup? = nil, hypervisorKeys: String = "") throws {
             guard access("/usr/bin/containerd", X_OK) == 0, access("/usr/bin/ctr", X_OK) == 0 else {
                 throw Missing(description: "containerd is not installed (scripts/install-deps.sh installs Debian's containerd)")
             }
@@ -104,6 +105,7 @@ import Testing
                 path = "\(vmm)"
                 kernel = "\(kernel)"
                 image = "\(image)"
+                \(hypervisorKeys)
                 [agent.kata]
                 dial_timeout = 420
                 [runtime]
