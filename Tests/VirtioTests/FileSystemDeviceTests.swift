@@ -151,6 +151,22 @@ import VirtioMockDriver
         #expect(device.server.counts.nodes == 0)
     }
 
+    /// Arguments beyond 64 KiB + 4 KiB (a WRITE's data aside) are refused with E2BIG,
+    /// never read into kasa-vmm.
+    @Test func anOversizedRequestIsRefusedNotRead() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try initialize()
+        let value = [UInt8](repeating: 7, count: 70_000)
+        let arguments = Self.le(UInt32(value.count)) + Self.le(UInt32(0)) + Array("user.big".utf8) + [0] + value
+        let (_, addresses) = try requests.add([.readable(header(.setxattr, node: FUSE.rootNodeID, unique: 2, argumentLength: arguments.count)),
+                                               .readable(arguments), .writable(FUSE.outHeaderSize)])
+        registers.notify(queue: 1)
+        #expect(try used(requests).map(\.length) == [UInt32(FUSE.outHeaderSize)])
+        let reply = try FUSEOutHeader(try requests.read(addresses[2], FUSE.outHeaderSize))
+        #expect(reply.error == -E2BIG && reply.unique == 2)
+        #expect(device.malformedRequests == 0, "a well-formed chain asking too much is an error reply, not a broken queue")
+    }
+
     @Test func aResetForgetsEverythingTheGuestHeld() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try initialize()
