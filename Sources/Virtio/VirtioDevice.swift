@@ -32,21 +32,24 @@ public struct VirtioDeviceContext: Sendable {
 }
 
 extension VirtioDeviceContext {
+    /// The next chain waiting on queue `index`; nil when none waits or the ring is broken
+    /// (then reported through `queueBroken`: nothing more can be taken from it safely).
+    public func nextChain(_ index: Int) -> DescriptorChain? {
+        do {
+            return try queues[index].pop(memory: memory)
+        } catch {
+            queueBroken(index, error)
+            return nil
+        }
+    }
+
     /// Serves every chain waiting on queue `index` with `serve`, which returns the bytes it
     /// wrote into the chain, then interrupts the driver once if anything completed. A chain
     /// that fails validation stops the pass: the queue is broken until the driver resets it.
     public func drainQueue(_ index: Int, _ serve: (DescriptorChain) -> UInt32) {
         let queue = queues[index]
         var completed = false
-        while true {
-            let chain: DescriptorChain
-            do {
-                guard let next = try queue.pop(memory: memory) else { break }
-                chain = next
-            } catch {
-                queueBroken(index, error)
-                break
-            }
+        while let chain = nextChain(index) {
             do {
                 try queue.pushUsed(head: chain.head, length: serve(chain), memory: memory)
             } catch {

@@ -56,6 +56,15 @@ import VirtioMockDriver
         #expect(reply.error == 0 && reply.unique == 1)
     }
 
+    /// LOOKUP of a new file "f" (unique 2), answered: the guest then holds one node.
+    func lookUpAFile() throws {
+        #expect(FileManager.default.createFile(atPath: directory + "/f", contents: nil))
+        let name = Array("f".utf8) + [0]
+        _ = try requests.add([.readable(header(.lookup, node: FUSE.rootNodeID, unique: 2, argumentLength: name.count) + name),
+                              .writable(FUSE.outHeaderSize + FUSE.entryOutSize)])
+        registers.notify(queue: 1)
+    }
+
     @Test func configurationSpaceCarriesTheTagAndOneRequestQueue() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         #expect(registers.read(0x008) == 26, "device ID")
@@ -122,11 +131,7 @@ import VirtioMockDriver
     @Test func forgetOnTheHighPriorityQueueHasNoReply() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try initialize()
-        FileManager.default.createFile(atPath: directory + "/f", contents: nil)
-        let name = Array("f".utf8) + [0]
-        _ = try requests.add([.readable(header(.lookup, node: FUSE.rootNodeID, unique: 2, argumentLength: name.count) + name),
-                              .writable(FUSE.outHeaderSize + FUSE.entryOutSize)])
-        registers.notify(queue: 1)
+        try lookUpAFile()
         #expect(try used(requests).count == 1)
         #expect(device.server.counts.nodes == 1)
         let forget = Self.le(UInt64(1))
@@ -170,11 +175,7 @@ import VirtioMockDriver
     @Test func aResetForgetsEverythingTheGuestHeld() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try initialize()
-        FileManager.default.createFile(atPath: directory + "/f", contents: nil)
-        let name = Array("f".utf8) + [0]
-        _ = try requests.add([.readable(header(.lookup, node: FUSE.rootNodeID, unique: 2, argumentLength: name.count) + name),
-                              .writable(FUSE.outHeaderSize + FUSE.entryOutSize)])
-        registers.notify(queue: 1)
+        try lookUpAFile()
         #expect(try used(requests).count == 1 && device.server.counts.nodes == 1)
         registers.reset()
         #expect(device.server.counts.nodes == 0)
@@ -182,6 +183,7 @@ import VirtioMockDriver
         try requests.resetRings()
         try hiprio.resetRings()
         registers.initialize(drivers: [hiprio, requests])
+        let name = Array("f".utf8) + [0]
         let (_, addresses) = try requests.add([.readable(header(.lookup, node: FUSE.rootNodeID, unique: 3, argumentLength: name.count) + name),
                                                .writable(FUSE.outHeaderSize + FUSE.entryOutSize)])
         registers.notify(queue: 1)

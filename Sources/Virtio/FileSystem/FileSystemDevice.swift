@@ -102,15 +102,7 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
         guard let context, index == 0 || index == 1 else { return }
         let queue = context.queues[index]
         let current = generation
-        while true {
-            let chain: DescriptorChain
-            do {
-                guard let next = try queue.pop(memory: context.memory) else { break }
-                chain = next
-            } catch {
-                context.queueBroken(index, error)
-                break
-            }
+        while let chain = context.nextChain(index) {
             guard let workers else {
                 do {
                     try queue.pushUsed(head: chain.head, length: try serve(chain, memory: context.memory), memory: context.memory)

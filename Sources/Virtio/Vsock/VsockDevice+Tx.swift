@@ -8,15 +8,7 @@ extension VsockDevice {
         let queue = context.queues[VsockDevice.txQueue]
         guard queue.ready else { return }
         var pushed = false
-        while true {
-            let chain: DescriptorChain
-            do {
-                guard let next = try queue.pop(memory: context.memory) else { break }
-                chain = next
-            } catch {
-                context.queueBroken(VsockDevice.txQueue, error)
-                break  // a broken ring: nothing more can be taken from it safely
-            }
+        while let chain = context.nextChain(VsockDevice.txQueue) {
             handleTxChain(chain, memory: context.memory)
             do { try queue.pushUsed(head: chain.head, length: 0, memory: context.memory) } catch { break }
             pushed = true
