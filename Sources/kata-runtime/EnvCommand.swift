@@ -30,6 +30,8 @@ struct EnvCommand: ParsableCommand {
                 ("default_memory", .integer(Int64(settings.hypervisor.defaultMemoryMiB))),
                 ("default_maxvcpus", .integer(Int64(settings.hypervisor.defaultMaxVCPUs))),
                 ("default_maxmemory", .integer(Int64(settings.hypervisor.defaultMaxMemoryMiB))),
+                ("shared_fs", .string(settings.hypervisor.sharedFileSystem.rawValue)),
+                ("virtio_fs_cache", .string(settings.hypervisor.virtioFSCache)),
             ]),
             ("agent.kata", [
                 ("dial_timeout", .integer(Int64(dialTimeout))),

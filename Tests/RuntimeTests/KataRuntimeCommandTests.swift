@@ -131,11 +131,12 @@ import Testing
     }
 
     @Test func envShowsEffectiveSettingsAndWarnsAboutUnknownKeys() throws {
-        let setup = try Setup(extra: "sandbox_cgroup_only = true")
+        let setup = try Setup(extra: "sandbox_cgroup_only = true", hypervisorExtra: "shared_fs = \"virtio-fs\"")
         let toml = try Self.kataRuntime(["--config", setup.configPath, "env"])
         #expect(toml.status == 0)
         #expect(toml.stdout.contains("# source: \(setup.configPath)"))
         #expect(toml.stdout.contains("default_memory = 512"))
+        #expect(toml.stdout.contains("shared_fs = \"virtio-fs\"") && toml.stdout.contains("virtio_fs_cache = \"auto\""))
         #expect(toml.stdout.contains("dial_timeout = 420"))
         #expect(toml.stderr.contains("[runtime] sandbox_cgroup_only: unknown key, ignored"), "\(toml.stderr)")
         let json = try Self.kataRuntime(["env", "--json", "--config", setup.configPath])
