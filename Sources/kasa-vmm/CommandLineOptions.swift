@@ -119,8 +119,9 @@ struct CommandLineOptions {
                    + "IFF_TAP|IFF_NO_PI|IFF_VNET_HDR; unplugged has no host side (a template's NIC slot: its clones get "
                    + "a TAP). The guest sees eth0, eth1, ... in order; without mac= it gets a random local one."),
         Option(key: .sharedDirectory, names: ["shared-dir"], short: nil, valueName: "spec",
-               help: "A host directory served over virtio-fs (repeatable): tag=TAG,path=DIR[,readonly=on|off]"
-                   + "[,cache=never|auto|always]. The guest mounts it with 'mount -t virtiofs TAG /mnt'."),
+               help: "A host directory served over virtio-fs (repeatable): tag=TAG,path=DIR, optionally with "
+                   + ",readonly=on|off and ,cache=never|auto|always (default auto). The guest mounts it with "
+                   + "'mount -t virtiofs TAG /mnt'."),
         Option(key: .profile, names: ["profile"], short: nil, valueName: "path",
                help: "Sample where each vCPU is (kernel RIP, or user space) and write the counts here when the VM ends "
                    + "(bench/guest-profile symbolizes them). Without it, $KASA_VMM_PROFILE=PREFIX profiles to PREFIX.<pid>."),
