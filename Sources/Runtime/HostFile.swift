@@ -71,8 +71,8 @@ public enum HostFile {
         guard lstat(path, &top) == 0 else { return errno == ENOENT }
         guard (top.st_mode & S_IFMT) == S_IFDIR else { return unlink(path) == 0 }
         guard let canonical = realPath(path) else { return false }
-        guard HostMounts.canReadMountTable else { return false }
-        return removeTree(canonical, sparing: Set(HostMounts.mountPoints(under: canonical)))
+        guard let mountPoints = HostMounts.lookedUp(under: canonical) else { return false }
+        return removeTree(canonical, sparing: Set(mountPoints))
     }
 
     private static func removeTree(_ path: String, sparing mountPoints: Set<String>) -> Bool {

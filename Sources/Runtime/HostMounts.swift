@@ -7,11 +7,15 @@ import Glibc
 /// into its state directory, so nothing may ever delete through a mount point there:
 /// `HostFile.removeTree` asks `mountPoints(under:)` first.
 public enum HostMounts {
-    /// Every mount point at or beneath `path`, deepest first.
-    public static func mountPoints(under path: String) -> [String] {
+    /// Every mount point at or beneath `path`, deepest first ([] if the table cannot be read).
+    public static func mountPoints(under path: String) -> [String] { lookedUp(under: path) ?? [] }
+
+    /// The same, nil when the table cannot be read: for a caller about to delete, which
+    /// must not take "no mounts" from a table it could not look at.
+    static func lookedUp(under path: String) -> [String]? {
         // The table has canonical paths (links resolved).
         let directory = HostFile.realPath(path) ?? path
-        guard let text = HostFile.readText("/proc/self/mountinfo") else { return [] }
+        guard let text = HostFile.readText("/proc/self/mountinfo") else { return nil }
         let points = text.split(separator: "\n").compactMap { line -> String? in
             let fields = line.split(separator: " ", omittingEmptySubsequences: false)
             guard fields.count > 4 else { return nil }
@@ -21,8 +25,7 @@ public enum HostMounts {
         return points.sorted { $0.count > $1.count }
     }
 
-    /// Whether the mount table could be read at all: a caller about to delete must not
-    /// take "no mounts" from a table it could not look at.
+    /// Whether the mount table can be read at all (the tests' "nothing left" checks).
     public static var canReadMountTable: Bool { HostFile.readText("/proc/self/mountinfo") != nil }
 
     /// mountinfo writes space, tab, newline and backslash as \ooo octal escapes.
@@ -83,6 +86,6 @@ public enum HostMounts {
     @discardableResult
     public static func unmountAll(under directory: String) -> Bool {
         for point in mountPoints(under: directory) { _ = umount2(point, Int32(MNT_DETACH)) }
-        return canReadMountTable && mountPoints(under: directory).isEmpty
+        return lookedUp(under: directory)?.isEmpty == true
     }
 }

@@ -172,7 +172,14 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
 
     public func launch(rootfs: String) throws(RuntimeError) -> AgentMount {
         try MicroVMBackend.checkBootFiles(settings)
-        if let export = settings.virtioFS { return try launchSharing(rootfs: rootfs, through: export) }
+        if let export = settings.virtioFS {
+            // The rootfs bound into the shared directory: no image is built, nothing is hashed.
+            try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
+            try export.prepare()
+            let mount = try export.shareRootfs(rootfs, containerID: settings.sandboxID)
+            try boot(adding: export.vmmArguments)
+            return mount
+        }
         let image = try settings.imageCache.image(for: rootfs)
         rootfsImage = image
         try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
@@ -182,27 +189,19 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         // The container's rootfs is the drive after the agent's own disk (kasa-vmm puts the
         // drive slots after every drive).
         let rootfsDrive = MicroVMBackend.driveSerial(forContainer: settings.sandboxID)
+        try boot(adding: ["--drive", "path=\(image.path),readonly=on,id=\(rootfsDrive)"])
+        return MicroVMBackend.rootfsMount(serial: rootfsDrive)
+    }
+
+    /// A cold boot: what every sandbox's kasa-vmm gets, `rootfsArguments` (how the
+    /// container's rootfs reaches the VM), then the pod's NICs.
+    private func boot(adding rootfsArguments: [String]) throws(RuntimeError) {
         var arguments = MicroVMBackend.bootArguments(settings, vsockSocket: socketPath, controlSocket: controlSocketPath)
-            + ["--drive", "path=\(image.path),readonly=on,id=\(rootfsDrive)"]
+            + rootfsArguments
         // The TAPs become kasa-vmm's descriptors 3, 4, ... (ChildProcess `passing`).
         let taps = settings.network?.tapDescriptors ?? []
         if let network = settings.network { arguments += network.vmmArguments(firstDescriptor: 3) }
         try spawnVMM(arguments, passing: taps)
-        return MicroVMBackend.rootfsMount(serial: rootfsDrive)
-    }
-
-    /// A cold boot with the sandbox's shared directory served over virtio-fs and the
-    /// container's rootfs bound into it: no image is built, nothing is hashed.
-    private func launchSharing(rootfs: String, through export: VirtioFSExport) throws(RuntimeError) -> AgentMount {
-        try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
-        try export.prepare()
-        let mount = try export.shareRootfs(rootfs, containerID: settings.sandboxID)
-        var arguments = MicroVMBackend.bootArguments(settings, vsockSocket: socketPath, controlSocket: controlSocketPath)
-            + export.vmmArguments
-        let taps = settings.network?.tapDescriptors ?? []
-        if let network = settings.network { arguments += network.vmmArguments(firstDescriptor: 3) }
-        try spawnVMM(arguments, passing: taps)
-        return mount
     }
 
     /// The VM restored from the template (built first if it must be), with the container's
