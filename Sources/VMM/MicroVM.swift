@@ -266,8 +266,11 @@ public final class MicroVM: Sendable {
         try vcpu.setRegisters(registers)
     }
 
-    /// Runs the VM until it ends; returns why.
-    public func run() throws -> VMExitReason {
+    /// Runs the VM until it ends; returns why. `onceThreadsStarted` runs on the calling
+    /// thread after every thread of the VM has started, before waiting for the end
+    /// (kasa-vmm loads the calling thread's seccomp filter there: threads inherit their
+    /// creator's filter, so it must come after the last one starts).
+    public func run(onceThreadsStarted: (() -> Void)? = nil) throws -> VMExitReason {
         HostThread.installKickHandler()
         var started: [HostThread] = []
         for vcpu in vcpus {
@@ -276,6 +279,7 @@ public final class MicroVM: Sendable {
         }
         let loop = eventLoop
         MicroVM.watchSerialInterrupt(serial, on: loop)
+        MicroVM.watchVirtioTransports(virtio.slots.map(\.transport), on: loop)
         let loopThread = try HostThread(name: "kasa-events") { loop.run() }
         threadsLock.withLock { threads = started }
         if configuration.forwardStandardInput { try startConsoleInput() }
@@ -365,6 +369,27 @@ public final class MicroVM: Sendable {
             serial.reassertIfUnserviced(now: EventLoop.now(), timeout: serialEdgeTimeout)
             if let loop { watchSerialInterrupt(serial, on: loop) }
         }
+    }
+
+    /// Looks at every virtio transport every `serialWatchInterval` until the loop stops:
+    /// available entries left without a notification are served, interrupts left
+    /// unacknowledged for `serialEdgeTimeout` raised again (`VirtioMMIOTransport.watch`).
+    static func watchVirtioTransports(_ transports: [VirtioMMIOTransport], on loop: EventLoop) {
+        loop.schedule(after: serialWatchInterval) { [weak loop] in
+            let now = EventLoop.now()
+            for transport in transports { transport.watch(now: now, interruptTimeout: serialEdgeTimeout) }
+            if let loop { watchVirtioTransports(transports, on: loop) }
+        }
+    }
+
+    /// What the virtio watch rescued, per device that needed it: "" when nothing.
+    public func virtioWatchDiagnosis() -> String {
+        virtio.slots.enumerated().compactMap { index, slot in
+            let counts = slot.transport.watchCounts
+            guard !counts.isEmpty else { return nil }
+            return "virtio device \(index) (type \(slot.transport.device.deviceType)): \(counts.servedWithoutNotification) "
+                + "queue passes without a notification, \(counts.interruptsRaisedAgain) interrupts raised again"
+        }.joined(separator: "; ")
     }
 
     /// Ends the VM from any thread; `run` then returns `.stopped`.

@@ -31,7 +31,7 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
     public let queues: [Virtqueue]
     let lock = Lock()
     let raiseInterrupt: @Sendable () -> Void
-    private let report: @Sendable (String) -> Void
+    let report: @Sendable (String) -> Void
     // Register state, guarded by `lock`.
     var status: UInt32 = 0
     var deviceFeaturesSelect: UInt32 = 0
@@ -42,6 +42,7 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
     var configurationGeneration: UInt32 = 0
     var active = false
     private var brokenQueueErrors = 0
+    var watchState: WatchState
 
     /// `raiseInterrupt` asserts the device's interrupt (an irqfd write); `report` receives
     /// one line for each driver mistake, so a misbehaving guest is visible, not fatal.
@@ -52,6 +53,7 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
         self.raiseInterrupt = raiseInterrupt
         self.report = report
         queues = device.queueMaximumSizes.map { Virtqueue(maximumSize: $0) }
+        watchState = WatchState(queueCount: queues.count)
     }
 
     public var offeredFeatures: UInt64 {

@@ -106,9 +106,22 @@ public final class Virtqueue: @unchecked Sendable {
     /// The next chain the driver made available, or nil when there is none.
     public func pop(memory: GuestMemory) throws -> DescriptorChain? {
         guard ready else { throw VirtqueueError.notReady }
-        let availableIndex = try memory.read(UInt16.self, at: availableRing.advanced(by: 2))
-        let pending = availableIndex &- nextAvailable
-        if pending == 0 { return nil }
+        var availableIndex = try memory.read(UInt16.self, at: availableRing.advanced(by: 2))
+        var pending = availableIndex &- nextAvailable
+        if pending == 0 {
+            guard eventIndex else { return nil }
+            // Before concluding the ring is empty, the avail_event the last pop wrote must be
+            // visible to the driver, and idx read again after it. The driver publishes idx,
+            // then (after a full barrier of its own) reads avail_event to decide whether to
+            // notify; x86 lets our load of idx complete before our store of avail_event
+            // drains, so without a full barrier both sides can read the other's old value:
+            // the driver sees no need to notify, we see no entry, and the request waits for
+            // good (a partition scan that never finished, issue 15 fault 1).
+            atomicThreadFenceSequential()
+            availableIndex = try memory.read(UInt16.self, at: availableRing.advanced(by: 2))
+            pending = availableIndex &- nextAvailable
+            if pending == 0 { return nil }
+        }
         guard pending <= size else { throw VirtqueueError.tooManyAvailable(pending) }
         let slot = UInt64(nextAvailable % size)
         let head = try memory.read(UInt16.self, at: availableRing.advanced(by: 4 + 2 * slot))

@@ -131,6 +131,17 @@ public final class MockDriver {
         try memory.write(availableIndex, at: GuestAddress(availableRing + 2))
     }
 
+    /// Publishes `head` as Linux's split-ring driver does with VIRTIO_RING_F_EVENT_IDX and
+    /// says whether it would notify the device: the index, a full barrier, then avail_event
+    /// read and compared (vring_need_event: notify when avail_event lies in [old, new)).
+    public func publishAndDecideNotify(_ head: UInt16) throws -> Bool {
+        let old = availableIndex
+        try makeAvailable(head)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        let availableEvent = try memory.read(UInt16.self, at: GuestAddress(usedRing + 4 + 8 * UInt64(size)))
+        return availableIndex &- availableEvent &- 1 < availableIndex &- old
+    }
+
     /// Sets the available ring's idx directly (to simulate a misbehaving driver).
     public func setAvailableIndex(_ value: UInt16) throws {
         availableIndex = value

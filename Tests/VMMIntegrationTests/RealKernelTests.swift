@@ -34,6 +34,7 @@ import VMM
         // The console's interrupt path goes into the failure messages: user-space output
         // needs THRE interrupts that kernel messages (written by polling) do not.
         let tail = String(run.console.suffix(3000)) + "\nserial interrupt path: " + run.vm.serialInterruptDiagnosis()
+            + "\nvirtio watch: " + run.vm.virtioWatchDiagnosis()
         #expect(run.vm.boot?.entryProtocol.rawValue == "pvh")
         #expect(run.console.contains("Run /init as init process"), "the kernel did not reach /init (\(run.reason)); console tail:\n\(tail)")
         #expect(run.console.contains("KASA-INIT-OK"), "init did not run in guest user space; console tail:\n\(tail)")
