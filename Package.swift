@@ -53,12 +53,17 @@ let package = Package(
                                                       .product(name: "HostOS", package: "guest-agent")]),
         .executableTarget(name: "kasa-device-fuzz", dependencies: ["DeviceFuzzing"]),
         // A small JSON reader, so that kasa-vmm need not link Foundation (docs/performance.md).
+        // kasa-vmm's threads after set-up: per-role seccomp filters (libseccomp through the agent's
+        // CSeccomp wrapper) and capabilities.
+        .target(name: "Confinement", dependencies: ["CKVM", "CLinux", .product(name: "CSeccomp", package: "guest-agent"),
+                                                    .product(name: "HostOS", package: "guest-agent")]),
+        .testTarget(name: "ConfinementTests", dependencies: ["Confinement", "CKVM", .product(name: "HostOS", package: "guest-agent")]),
         .target(name: "KasaJSON"),
         .executableTarget(
             name: "kasa-vmm",
             // No ArgumentParser: it linked FoundationEssentials in and cost ~1.5 MiB resident;
             // the command line is parsed by hand (CommandLineOptions.swift).
-            dependencies: ["VMM", "Boot", "KVM", "Virtio", "SharedFileSystem", "KasaJSON", "CLinux", "MachineSize", .product(name: "HostOS", package: "guest-agent")],
+            dependencies: ["VMM", "Boot", "KVM", "Virtio", "SharedFileSystem", "KasaJSON", "CLinux", "MachineSize", "Confinement", .product(name: "HostOS", package: "guest-agent")],
             // The Swift runtime linked in (-static-stdlib), by lld with packed relative
             // relocations (needs glibc 2.36+ at run time): fewer resident pages than the
             // dynamic runtime (docs/performance.md, "VMM start to first guest byte").

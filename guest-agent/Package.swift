@@ -16,6 +16,8 @@ let package = Package(
         // guest's network with it, the host runtime a pod's TAP and tc filters.
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "AgentNetwork", targets: ["AgentNetwork"]),
+        // libseccomp for the host too: kasa-vmm's own thread filters (the root package's Confinement).
+        .library(name: "CSeccomp", targets: ["CSeccomp"]),
         .executable(name: "kata-agent", targets: ["kata-agent"]),
     ],
     dependencies: [

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <malloc.h>
+#include <linux/capability.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -95,3 +98,27 @@ int clinux_setxattr(const char *path, const char *name, const void *value, unsig
     return setxattr(path, name, value, size, flags);
 }
 int clinux_removexattr(const char *path, const char *name) { return removexattr(path, name); }
+
+const unsigned long CLINUX_TUNSETOFFLOAD = TUNSETOFFLOAD, CLINUX_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ, CLINUX_TUNGETIFF = TUNGETIFF;
+
+int clinux_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
+
+int clinux_limit_thread_capabilities(uint64_t keep) {
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    uint64_t held = (uint64_t)data[0].permitted | ((uint64_t)data[1].permitted << 32);
+    uint64_t kept = held & keep;
+    for (int i = 0; i < 2; i++) {
+        data[i].effective = data[i].permitted = (uint32_t)(kept >> (32 * i));
+        data[i].inheritable = 0;
+    }
+    if (syscall(SYS_capset, &header, data) != 0) return -1;
+    // Ambient capabilities only matter across execve, which no kasa-vmm thread may make;
+    // cleared all the same (EINVAL: a kernel without them).
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return -1;
+    return 0;
+}
+
+int clinux_malloc_trim_threshold(int bytes) { return mallopt(M_TRIM_THRESHOLD, bytes); }

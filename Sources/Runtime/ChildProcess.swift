@@ -143,10 +143,15 @@ public final class ChildProcess: @unchecked Sendable {
         }
     }
 
-    /// "exited with status 1", "killed by signal 9".
+    /// "exited with status 1", "killed by signal 9". SIGSYS is named: it is what a
+    /// kasa-vmm thread's seccomp filter does to a system call outside its list.
     public static func describe(waitStatus status: Int32) -> String {
         let signal = status & 0x7f
         if signal == 0 { return "exited with status \((status >> 8) & 0xff)" }
+        if signal == SIGSYS {
+            return "killed by signal \(signal) (SIGSYS: a system call its seccomp filter forbids; "
+                + "`disable_seccomp = true` or kasa-vmm --seccomp=log names it)"
+        }
         return "killed by signal \(signal)"
     }
 

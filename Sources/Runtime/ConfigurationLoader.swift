@@ -88,6 +88,7 @@ public enum ConfigurationLoader {
                     throw RuntimeError.configuration("\(place): \"\(text)\" is not a shared file system Kasa has (virtio-fs or none)")
                 }
                 configuration.hypervisor.sharedFileSystem = choice
+            case "disable_seccomp": configuration.hypervisor.disableSeccomp = try boolean(entry, place)
             case "virtio_fs_cache":
                 let text = try string(entry, place)
                 // Kata spells "never" also "none".

@@ -45,6 +45,12 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         public var templateNICSlots: Int
         /// The shared directory kasa-vmm serves over virtio-fs (`shared_fs = "virtio-fs"`).
         public var virtioFS: VirtioFSExport?
+        /// `disable_seccomp`: kasa-vmm without its thread filters.
+        public var disableSeccomp = false
+
+        /// What every kasa-vmm this runtime starts (sandbox, restore, template build) is given
+        /// about its confinement: nothing by default (filters on).
+        public var confinementArguments: [String] { disableSeccomp ? ["--seccomp", "off"] : [] }
 
         /// The agent's container set-up limit for a host that waits `callTimeout` seconds for
         /// each agent call: three quarters of it.
@@ -70,6 +76,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             if configuration.hypervisor.sharedFileSystem == .virtioFS {
                 virtioFS = VirtioFSExport(stateDirectory: stateDirectory, cache: configuration.hypervisor.virtioFSCache)
             }
+            disableSeccomp = configuration.hypervisor.disableSeccomp
             defaultMemoryMiB = configuration.hypervisor.defaultMemoryMiB
             defaultVCPUs = configuration.hypervisor.defaultVCPUs
             dialTimeout = Double(configuration.effectiveDialTimeout(onPVMHost: KVMSystem.isPVMHost))
@@ -234,7 +241,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     /// this process, the console to the log or stderr), records its pid for `delete`, and
     /// hands it to the lifecycle.
     private func spawnVMM(_ arguments: [String], passing taps: [Int32]) throws(RuntimeError) {
-        let all = arguments + ["--no-stdin", "--parent-pid", String(getpid()),
+        let all = arguments + settings.confinementArguments + ["--no-stdin", "--parent-pid", String(getpid()),
                                "--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
         let child = try ChildProcess(settings.vmmPath, all, stdin: .null, stdout: .null,
                                      stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath), passing: taps)

@@ -27,6 +27,10 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         public var sharedFileSystem: SharedFileSystemChoice = .none
         /// Kata's `virtio_fs_cache`: never, auto or always (with `shared_fs = "virtio-fs"`).
         public var virtioFSCache = "auto"
+        /// Kata's `disable_seccomp` (Cloud Hypervisor's key): when on, kasa-vmm runs without
+        /// its per-thread seccomp filters and keeps its capabilities (`--seccomp off`); for
+        /// debugging only.
+        public var disableSeccomp = false
     }
 
     /// `shared_fs`: "virtio-fs" serves each sandbox's shared directory from kasa-vmm (live

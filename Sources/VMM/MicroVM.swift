@@ -90,12 +90,16 @@ public final class MicroVM: Sendable {
                 serialLine.record(rising: high, status: Result { try machine.setInterruptLine(Serial16550.com1Interrupt, high: high) })
             })
             let keyboard = I8042Controller(onReset: { latch.stop(.reset) })
-            bus = PortIOBus(mappings: [
+            var ports: [PortIOBus.Mapping] = [
                 .init(base: Serial16550.com1Base, count: Serial16550.portCount, device: serial),
                 .init(base: I8042Controller.dataPort, count: 5, device: keyboard),
                 .init(base: 0x70, count: 2, device: QuietPort()),  // CMOS/RTC
                 .init(base: 0x80, count: 1, device: QuietPort()),  // POST code / delay port
-            ])
+            ]
+            if let hook = configuration.testHook {
+                ports.append(.init(base: VMConfiguration.testHookPort, count: 1, device: TestHookPort(hook)))
+            }
+            bus = PortIOBus(mappings: ports)
             self.latch = latch
             serialLineRecord = serialLine
         }
@@ -290,6 +294,7 @@ public final class MicroVM: Sendable {
                 profiler.run(vcpus: vcpus, threads: vcpuThreads, isStopped: { latch.isStopped })
             }
         }
+        onceThreadsStarted?()
         let reason = latch.wait()
         samplerThread?.join()
         if let problem = profiler?.write() { ConsoleSink.writeAll(STDERR_FILENO, Array("kasa-vmm: \(problem)\n".utf8)) }

@@ -53,3 +53,11 @@ public final class PortIOBus: Sendable {
         return bytes
     }
 }
+
+/// `VMConfiguration.testHook`'s port: reads as zero, a write calls the hook.
+final class TestHookPort: PortIODevice, Sendable {
+    let hook: @Sendable (UInt32) -> Void
+    init(_ hook: @escaping @Sendable (UInt32) -> Void) { self.hook = hook }
+    func read(offset: UInt16, size: Int) -> UInt32 { 0 }
+    func write(offset: UInt16, size: Int, value: UInt32) { hook(value) }
+}

@@ -124,6 +124,10 @@ public struct VMConfiguration: Sendable {
     /// Microseconds between samples of each vCPU.
     public var profileIntervalMicroseconds = VMConfiguration.defaultProfileIntervalMicroseconds
     public static let defaultProfileIntervalMicroseconds = 1000
+    /// Tests only: a guest write to port `testHookPort` calls this on that vCPU's thread with
+    /// the value written (kasa-vmm's seccomp test makes a forbidden call there). nil: no such port.
+    public var testHook: (@Sendable (UInt32) -> Void)?
+    public static let testHookPort: UInt16 = 0xf4
 
     public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1 nomodule i8042.noaux i8042.nomux i8042.dumbkbd"
 

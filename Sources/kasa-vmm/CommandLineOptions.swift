@@ -1,3 +1,4 @@
+import Confinement
 import MachineSize
 import VMM
 
@@ -42,6 +43,7 @@ struct CommandLineOptions {
     var vsockPath: String?
     var vsockCID: UInt64?
     var noPVH = false
+    var seccomp: SeccompMode = .kill
     var verbose = false
     var showHelp = false
     var showVersion = false
@@ -50,7 +52,7 @@ struct CommandLineOptions {
 
     enum Key {
         case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput, parentPID
-        case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, network, noPVH, sharedDirectory
+        case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, network, noPVH, sharedDirectory, seccomp
         case restore, profile, profileInterval, verbose, help, version
     }
 
@@ -129,6 +131,10 @@ struct CommandLineOptions {
                help: "Microseconds between samples of each vCPU (default \(VMConfiguration.defaultProfileIntervalMicroseconds), at least 100)."),
         Option(key: .noPVH, names: ["no-pvh"], short: nil, valueName: nil,
                help: "Enter an ELF kernel through its 64-bit entry even if it has a PVH entry."),
+        Option(key: .seccomp, names: ["seccomp"], short: nil, valueName: "mode",
+               help: "After set-up each thread keeps only the system calls its role needs (seccomp) and no "
+                   + "capabilities it does not use. kill (default): any other call kills the VMM; log: it fails "
+                   + "with ENOSYS and is named on standard error (development); off: no filters."),
         Option(key: .verbose, names: ["verbose"], short: "v", valueName: nil,
                help: "Describe the VM on standard error before booting."),
         Option(key: .help, names: ["help"], short: "h", valueName: nil,
@@ -234,6 +240,11 @@ struct CommandLineOptions {
                 throw UsageError("invalid value '\(value)' for \(option.display): use auto, on or off")
             }
             pvmCompatibility = choice
+        case .seccomp:
+            guard let mode = SeccompMode(rawValue: value) else {
+                throw UsageError("invalid value '\(value)' for \(option.display): use kill, log or off")
+            }
+            seccomp = mode
         case .drive: drives.append(value)
         case .network: networks.append(value)
         case .sharedDirectory: sharedDirectories.append(value)

@@ -2,6 +2,7 @@ import HostOS
 import MachineSize
 import Boot
 import CLinux
+import Confinement
 import KVM
 import VMM
 #if canImport(Glibc)
@@ -35,6 +36,13 @@ enum KasaVMM {
         if let parent = options.parentPID {
             bindLifetime(toParent: parent)
         }
+        do {
+            // Before any thread starts (the virtio-fs workers start with their device).
+            try VMMConfinement.prepareProcess(mode: options.seccomp)
+        } catch {
+            log("error: \(error)")
+            exit(1)
+        }
         exit(run(options))
     }
 
@@ -61,7 +69,9 @@ enum KasaVMM {
                 vm = try MicroVM(restoring: directory, settings: try options.restoreSettings(),
                                  vmmVersion: CommandLineOptions.version)
             } else {
-                vm = try MicroVM(configuration: try options.resolveConfiguration())
+                var configuration = try options.resolveConfiguration()
+                configuration.testHook = TestHooks.portHook()
+                vm = try MicroVM(configuration: configuration)
             }
             let configuration = vm.configuration
             if let path = options.apiSocket { try ControlSocket(path: path).serve(vm) }
@@ -76,8 +86,11 @@ enum KasaVMM {
                 log("memory: \(configuration.memoryMiB) MiB, vCPUs: \(configuration.vcpuCount)")
                 log("command line: \(vm.effectiveCommandLine)")
             }
-            let reason = try vm.run()
+            let mode = options.seccomp
+            let reason = try vm.run(onceThreadsStarted: { VMMConfinement.confineMainThread(mode: mode) })
             if options.verbose { log("serial interrupt path: \(vm.serialInterruptDiagnosis())") }
+            let rescued = vm.virtioWatchDiagnosis()
+            if !rescued.isEmpty { log("virtio watch: \(rescued)") }
             switch reason {
             case .reset, .systemEvent:
                 if options.verbose { log(reason.description) }

@@ -25,6 +25,18 @@ int clinux_set_parent_death_signal(int signal);
 // (the containerd shim reaps what its VMM leaves). 0 or -1.
 int clinux_become_subreaper(void);
 
+// mallopt(M_TRIM_THRESHOLD, bytes) (malloc.h is not in Swift's Glibc module). 1 or 0.
+int clinux_malloc_trim_threshold(int bytes);
+
+// prctl(PR_SET_NO_NEW_PRIVS, 1) for the calling thread and those it starts later (a seccomp
+// filter may then be loaded without CAP_SYS_ADMIN). 0 or -1 with errno set.
+int clinux_set_no_new_privs(void);
+
+// capset for the calling thread only (Linux keeps capabilities per thread): effective and
+// permitted become `keep` (a bit per CAP_* number; bits it does not hold stay clear) and
+// inheritable and ambient are cleared. 0 or -1 with errno set.
+int clinux_limit_thread_capabilities(uint64_t keep);
+
 // TAP devices for virtio-net (linux/if_tun.h requests, which take a struct ifreq or an
 // int by pointer; ioctl is variadic, so Swift cannot call it directly).
 // IFF_TAP | IFF_NO_PI | IFF_VNET_HDR on the TAP `name` (created in the network namespace
@@ -40,6 +52,8 @@ int clinux_tap_configure(int fd, int header_size, unsigned int offloads);
 // TUNSETOFFLOAD alone: which offloads the TAP may use in frames it hands to us (the
 // guest's negotiated receive offloads). TUN_F_* values.
 int clinux_tap_set_offloads(int fd, unsigned int offloads);
+// The TUN requests kasa-vmm's threads make after set-up (its seccomp filters name them).
+extern const unsigned long CLINUX_TUNSETOFFLOAD, CLINUX_TUNSETVNETHDRSZ, CLINUX_TUNGETIFF;
 static const unsigned int CLINUX_TUN_F_CSUM = 0x01, CLINUX_TUN_F_TSO4 = 0x02, CLINUX_TUN_F_TSO6 = 0x04, CLINUX_TUN_F_TSO_ECN = 0x08;
 // The maximum name length for a network interface, with its NUL.
 #define CLINUX_IFNAMSIZ 16

@@ -1,6 +1,7 @@
 // The container seccomp filter through Debian's libseccomp (linked statically into the
 // static agent): it knows every architecture's syscall table and compiles the
 // argument comparisons to BPF. See include/kasa_seccomp.h.
+#define _GNU_SOURCE  // REG_RAX in <ucontext.h>, for the SIGSYS reporter
 #include "kasa_seccomp.h"
 
 #include <errno.h>
@@ -79,3 +80,74 @@ int kasa_seccomp_add_rule(void *filter, uint32_t action, int number,
 }
 
 int kasa_seccomp_load(void *filter) { return seccomp_load(filter); }
+
+// --- Violation reports (kasa-vmm --seccomp=log) ---------------------------------------
+// The SIGSYS handler may only make async-signal-safe calls, and every call it makes is
+// itself filtered: it writes to stderr (which every kasa-vmm thread may) and reads only
+// what was prepared before the filter went in (the name table, the thread's label).
+
+#include <signal.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include <stdlib.h>
+
+#define KASA_SECCOMP_NAMED_SYSCALLS 512
+static const char *syscall_names[KASA_SECCOMP_NAMED_SYSCALLS];
+static __thread char thread_label[32];
+
+static size_t append(char *line, size_t used, size_t capacity, const char *text) {
+    while (*text != '\0' && used + 1 < capacity) line[used++] = *text++;
+    return used;
+}
+
+static size_t append_number(char *line, size_t used, size_t capacity, long value) {
+    char digits[24];
+    size_t count = 0;
+    unsigned long magnitude = value < 0 ? (unsigned long)(-value) : (unsigned long)value;
+    do { digits[count++] = (char)('0' + magnitude % 10); magnitude /= 10; } while (magnitude != 0 && count < sizeof(digits));
+    if (value < 0 && used + 1 < capacity) line[used++] = '-';
+    while (count > 0 && used + 1 < capacity) line[used++] = digits[--count];
+    return used;
+}
+
+static void report_violation(int signal, siginfo_t *info, void *context) {
+    (void)signal;
+    int saved = errno;
+    char line[256];
+    size_t used = 0;
+    int number = info->si_syscall;
+    used = append(line, used, sizeof(line), "kasa-vmm: seccomp: thread ");
+    used = append(line, used, sizeof(line), thread_label[0] != '\0' ? thread_label : "(unconfined)");
+    used = append(line, used, sizeof(line), " made system call ");
+    const char *name = number >= 0 && number < KASA_SECCOMP_NAMED_SYSCALLS ? syscall_names[number] : NULL;
+    used = append(line, used, sizeof(line), name != NULL ? name : "(unnamed)");
+    used = append(line, used, sizeof(line), " (");
+    used = append_number(line, used, sizeof(line), number);
+    used = append(line, used, sizeof(line), "), which its filter does not allow: it fails with ENOSYS (--seccomp=log; the default kills the VMM)\n");
+    ssize_t ignored = write(STDERR_FILENO, line, used);
+    (void)ignored;
+#if defined(__x86_64__)
+    // The call did not run; make it return -ENOSYS instead of its own number.
+    ((ucontext_t *)context)->uc_mcontext.gregs[REG_RAX] = -ENOSYS;
+#else
+    (void)context;
+#endif
+    errno = saved;
+}
+
+int kasa_seccomp_report_violations(void) {
+    for (int number = 0; number < KASA_SECCOMP_NAMED_SYSCALLS; number++) {
+        if (syscall_names[number] == NULL) syscall_names[number] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, number);
+    }
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_sigaction = report_violation;
+    action.sa_flags = SA_SIGINFO;
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGSYS, &action, NULL) == 0 ? 0 : -errno;
+}
+
+void kasa_seccomp_label_thread(const char *label) {
+    size_t used = append(thread_label, 0, sizeof(thread_label), label);
+    thread_label[used] = '\0';
+}

@@ -19,6 +19,7 @@ public final class JoinableThread: @unchecked Sendable {
     public init(name: String, _ body: @escaping @Sendable () -> Void) throws(ThreadStartError) {
         let context = Unmanaged.passRetained(Body({
             JoinableThread.nameCurrentThread(name)
+            JoinableThread.startHook()?(name)
             body()
         })).toOpaque()
         let result = pthread_create(&thread, nil, { argument in
@@ -30,6 +31,21 @@ public final class JoinableThread: @unchecked Sendable {
             Unmanaged<Body>.fromOpaque(context).release()
             throw ThreadStartError(name: name, code: result)
         }
+    }
+
+    // Guarded by `hookLock`: set by a process before it starts the threads it applies to.
+    nonisolated(unsafe) private static var hook: (@Sendable (String) -> Void)?
+    private static let hookLock = Lock()
+
+    /// Runs `hook` on every thread started afterwards, first thing on the new thread, with
+    /// its name (kasa-vmm confines each thread there: its capabilities and seccomp filter,
+    /// before the thread's own work). nil removes it.
+    public static func setStartHook(_ hook: (@Sendable (String) -> Void)?) {
+        hookLock.withLock { JoinableThread.hook = hook }
+    }
+
+    private static func startHook() -> (@Sendable (String) -> Void)? {
+        hookLock.withLock { hook }
     }
 
     /// Sends `signal` to this thread (e.g. to interrupt a blocking call in it).

@@ -41,4 +41,13 @@ int kasa_seccomp_add_rule(void *filter, uint32_t action, int number,
 /* Installs the filter in this thread's process. */
 int kasa_seccomp_load(void *filter);
 
+/* kasa-vmm's development mode: filters built with SCMP_ACT_TRAP as their default send
+   SIGSYS on a call they do not allow; this installs a handler that writes the call's name,
+   number and the calling thread's label to stderr and makes the call fail with ENOSYS.
+   Returns 0 or a negative errno. */
+int kasa_seccomp_report_violations(void);
+
+/* The calling thread's name in violation reports (at most 31 bytes are kept). */
+void kasa_seccomp_label_thread(const char *label);
+
 #endif

@@ -1,0 +1,81 @@
+import CLinux
+import CSeccomp
+import HostOS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// kasa-vmm's confinement after set-up: each thread drops the capabilities its role does
+/// not need and loads its role's seccomp filter (`VMMSyscallPolicy`) before its own work,
+/// so no vCPU runs a guest instruction unfiltered. Set-up itself (opening /dev/kvm, the
+/// kernel, disks, TAPs, sockets) runs before, unfiltered.
+public enum VMMConfinement {
+    /// Sets no_new_privs for the process (every thread started later inherits it; seccomp
+    /// needs it to load a filter without CAP_SYS_ADMIN), prepares `--seccomp=log`'s reports
+    /// and has every `JoinableThread` started from now on confine itself by its name. Call
+    /// first, before any thread starts. A thread that cannot be confined (an unknown name,
+    /// a filter the kernel refuses) ends the process: kasa-vmm never runs a guest half-confined.
+    public static func prepareProcess(mode: SeccompMode) throws {
+        guard mode != .off else { return }
+        try forbidNewPrivileges()
+        if mode == .log { try reportViolations() }
+        // glibc's free() may give a thread arena's top back by shrinking the heap, and the
+        // first time it does it reads /proc/sys/vm/overcommit_memory: an open no filtered
+        // thread may make. Past this threshold (more than any thread heap holds) it never
+        // shrinks one; freed memory stays with the arena for reuse (madvise still applies).
+        _ = clinux_malloc_trim_threshold(Int32.max)
+        JoinableThread.setStartHook { name in
+            guard let role = ThreadRole(threadName: name) else {
+                abandon("thread \(name) has no seccomp role (ThreadRole): refusing to run it unconfined")
+            }
+            do {
+                try confineCurrentThread(as: role, label: name, mode: mode)
+            } catch {
+                abandon("thread \(name): \(error)")
+            }
+        }
+    }
+
+    /// Confines the calling thread as `role`: capabilities first (the filter does not allow
+    /// capset), then the filter. `label` names the thread in `--seccomp=log` reports.
+    public static func confineCurrentThread(as role: ThreadRole, label: String, mode: SeccompMode) throws {
+        guard mode != .off else { return }
+        guard clinux_limit_thread_capabilities(role.keptCapabilities) == 0 else {
+            throw SeccompError("capset for the \(role.rawValue) thread", -errno)
+        }
+        label.withCString { kasa_seccomp_label_thread($0) }
+        try SeccompFilter(rules: VMMSyscallPolicy.rules(for: role), mode: mode).loadOnCurrentThread()
+    }
+
+    /// Confines the main thread once every other thread has started (threads inherit their
+    /// creator's filter, so the main thread's comes last); a failure ends the process.
+    public static func confineMainThread(mode: SeccompMode) {
+        do {
+            try confineCurrentThread(as: .main, label: "main", mode: mode)
+        } catch {
+            abandon("main thread: \(error)")
+        }
+    }
+
+    /// no_new_privs for the calling thread and the threads it starts later.
+    public static func forbidNewPrivileges() throws {
+        guard clinux_set_no_new_privs() == 0 else { throw SeccompError("prctl(PR_SET_NO_NEW_PRIVS)", -errno) }
+    }
+
+    /// `--seccomp=log`'s SIGSYS handler, process-wide: a trapped call is named on stderr and
+    /// fails with ENOSYS.
+    public static func reportViolations() throws {
+        let result = kasa_seccomp_report_violations()
+        guard result == 0 else { throw SeccompError("installing the SIGSYS reporter", result) }
+    }
+
+    /// Compiles `role`'s filter without loading it (tests: libseccomp takes every rule).
+    public static func validateFilter(for role: ThreadRole, mode: SeccompMode) throws {
+        try SeccompFilter(rules: VMMSyscallPolicy.rules(for: role), mode: mode).validate()
+    }
+
+    private static func abandon(_ message: String) -> Never {
+        DescriptorIO.write(STDERR_FILENO, Array("kasa-vmm: error: confinement: \(message)\n".utf8), socket: false)
+        _exit(1)
+    }
+}
