@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <malloc.h>
+#include <sys/mount.h>
 #include <linux/capability.h>
 #include <net/if.h>
 #include <stdio.h>
@@ -122,3 +123,21 @@ int clinux_limit_thread_capabilities(uint64_t keep) {
 }
 
 int clinux_malloc_trim_threshold(int bytes) { return mallopt(M_TRIM_THRESHOLD, bytes); }
+
+int clinux_unshare_ipc_and_uts(void) {
+    extern int unshare(int flags);
+    return unshare(0x08000000 /* CLONE_NEWIPC */ | 0x04000000 /* CLONE_NEWUTS */);
+}
+
+int clinux_unshare_mount_namespace(void) {
+    extern int unshare(int flags);
+    return unshare(0x00020000 /* CLONE_NEWNS */);
+}
+
+int clinux_pivot_root(const char *new_root, const char *put_old) { return (int)syscall(SYS_pivot_root, new_root, put_old); }
+
+int clinux_mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data) {
+    return mount(source, target, type, flags, data);
+}
+
+int clinux_umount_detached(const char *target) { return umount2(target, MNT_DETACH); }

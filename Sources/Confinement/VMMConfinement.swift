@@ -19,6 +19,12 @@ public enum VMMConfinement {
         guard mode != .off else { return }
         try forbidNewPrivileges()
         if mode == .log { try reportViolations() }
+        try leaveSharedNamespaces()
+        // A crashing VMM writes no core file (guest memory is also marked MADV_DONTDUMP).
+        var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+        guard setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore) == 0 else {
+            throw SeccompError("setrlimit(RLIMIT_CORE, 0)", -errno)
+        }
         // glibc's free() may give a thread arena's top back by shrinking the heap, and the
         // first time it does it reads /proc/sys/vm/overcommit_memory: an open no filtered
         // thread may make. Past this threshold (more than any thread heap holds) it never
@@ -55,6 +61,16 @@ public enum VMMConfinement {
         } catch {
             abandon("main thread: \(error)")
         }
+    }
+
+    /// System V IPC and UTS namespaces of the VMM's own: it shares neither with the host.
+    /// Must run while the process has one thread (namespaces are per thread until then
+    /// inherited). Without CAP_SYS_ADMIN (kasa-vmm run by an ordinary user with access to
+    /// /dev/kvm) this layer is skipped: the filters and the capability drop do not need it.
+    static func leaveSharedNamespaces() throws {
+        guard clinux_unshare_ipc_and_uts() != 0 else { return }
+        let code = errno
+        guard code == EPERM, getuid() != 0 else { throw SeccompError("unshare(CLONE_NEWIPC | CLONE_NEWUTS)", -code) }
     }
 
     /// no_new_privs for the calling thread and the threads it starts later.

@@ -37,6 +37,7 @@ public final class GuestMemoryRegion: @unchecked Sendable {
             close(descriptor)
             throw GuestMemoryError.mappingFailed(size: size, errno: code)
         }
+        GuestMemoryRegion.keepOutOfCoreDumps(mapping, size: size)
         self.start = start
         self.size = size
         self.base = mapping
@@ -51,10 +52,17 @@ public final class GuestMemoryRegion: @unchecked Sendable {
         guard let mapping, mapping != MAP_FAILED else {
             throw GuestMemoryError.mappingFailed(size: size, errno: errno)
         }
+        GuestMemoryRegion.keepOutOfCoreDumps(mapping, size: size)
         self.start = start
         self.size = size
         self.base = mapping
         self.backing = nil
+    }
+
+    /// The guest's memory is the workload's data: a crashing VMM's core dump keeps its own
+    /// state for debugging but not the guest's pages (MADV_DONTDUMP; best effort).
+    private static func keepOutOfCoreDumps(_ mapping: UnsafeMutableRawPointer, size: UInt64) {
+        _ = madvise(mapping, Int(size), CLINUX_MADV_DONTDUMP)
     }
 
     private static func checkSize(start: GuestAddress, size: UInt64) throws {

@@ -97,7 +97,6 @@ public final class KVMSystem: Sendable {
 
     /// True when /dev/kvm is served by kvm_pvm (software-assisted, no VT-x/AMD-V):
     /// the guest kernel then runs emulated and needs the command line in docs/kvm-pvm.md.
-    public static var isPVMHost: Bool {
-        access("/sys/module/kvm_pvm", F_OK) == 0
-    }
+    /// Looked up once: a jailed kasa-vmm has no /sys (it asks before entering its jail).
+    public static let isPVMHost: Bool = access("/sys/module/kvm_pvm", F_OK) == 0
 }

@@ -89,6 +89,7 @@ public enum ConfigurationLoader {
                 }
                 configuration.hypervisor.sharedFileSystem = choice
             case "disable_seccomp": configuration.hypervisor.disableSeccomp = try boolean(entry, place)
+            case "enable_jail": configuration.hypervisor.enableJail = try boolean(entry, place)
             case "virtio_fs_cache":
                 let text = try string(entry, place)
                 // Kata spells "never" also "none".

@@ -46,12 +46,39 @@ public struct HostCheck: Sendable, Equatable {
                                      fix: tun >= 0 ? nil : "modprobe tun, or set [runtime] internetworking_model = \"none\" (pods get no network)"))
         }
         results.append(templateCheck(configuration))
+        results.append(vmmConfinementCheck(configuration, status: HostFile.readText("/proc/self/status") ?? ""))
         let cgroup2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0
         results.append(HostCheck(verdict: cgroup2 ? .pass : .note, subject: "host cgroups",
                                  detail: cgroup2 ? "cgroup v2 at /sys/fs/cgroup"
                                                  : "no cgroup v2 hierarchy at /sys/fs/cgroup (not needed: containers are limited by the guest's own cgroup v2)",
                                  fix: nil))
         return results
+    }
+
+    /// kasa-vmm's confinement layers: what this host and configuration give it, and what is
+    /// not built yet. `status` is /proc/self/status (a kernel with seccomp filters shows a
+    /// `Seccomp:` line there).
+    static func vmmConfinementCheck(_ configuration: RuntimeConfiguration, status: String) -> HostCheck {
+        let subject = "kasa-vmm confinement"
+        let jail = configuration.hypervisor.enableJail
+            ? " A mount jail: its own namespace and root holding only what its VM uses."
+            : " No mount jail (enable_jail = false): it sees the host's files."
+        let notYet = " Not built yet: a PID namespace, an unprivileged user, a cgroup per sandbox."
+        if configuration.hypervisor.disableSeccomp {
+            return HostCheck(verdict: .note, subject: subject,
+                             detail: "off (disable_seccomp = true): kasa-vmm runs without seccomp filters and keeps its capabilities."
+                                 + jail + notYet,
+                             fix: nil)
+        }
+        guard status.split(separator: "\n").contains(where: { $0.hasPrefix("Seccomp:") }) else {
+            return HostCheck(verdict: .fail, subject: subject,
+                             detail: "this kernel has no seccomp (CONFIG_SECCOMP_FILTER): kasa-vmm will refuse to start",
+                             fix: "a kernel with CONFIG_SECCOMP_FILTER, or [hypervisor.kasa] disable_seccomp = true (no filters)")
+        }
+        return HostCheck(verdict: .pass, subject: subject,
+                         detail: "each kasa-vmm thread under a seccomp filter for its role, capabilities dropped (virtio-fs workers keep "
+                             + "five file ones), no_new_privs, its own IPC and UTS namespaces, no core files." + jail + notYet,
+                         fix: nil)
     }
 
     /// `[factory]`: whether sandboxes start from a template, its state, and the trade-off.

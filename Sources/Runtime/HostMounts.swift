@@ -81,6 +81,23 @@ public enum HostMounts {
         }
     }
 
+    /// Makes `directory` a mount point of its own with shared propagation (a bind onto
+    /// itself), so that what is mounted beneath it later also appears in mount namespaces
+    /// holding a slave copy of it: a jailed kasa-vmm serving it over virtio-fs sees the
+    /// volumes and rootfs of containers added after it started. Nothing when it is one already.
+    public static func makeSharedMountPoint(_ directory: String) throws(RuntimeError) {
+        let canonical = HostFile.realPath(directory) ?? directory
+        if mountPoints(under: directory).contains(canonical) { return }
+        guard mount(directory, directory, nil, UInt(MS_BIND), nil) == 0 else {
+            throw RuntimeError.host("bind mount \(directory) on itself: \(HostFile.lastErrorDescription())")
+        }
+        guard mount(nil, directory, nil, UInt(MS_SHARED), nil) == 0 else {
+            let reason = HostFile.lastErrorDescription()
+            _ = umount2(directory, Int32(MNT_DETACH))
+            throw RuntimeError.host("make \(directory) a shared mount: \(reason)")
+        }
+    }
+
     /// Lazily unmounts every mount at or beneath `directory`, deepest first; true when
     /// none is left.
     @discardableResult

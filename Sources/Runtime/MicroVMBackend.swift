@@ -47,10 +47,24 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         public var virtioFS: VirtioFSExport?
         /// `disable_seccomp`: kasa-vmm without its thread filters.
         public var disableSeccomp = false
+        /// `enable_jail`: kasa-vmm in a mount jail of its own.
+        public var enableJail = true
 
         /// What every kasa-vmm this runtime starts (sandbox, restore, template build) is given
-        /// about its confinement: nothing by default (filters on).
-        public var confinementArguments: [String] { disableSeccomp ? ["--seccomp", "off"] : [] }
+        /// about its confinement: its jail's root (`jail`, made here, empty: kasa-vmm's tmpfs
+        /// goes on it in its own namespace only) and what the jail must keep beyond the
+        /// paths on its command line: `readOnly` directories it will be sent files from
+        /// later (the image cache, for drive slots), `writable` ones it will write into (a
+        /// template's directory, for the snapshot); the filters unless disabled.
+        public func confinementArguments(jail: String, readOnly: [String] = [], writable: [String] = []) throws(RuntimeError) -> [String] {
+            var arguments = disableSeccomp ? ["--seccomp", "off"] : []
+            guard enableJail else { return arguments }
+            try HostFile.makeDirectories(jail, mode: 0o700)
+            arguments += ["--jail", jail]
+            arguments += readOnly.filter(HostFile.isDirectory).flatMap { ["--jail-path", $0] }
+            arguments += writable.flatMap { ["--jail-path-writable", $0] }
+            return arguments
+        }
 
         /// The agent's container set-up limit for a host that waits `callTimeout` seconds for
         /// each agent call: three quarters of it.
@@ -77,6 +91,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
                 virtioFS = VirtioFSExport(stateDirectory: stateDirectory, cache: configuration.hypervisor.virtioFSCache)
             }
             disableSeccomp = configuration.hypervisor.disableSeccomp
+            enableJail = configuration.hypervisor.enableJail
             defaultMemoryMiB = configuration.hypervisor.defaultMemoryMiB
             defaultVCPUs = configuration.hypervisor.defaultVCPUs
             dialTimeout = Double(configuration.effectiveDialTimeout(onPVMHost: KVMSystem.isPVMHost))
@@ -241,7 +256,9 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     /// this process, the console to the log or stderr), records its pid for `delete`, and
     /// hands it to the lifecycle.
     private func spawnVMM(_ arguments: [String], passing taps: [Int32]) throws(RuntimeError) {
-        let all = arguments + settings.confinementArguments + ["--no-stdin", "--parent-pid", String(getpid()),
+        let confinement = try settings.confinementArguments(jail: settings.stateDirectory + "/jail",
+                                                            readOnly: [settings.imageCache.directory])
+        let all = arguments + confinement + ["--no-stdin", "--parent-pid", String(getpid()),
                                "--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
         let child = try ChildProcess(settings.vmmPath, all, stdin: .null, stdout: .null,
                                      stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath), passing: taps)

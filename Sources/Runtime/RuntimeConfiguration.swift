@@ -31,6 +31,9 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         /// its per-thread seccomp filters and keeps its capabilities (`--seccomp off`); for
         /// debugging only.
         public var disableSeccomp = false
+        /// Kasa's `enable_jail`: each kasa-vmm runs in a mount namespace of its own whose
+        /// root holds only the paths its VM uses (`kasa-vmm --jail`).
+        public var enableJail = true
     }
 
     /// `shared_fs`: "virtio-fs" serves each sandbox's shared directory from kasa-vmm (live

@@ -116,7 +116,8 @@ public struct VMTemplate: Sendable {
         let console = buildDirectory + "/console.log", log = buildDirectory + "/kasa-vmm.log"
         let arguments = MicroVMBackend.bootArguments(template, vsockSocket: socket, controlSocket: api)
             + VMTemplate.nicArguments(template.templateNICSlots)
-            + template.confinementArguments + ["--no-stdin", "--parent-pid", String(getpid()), "--console", console]
+            + (try template.confinementArguments(jail: buildDirectory + "/jail", writable: [path]))
+            + ["--no-stdin", "--parent-pid", String(getpid()), "--console", console]
         let child = try ChildProcess(template.vmmPath, arguments, stdin: .null, stdout: .null, stderr: .file(log))
         defer {
             child.signal(SIGKILL)

@@ -29,6 +29,8 @@ public struct VirtioFSExport: Sendable, Equatable {
         guard chmod(hostDirectory, 0o700) == 0 else {
             throw RuntimeError.host("chmod \(hostDirectory): \(HostFile.lastErrorDescription())")
         }
+        // A jailed kasa-vmm holds a slave copy of it: later containers' mounts must reach it.
+        try HostMounts.makeSharedMountPoint(hostDirectory)
     }
 
     var vmmArguments: [String] {

@@ -65,6 +65,12 @@ extension MicroVM {
         }
     }
 
+    /// The configuration restoring `directory` would build (the snapshot's drives among it),
+    /// read from its state file: what a jailed kasa-vmm must keep before it restores.
+    public static func configuration(restoring directory: String, settings: RestoreSettings) throws -> VMConfiguration {
+        try configuration(restoring: SnapshotManifest.read(directory: directory), settings: settings, directory: directory)
+    }
+
     /// The configuration the snapshot's VM was built with, with this clone's host ends.
     static func configuration(restoring manifest: SnapshotManifest, settings: RestoreSettings, directory: String) throws -> VMConfiguration {
         var configuration = VMConfiguration(kernelPath: directory, commandLine: manifest.commandLine, memoryMiB: manifest.memoryMiB,

@@ -44,6 +44,8 @@ struct CommandLineOptions {
     var vsockCID: UInt64?
     var noPVH = false
     var seccomp: SeccompMode = .kill
+    var jail: String?
+    var jailPaths: [JailPath] = []
     var verbose = false
     var showHelp = false
     var showVersion = false
@@ -53,6 +55,7 @@ struct CommandLineOptions {
     enum Key {
         case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput, parentPID
         case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, network, noPVH, sharedDirectory, seccomp
+        case jail, jailPath, jailPathWritable
         case restore, profile, profileInterval, verbose, help, version
     }
 
@@ -135,6 +138,14 @@ struct CommandLineOptions {
                help: "After set-up each thread keeps only the system calls its role needs (seccomp) and no "
                    + "capabilities it does not use. kill (default): any other call kills the VMM; log: it fails "
                    + "with ENOSYS and is named on standard error (development); off: no filters."),
+        Option(key: .jail, names: ["jail"], short: nil, valueName: "dir",
+               help: "Run in a mount namespace of its own whose root (a tmpfs on this empty directory, seen only by "
+                   + "the VMM) holds only the paths the VM uses, at their own paths, /dev/kvm and /dev/net/tun; made at "
+                   + "start, before any thread."),
+        Option(key: .jailPath, names: ["jail-path"], short: nil, valueName: "path",
+               help: "With --jail, also keep this path, read-only (repeatable): what the control socket will name later."),
+        Option(key: .jailPathWritable, names: ["jail-path-writable"], short: nil, valueName: "path",
+               help: "With --jail, also keep this path writable (repeatable): a snapshot's destination."),
         Option(key: .verbose, names: ["verbose"], short: "v", valueName: nil,
                help: "Describe the VM on standard error before booting."),
         Option(key: .help, names: ["help"], short: "h", valueName: nil,
@@ -245,6 +256,9 @@ struct CommandLineOptions {
                 throw UsageError("invalid value '\(value)' for \(option.display): use kill, log or off")
             }
             seccomp = mode
+        case .jail: jail = value
+        case .jailPath: jailPaths.append(JailPath(value, writable: false))
+        case .jailPathWritable: jailPaths.append(JailPath(value, writable: true))
         case .drive: drives.append(value)
         case .network: networks.append(value)
         case .sharedDirectory: sharedDirectories.append(value)

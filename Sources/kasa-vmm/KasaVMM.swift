@@ -36,13 +36,6 @@ enum KasaVMM {
         if let parent = options.parentPID {
             bindLifetime(toParent: parent)
         }
-        do {
-            // Before any thread starts (the virtio-fs workers start with their device).
-            try VMMConfinement.prepareProcess(mode: options.seccomp)
-        } catch {
-            log("error: \(error)")
-            exit(1)
-        }
         exit(run(options))
     }
 
@@ -60,17 +53,37 @@ enum KasaVMM {
         }
     }
 
+    /// Enters the jail (`--jail`) and prepares each thread's confinement, once the
+    /// configuration is read and before the VM's first thread starts (the virtio-fs workers
+    /// start with their device). A failure ends the process: it never runs half-confined.
+    static func confine(_ options: CommandLineOptions, keeping paths: [JailPath]) throws {
+        do {
+            if let root = options.jail {
+                // What the VM's set-up learns from the host's files, learnt while they are in sight.
+                _ = KVMSystem.isPVMHost
+                try MountJail.enter(root: root, keeping: paths)
+            }
+            try VMMConfinement.prepareProcess(mode: options.seccomp)
+        } catch {
+            log("error: \(error)")
+            exit(1)
+        }
+    }
+
     /// Boots the VM and returns the exit status: 0 when the guest reset, 1 when the VM
     /// failed, 2 on bad input (the help text's EXIT STATUS).
     static func run(_ options: CommandLineOptions) -> Int32 {
         do {
             let vm: MicroVM
             if let directory = options.restore {
-                vm = try MicroVM(restoring: directory, settings: try options.restoreSettings(),
-                                 vmmVersion: CommandLineOptions.version)
+                let settings = try options.restoreSettings()
+                try confine(options, keeping: options.jail == nil ? [] : JailPlan.paths(
+                    restoring: directory, settings: settings, apiSocket: options.apiSocket, extra: options.jailPaths))
+                vm = try MicroVM(restoring: directory, settings: settings, vmmVersion: CommandLineOptions.version)
             } else {
                 var configuration = try options.resolveConfiguration()
                 configuration.testHook = TestHooks.portHook()
+                try confine(options, keeping: JailPlan.paths(for: configuration, apiSocket: options.apiSocket, extra: options.jailPaths))
                 vm = try MicroVM(configuration: configuration)
             }
             let configuration = vm.configuration

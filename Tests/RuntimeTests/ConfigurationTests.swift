@@ -55,6 +55,33 @@ import Testing
         #expect(RuntimeConfiguration.defaults.hypervisor.initrd == "")
     }
 
+    @Test func disableSeccompTurnsKasaVMMsFiltersOff() throws {
+        let plain = try ConfigurationLoader.parse("", path: "/c.toml")
+        let directory = try RuntimeTestSupport.temporaryDirectory("kasa-jail-args")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let jail = directory + "/jail"
+        #expect(try MicroVMBackend.Settings(configuration: plain.configuration, sandboxID: "s")
+            .confinementArguments(jail: jail, readOnly: [directory, directory + "/absent"], writable: ["/t"])
+            == ["--jail", jail, "--jail-path", directory, "--jail-path-writable", "/t"],
+                "jailed and filtered unless turned off; a directory that does not exist is not kept")
+        #expect(HostFile.isDirectory(jail))
+        let off = try ConfigurationLoader.parse("[hypervisor.kasa]\ndisable_seccomp = true\nenable_jail = false\n", path: "/c.toml")
+        #expect(off.configuration.hypervisor.disableSeccomp && !off.configuration.hypervisor.enableJail)
+        #expect(try MicroVMBackend.Settings(configuration: off.configuration, sandboxID: "s").confinementArguments(jail: jail)
+            == ["--seccomp", "off"])
+        #expect(throws: RuntimeError.self) { try ConfigurationLoader.parse("[hypervisor.kasa]\ndisable_seccomp = \"yes\"\n", path: "/c.toml") }
+    }
+
+    @Test func theCheckSaysWhatConfinesKasaVMM() throws {
+        let plain = try ConfigurationLoader.parse("", path: "/c.toml").configuration
+        #expect(HostCheck.vmmConfinementCheck(plain, status: "Name:\tx\nSeccomp:\t0\n").verdict == .pass)
+        let noSeccomp = HostCheck.vmmConfinementCheck(plain, status: "Name:\tx\n")
+        #expect(noSeccomp.verdict == .fail && noSeccomp.fix != nil)
+        var off = plain
+        off.hypervisor.disableSeccomp = true
+        #expect(HostCheck.vmmConfinementCheck(off, status: "").detail.hasPrefix("off (disable_seccomp = true)"))
+    }
+
     @Test func theDialTimeoutDefaultDependsOnTheHost() {
         #expect(RuntimeConfiguration.defaults.effectiveDialTimeout(onPVMHost: false) == 45)
         #expect(RuntimeConfiguration.defaults.effectiveDialTimeout(onPVMHost: true) == 450)

@@ -81,6 +81,14 @@ import Testing
 
         #expect(export.unshare(containerID: "c1"))
         #expect(!FileManager.default.fileExists(atPath: export.hostDirectory + "/c1"))
+        // Only the shared directory's own mount is left (shared propagation, so a jailed
+        // VMM's copy receives later mounts); it comes off with the sandbox.
+        let exportMount = HostFile.realPath(export.hostDirectory) ?? export.hostDirectory
+        #expect(HostMounts.mountPoints(under: base) == [exportMount])
+        let table = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        let line = table.split(separator: "\n").first { $0.split(separator: " ")[4] == exportMount }
+        #expect(line?.contains(" shared:") == true, "the shared directory's mount has no shared propagation: \(line ?? "")")
+        #expect(export.release())
         #expect(HostMounts.mountPoints(under: base).isEmpty)
         #expect(try String(contentsOfFile: base + "/volume/file", encoding: .utf8) == "v1", "the volume itself is untouched")
         #expect(FileManager.default.fileExists(atPath: base + "/rootfs/etc"))

@@ -5,7 +5,7 @@ import Testing
 /// a running VMM has a seccomp filter, no_new_privs and no capabilities, and a system call
 /// the guest provokes outside the filter ends that VMM (only that one) or, in log mode, is
 /// named and refused.
-@Suite(.timeLimit(.minutes(10))) struct VMMSeccompTests {
+@Suite(.timeLimit(.minutes(5))) struct VMMSeccompTests {
     final class VMMProcess {
         let process = Process()
         let logPath: String
@@ -80,6 +80,17 @@ import Testing
             if statuses.allSatisfy({ $0.fields["Seccomp"] == "2" }) { break }
             usleep(50_000)
         } while Date() < deadline
+        // Namespaces of its own for IPC and the host name; the rest are still the host's.
+        let own = getpid()
+        for namespace in ["ipc", "uts"] {
+            let vmmNamespace = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(vmm.process.processIdentifier)/ns/\(namespace)")
+            let testNamespace = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(own)/ns/\(namespace)")
+            #expect(vmmNamespace != testNamespace, "kasa-vmm shares the \(namespace) namespace")
+        }
+        let limits = try String(contentsOfFile: "/proc/\(vmm.process.processIdentifier)/limits", encoding: .utf8)
+        let core = limits.split(separator: "\n").first { $0.hasPrefix("Max core file size") }
+        #expect(core?.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).prefix(2) == ["0", "0"],
+                "kasa-vmm may write core files: \(core ?? "")")
         let names = Set(statuses.map(\.thread))
         #expect(names.isSuperset(of: ["kasa-vcpu0", "kasa-vcpu1", "kasa-events", "kasa-api"]), "threads: \(names)")
         for status in statuses {
@@ -97,7 +108,10 @@ import Testing
         defer { bystander.stop() }
         let offender = try VMMProcess(["--kernel", try GuestBuilder.elf("forbidden")], hook: true, directory: directory, name: "offender")
         defer { offender.stop() }
-        offender.process.waitUntilExit()
+        // Bounded: a VMM the filter failed to kill must fail the test, not hang it.
+        let deadline = Date().addingTimeInterval(60)
+        while offender.process.isRunning && Date() < deadline { usleep(20_000) }
+        try #require(!offender.process.isRunning, "the forbidden call did not end kasa-vmm: \(offender.log)")
         #expect(offender.process.terminationReason == .uncaughtSignal && offender.process.terminationStatus == SIGSYS,
                 "kasa-vmm should die of SIGSYS; it ended with \(offender.process.terminationStatus): \(offender.log)")
         #expect(offender.log.contains("calling the hook"))

@@ -17,6 +17,9 @@ int clinux_memfd(const char *name);
 // lseek's SEEK_DATA and SEEK_HOLE, which Swift's Glibc module does not export.
 static const int CLINUX_SEEK_DATA = 3, CLINUX_SEEK_HOLE = 4;
 
+// madvise's MADV_DONTDUMP (linux/mman.h), which Swift's Glibc module does not export.
+static const int CLINUX_MADV_DONTDUMP = 16;
+
 // prctl(PR_SET_PDEATHSIG): `signal` is sent to this process when the thread that
 // started it exits (prctl is variadic, so Swift cannot call it directly). 0 or -1.
 int clinux_set_parent_death_signal(int signal);
@@ -27,6 +30,21 @@ int clinux_become_subreaper(void);
 
 // mallopt(M_TRIM_THRESHOLD, bytes) (malloc.h is not in Swift's Glibc module). 1 or 0.
 int clinux_malloc_trim_threshold(int bytes);
+
+// unshare(CLONE_NEWIPC | CLONE_NEWUTS): System V IPC and the host name of this process's
+// own (glibc hides unshare behind _GNU_SOURCE). 0 or -1 with errno set.
+int clinux_unshare_ipc_and_uts(void);
+
+// kasa-vmm's mount jail (Confinement.MountJail), calls Swift's Glibc module lacks or
+// hides: unshare(CLONE_NEWNS), pivot_root(2), and mount(2) with its flag constants.
+// Each returns 0 or -1 with errno set.
+int clinux_unshare_mount_namespace(void);
+int clinux_pivot_root(const char *new_root, const char *put_old);
+int clinux_mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data);
+int clinux_umount_detached(const char *target);
+static const unsigned long CLINUX_MS_RDONLY = 1, CLINUX_MS_NOSUID = 2, CLINUX_MS_NODEV = 4, CLINUX_MS_NOEXEC = 8;
+static const unsigned long CLINUX_MS_REMOUNT = 32, CLINUX_MS_BIND = 4096, CLINUX_MS_REC = 16384;
+static const unsigned long CLINUX_MS_SLAVE = 1UL << 19, CLINUX_MS_UNBINDABLE = 1UL << 17;
 
 // prctl(PR_SET_NO_NEW_PRIVS, 1) for the calling thread and those it starts later (a seccomp
 // filter may then be loaded without CAP_SYS_ADMIN). 0 or -1 with errno set.

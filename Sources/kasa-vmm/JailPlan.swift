@@ -1,0 +1,46 @@
+import Confinement
+import VMM
+
+/// What a jailed kasa-vmm (`--jail DIR`) keeps of the host: every path its configuration
+/// names, read-only unless the VMM writes it, plus `--jail-path` (read-only) and
+/// `--jail-path-writable` (directories a runtime will name later: the image cache for
+/// drive slots, a template's directory for snapshots). Files the VMM creates (sockets, the
+/// console log, a profile) keep their directory. Paths under /dev and /proc are the
+/// jail's own.
+enum JailPlan {
+    static func paths(for configuration: VMConfiguration, apiSocket: String?, extra: [JailPath]) -> [JailPath] {
+        var paths = [JailPath(configuration.kernelPath, writable: false)]
+        if let initrd = configuration.initrdPath { paths.append(JailPath(initrd, writable: false)) }
+        paths += configuration.drives.map { JailPath($0.path, writable: !$0.readOnly) }
+        paths += configuration.sharedDirectories.map { JailPath($0.path, writable: !$0.readOnly) }
+        paths += createdFiles(vsock: configuration.vsock?.udsPath, apiSocket: apiSocket, console: configuration.console,
+                              profile: configuration.profilePath)
+        return (paths + extra).filter { !isJailsOwn($0.path) }
+    }
+
+    /// A restore keeps the snapshot's directory and the drives its VM had (their paths are
+    /// in the snapshot's state file).
+    static func paths(restoring directory: String, settings: RestoreSettings, apiSocket: String?, extra: [JailPath]) throws -> [JailPath] {
+        let configuration = try MicroVM.configuration(restoring: directory, settings: settings)
+        return ([JailPath(directory, writable: false)]
+            + configuration.drives.map { JailPath($0.path, writable: !$0.readOnly) }
+            + createdFiles(vsock: settings.vsockUDSPath, apiSocket: apiSocket, console: settings.console, profile: settings.profilePath)
+            + extra).filter { !isJailsOwn($0.path) }
+    }
+
+    private static func createdFiles(vsock: String?, apiSocket: String?, console: ConsoleOutput, profile: String?) -> [JailPath] {
+        var files = [vsock, apiSocket, profile].compactMap { $0 }
+        if case .file(let path) = console { files.append(path) }
+        return files.map { JailPath(directory(of: $0), writable: true) }
+    }
+
+    /// The directory holding `path` ("." for a bare name: the working directory).
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    private static func isJailsOwn(_ path: String) -> Bool {
+        path == "/dev" || path.hasPrefix("/dev/") || path == "/proc" || path.hasPrefix("/proc/")
+    }
+}
