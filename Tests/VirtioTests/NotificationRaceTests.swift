@@ -4,6 +4,9 @@ import Synchronization
 import Testing
 import Virtio
 import VirtioMockDriver
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A device and a driver on two threads racing at the moment the device finds its ring
 /// empty (issue 15, fault 1: a guest's partition scan whose request never completed). With
@@ -38,7 +41,9 @@ import VirtioMockDriver
             var seen = 0
             while !shared.stop.load(ordering: .acquiring) {
                 let kicks = shared.kicks.load(ordering: .acquiring)
-                if kicks == seen { continue }
+                // Yield while waiting: on a loaded 2-core machine two spinning threads
+                // starve each other (a full suite run took 100 s here without it).
+                if kicks == seen { sched_yield(); continue }
                 seen = kicks
                 do {
                     // Nothing between one pop's avail_event store and the next pop's idx load
@@ -56,10 +61,10 @@ import VirtioMockDriver
                 }
             }
         }
-        var published = 0, stranded = 0, random: UInt64 = 0x2545f491
+        var published = 0, stranded = 0, stalled = false, random: UInt64 = 0x2545f491
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: .seconds(3))
-        while clock.now < deadline && stranded == 0 {
+        while clock.now < deadline && stranded == 0 && !stalled {
             // Two entries a random moment apart: the second often lands while the device is
             // finishing the first, which is where notifications get lost.
             for _ in 0..<2 {
@@ -72,9 +77,11 @@ import VirtioMockDriver
             // still waits (a device that is merely slow, descheduled on a busy machine, is
             // waited for).
             var idleSince: ContinuousClock.Instant?
+            let giveUp = clock.now.advanced(by: .seconds(10))
             while shared.consumed.load(ordering: .acquiring) < published {
+                if clock.now > giveUp || shared.failure.withLock({ $0 }) != nil { stalled = true; break }
                 let idle = shared.drainedAtKick.load(ordering: .acquiring) == shared.kicks.load(ordering: .acquiring)
-                if !idle { idleSince = nil; continue }
+                if !idle { idleSince = nil; sched_yield(); continue }
                 let since = idleSince ?? clock.now
                 idleSince = since
                 if clock.now - since > .milliseconds(50) { stranded += 1; break }
@@ -84,6 +91,7 @@ import VirtioMockDriver
         shared.stop.store(true, ordering: .releasing)
         device.join()
         #expect(shared.failure.withLock { $0 } == nil)
+        #expect(!stalled, "the device thread served nothing for 10 s (consumed \(shared.consumed.load(ordering: .acquiring)) of \(published))")
         #expect(stranded == 0, "an entry waited with no notification while the device sat idle, after \(published) entries")
         #expect(published > 1000, "the race ran only \(published) entries")
     }

@@ -6,21 +6,18 @@ import VirtioMockDriver
 /// The transport's safety net for lost notifications (issue 15, fault 1), with the entropy
 /// device (it serves every available buffer when notified).
 @Suite struct TransportWatchTests {
-    let memory: GuestMemory
-    let interrupts = Counter()
-    let reports = Counter()
-    let transport: VirtioMMIOTransport
-    let driver: RegisterDriver
+    /// TransportTests' entropy device, counters and register driver, set up and running.
+    let rig: TransportTests
     let mock: MockDriver
+    var transport: VirtioMMIOTransport { rig.transport }
+    var driver: RegisterDriver { rig.driver }
+    var interrupts: Counter { rig.interrupts }
+    var reports: Counter { rig.reports }
 
     init() throws {
-        memory = try MockDriver.makeMemory()
-        let interrupts = self.interrupts, reports = self.reports
-        transport = VirtioMMIOTransport(device: EntropyDevice(), memory: memory,
-                                        raiseInterrupt: { interrupts.increment() }, report: { reports.add($0) })
-        driver = RegisterDriver(transport: transport)
-        driver.initialize(bases: [0x10000])
-        mock = try MockDriver(memory: memory, queue: transport.queues[0])
+        rig = try TransportTests()
+        rig.driver.initialize(bases: [0x10000])
+        mock = try MockDriver(memory: rig.memory, queue: rig.transport.queues[0])
     }
 
     static let second: UInt64 = 1_000_000_000

@@ -36,14 +36,7 @@ breakpoint_handler:
     pop %rsi
     iretq
 
-puts:
-    mov $0x3f8, %dx
-2:  lodsb
-    test %al, %al
-    jz 3f
-    out %al, %dx
-    jmp 2b
-3:  ret
+#include "serial-puts.inc"
 
     .section .rodata
 in_handler:     .asciz "breakpoint handled\n"

@@ -40,13 +40,6 @@ reset:
     out %al, $0x64
 1:  hlt
     jmp 1b
-puts:
-    mov $0x3f8, %dx
-2:  lodsb
-    test %al, %al
-    jz 3f
-    out %al, %dx
-    jmp 2b
-3:  ret
+#include "serial-puts.inc"
 hello:      .asciz "BZIMAGE OK\n"
 header_ok:  .asciz "setup header ok\n"

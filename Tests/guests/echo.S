@@ -30,14 +30,7 @@ read_byte:
 2:  hlt
     jmp 2b
 
-puts:
-    mov $0x3f8, %dx
-3:  lodsb
-    test %al, %al
-    jz 4f
-    out %al, %dx
-    jmp 3b
-4:  ret
+#include "serial-puts.inc"
 
     .section .rodata
 ready:  .asciz "ready\n"

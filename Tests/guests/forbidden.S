@@ -14,14 +14,7 @@ _start:
 1:  hlt
     jmp 1b
 
-puts:
-    mov $0x3f8, %dx
-2:  lodsb
-    test %al, %al
-    jz 3f
-    out %al, %dx
-    jmp 2b
-3:  ret
+#include "serial-puts.inc"
 
     .section .rodata
 before: .asciz "calling the hook\n"

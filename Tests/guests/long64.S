@@ -29,14 +29,7 @@ reset:
 1:  hlt
     jmp 1b
 
-puts:
-    mov $0x3f8, %dx
-2:  lodsb
-    test %al, %al
-    jz 3f
-    out %al, %dx
-    jmp 2b
-3:  ret
+#include "serial-puts.inc"
 
     .section .rodata
 hello:          .asciz "LONG64 OK\n"

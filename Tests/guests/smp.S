@@ -54,14 +54,7 @@ pause_briefly:
     loop 4b
     ret
 
-puts:
-    mov $0x3f8, %dx
-5:  lodsb
-    test %al, %al
-    jz 6f
-    out %al, %dx
-    jmp 5b
-6:  ret
+#include "serial-puts.inc"
 
     .code16
 trampoline_start:

@@ -15,14 +15,7 @@ next:
     call puts
     jmp next
 
-puts:
-    mov $0x3f8, %dx
-1:  lodsb
-    test %al, %al
-    jz 2f
-    out %al, %dx
-    jmp 1b
-2:  ret
+#include "serial-puts.inc"
 
 #include "snapcount-step.inc"
 
