@@ -6,7 +6,9 @@ import VMM
 /// `--jail-path-writable` (directories a runtime will name later: the image cache for
 /// drive slots, a template's directory for snapshots). Files the VMM creates (sockets, the
 /// console log, a profile) keep their directory. Paths under /dev and /proc are the
-/// jail's own.
+/// jail's own. A restore passes the configuration the snapshot's state file describes
+/// (`MicroVM.configuration(restoring:settings:)`): its kernel path is the snapshot's
+/// directory, and its drives are the ones the snapshot's VM had.
 enum JailPlan {
     static func paths(for configuration: VMConfiguration, apiSocket: String?, extra: [JailPath]) -> [JailPath] {
         var paths = [JailPath(configuration.kernelPath, writable: false)]
@@ -16,16 +18,6 @@ enum JailPlan {
         paths += createdFiles(vsock: configuration.vsock?.udsPath, apiSocket: apiSocket, console: configuration.console,
                               profile: configuration.profilePath)
         return (paths + extra).filter { !isJailsOwn($0.path) }
-    }
-
-    /// A restore keeps the snapshot's directory and the drives its VM had (their paths are
-    /// in the snapshot's state file).
-    static func paths(restoring directory: String, settings: RestoreSettings, apiSocket: String?, extra: [JailPath]) throws -> [JailPath] {
-        let configuration = try MicroVM.configuration(restoring: directory, settings: settings)
-        return ([JailPath(directory, writable: false)]
-            + configuration.drives.map { JailPath($0.path, writable: !$0.readOnly) }
-            + createdFiles(vsock: settings.vsockUDSPath, apiSocket: apiSocket, console: settings.console, profile: settings.profilePath)
-            + extra).filter { !isJailsOwn($0.path) }
     }
 
     private static func createdFiles(vsock: String?, apiSocket: String?, console: ConsoleOutput, profile: String?) -> [JailPath] {

@@ -56,7 +56,7 @@ enum KasaVMM {
     /// Enters the jail (`--jail`) and prepares each thread's confinement, once the
     /// configuration is read and before the VM's first thread starts (the virtio-fs workers
     /// start with their device). A failure ends the process: it never runs half-confined.
-    static func confine(_ options: CommandLineOptions, keeping paths: [JailPath]) throws {
+    static func confine(_ options: CommandLineOptions, keeping paths: [JailPath]) {
         do {
             if let root = options.jail {
                 // What the VM's set-up learns from the host's files, learnt while they are in sight.
@@ -77,13 +77,14 @@ enum KasaVMM {
             let vm: MicroVM
             if let directory = options.restore {
                 let settings = try options.restoreSettings()
-                try confine(options, keeping: options.jail == nil ? [] : JailPlan.paths(
-                    restoring: directory, settings: settings, apiSocket: options.apiSocket, extra: options.jailPaths))
+                confine(options, keeping: options.jail == nil ? [] : JailPlan.paths(
+                    for: try MicroVM.configuration(restoring: directory, settings: settings),
+                    apiSocket: options.apiSocket, extra: options.jailPaths))
                 vm = try MicroVM(restoring: directory, settings: settings, vmmVersion: CommandLineOptions.version)
             } else {
                 var configuration = try options.resolveConfiguration()
                 configuration.testHook = TestHooks.portHook()
-                try confine(options, keeping: JailPlan.paths(for: configuration, apiSocket: options.apiSocket, extra: options.jailPaths))
+                confine(options, keeping: JailPlan.paths(for: configuration, apiSocket: options.apiSocket, extra: options.jailPaths))
                 vm = try MicroVM(configuration: configuration)
             }
             let configuration = vm.configuration

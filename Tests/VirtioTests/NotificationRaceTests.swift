@@ -15,9 +15,9 @@ import Glibc
 /// a full barrier between the two or both can read stale values and neither acts. This
 /// drives the real Virtqueue against Linux's driver rule and counts entries left waiting
 /// with no notification. It did not catch the missing barrier on this 2-core machine (no
-/// store-load reordering showed in 3 million entries, debug or optimised): it fails only
-/// when it sees an entry stranded, and guards the rule against regressions that make the
-/// race wide (a pop that never re-reads idx at all).
+/// store-load reordering showed in 3 million entries, debug or optimised): it fails when it
+/// sees an entry stranded, which any device that stops publishing avail_event, or publishes
+/// the wrong one, makes happen at the first entry the driver then declines to notify.
 @Suite struct NotificationRaceTests {
     final class Shared: Sendable {
         let kicks = Atomic<Int>(0)
