@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <sys/mman.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +27,26 @@ int clinux_eventfd(unsigned int initial) { return eventfd(initial, EFD_CLOEXEC |
 long clinux_getrandom(void *buffer, unsigned long length) { return getrandom(buffer, length, 0); }
 
 int clinux_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
+int clinux_parent_death_signal(void) {
+    int signal = 0;
+    if (prctl(PR_GET_PDEATHSIG, (unsigned long)&signal, 0, 0, 0) != 0) return -1;
+    return signal;
+}
+
+static void exit_for_signal(int signal) { _exit(128 + signal); }
+
+int clinux_exit_on_termination_signals(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = exit_for_signal;
+    sigfillset(&action.sa_mask);
+    const int signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+    for (unsigned index = 0; index < sizeof signals / sizeof signals[0]; index++) {
+        if (sigaction(signals[index], &action, NULL) != 0) return -1;
+    }
+    return 0;
+}
+
 int clinux_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0, 0, 0); }
 
 int clinux_tap_open(const char *name, char name_out[16]) {

@@ -63,6 +63,18 @@ public enum VMMConfinement {
         }
     }
 
+    /// Lowers the open-file limit, soft and hard alike, to `count` (never raises it: the hard
+    /// limit may already be lower). Nothing in the VMM can raise it again: raising a hard
+    /// limit takes CAP_SYS_RESOURCE, which no thread keeps, and no filter allows prlimit64.
+    public static func limitOpenFiles(to count: Int) throws {
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0 else { throw SeccompError("getrlimit(RLIMIT_NOFILE)", -errno) }
+        let wanted = min(limit.rlim_max, rlim_t(count))
+        limit = rlimit(rlim_cur: wanted, rlim_max: wanted)
+        guard setrlimit(resource, &limit) == 0 else { throw SeccompError("setrlimit(RLIMIT_NOFILE, \(wanted))", -errno) }
+    }
+
     /// System V IPC and UTS namespaces of the VMM's own: it shares neither with the host.
     /// Must run while the process has one thread (namespaces are per thread until then
     /// inherited). Without CAP_SYS_ADMIN (kasa-vmm run by an ordinary user with access to

@@ -1,4 +1,5 @@
 import AgentProtocol
+import CLinux
 import HostOS
 #if canImport(Glibc)
 import Glibc
@@ -27,14 +28,41 @@ public final class ChildProcess: @unchecked Sendable {
     /// or ignores for itself (it blocks SIGINT/SIGTERM for its signal thread).
     private static let resetSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGWINCH, SIGCHLD, SIGUSR1]
 
+    /// Where a child starts beyond its descriptors: namespaces of its own and a cgroup
+    /// (kasa-vmm's jail). The default is the runtime's own.
+    public struct Placement: Sendable {
+        /// A PID namespace whose init the child is (it sees no other process).
+        public var newPIDNamespace = false
+        /// A network namespace with nothing in it but a loopback that is down.
+        public var newNetworkNamespace = false
+        /// A cgroup v2 directory the child joins before it executes anything.
+        public var cgroup: String?
+        public init(newPIDNamespace: Bool = false, newNetworkNamespace: Bool = false, cgroup: String? = nil) {
+            self.newPIDNamespace = newPIDNamespace
+            self.newNetworkNamespace = newNetworkNamespace
+            self.cgroup = cgroup
+        }
+        var isDefault: Bool { !newPIDNamespace && !newNetworkNamespace && cgroup == nil }
+    }
+
     /// Starts `executable` with `arguments` (argv[1...]). With `newProcessGroup` a Ctrl-C
     /// on the terminal does not reach the child: the runtime stops it in order instead.
     /// `passing` descriptors become the child's 3, 4, 5... in that order; `environment`
-    /// (KEY=VALUE) replaces this process's own.
+    /// (KEY=VALUE) replaces this process's own. A `placement` other than the default
+    /// starts it through clone (posix_spawn takes no namespaces) and arms `parentDeathSignal`
+    /// in it before it executes anything.
     public init(_ executable: String, _ arguments: [String], stdin: Output = .null, stdout: Output = .inherit,
                 stderr: Output = .inherit, newProcessGroup: Bool = true, passing: [Int32] = [],
-                environment: [String]? = nil) throws(RuntimeError) {
+                environment: [String]? = nil, placement: Placement = Placement(),
+                parentDeathSignal: Int32 = 0) throws(RuntimeError) {
         self.executable = executable
+        if !placement.isDefault {
+            pid = try Self.clone(executable, arguments, stdio: [stdin, stdout, stderr], newProcessGroup: newProcessGroup,
+                                 passing: passing, environment: environment, placement: placement,
+                                 parentDeathSignal: parentDeathSignal)
+            DetachedThread.start { [self] in reap() }
+            return
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -93,6 +121,85 @@ public final class ChildProcess: @unchecked Sendable {
         }
         pid = child
         DetachedThread.start { [self] in reap() }
+    }
+
+    /// `init`'s path for a placement: clinux_spawn (clone with CLONE_VFORK) on the spawning
+    /// thread, with the same descriptor actions posix_spawn would take.
+    private static func clone(_ executable: String, _ arguments: [String], stdio: [Output], newProcessGroup: Bool,
+                              passing: [Int32], environment: [String]?, placement: Placement,
+                              parentDeathSignal: Int32) throws(RuntimeError) -> pid_t {
+        let passed = passing.map { fcntl($0, F_DUPFD_CLOEXEC, 64) }
+        defer { passed.filter { $0 >= 0 }.forEach { close($0) } }
+        if let failed = passed.firstIndex(where: { $0 < 0 }) {
+            throw RuntimeError.host("cannot pass descriptor \(passing[failed]) to \(executable): \(HostFile.lastErrorDescription(errno))")
+        }
+        // Every C string the child uses, alive until clinux_spawn returns (the child copies them).
+        var strings: [UnsafeMutablePointer<CChar>?] = []
+        func keep(_ text: String) -> UnsafeMutablePointer<CChar>? {
+            let copy = strdup(text)
+            strings.append(copy)
+            return copy
+        }
+        defer { strings.forEach { free($0) } }
+        var actions: [clinux_spawn_action] = passed.enumerated().map { index, descriptor in
+            clinux_spawn_action(kind: Int32(CLINUX_SPAWN_DUP2), source: descriptor, target: Int32(3 + index),
+                                path: nil, flags: 0, mode: 0)
+        }
+        for (target, output) in stdio.enumerated().map({ (Int32($0.offset), $0.element) }) {
+            switch output {
+            case .inherit: break
+            case .null:
+                actions.append(clinux_spawn_action(kind: Int32(CLINUX_SPAWN_OPEN), source: -1, target: target,
+                                                   path: UnsafePointer(keep("/dev/null")),
+                                                   flags: (target == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC, mode: 0))
+            case .file(let path):
+                actions.append(clinux_spawn_action(kind: Int32(CLINUX_SPAWN_OPEN), source: -1, target: target,
+                                                   path: UnsafePointer(keep(path)),
+                                                   flags: O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode: 0o600))
+            case .descriptor(let descriptor):
+                actions.append(clinux_spawn_action(kind: Int32(CLINUX_SPAWN_DUP2), source: descriptor, target: target,
+                                                   path: nil, flags: 0, mode: 0))
+            }
+        }
+        let argv = ([executable] + arguments).map(keep) + [nil]
+        let envp = (environment ?? Self.currentEnvironment()).map(keep) + [nil]
+        let cgroupProcs = placement.cgroup.map { keep($0 + "/cgroup.procs") }
+        let path = keep(executable)
+        var namespaces: Int32 = 0
+        if placement.newPIDNamespace { namespaces |= CLINUX_CLONE_NEWPID }
+        if placement.newNetworkNamespace { namespaces |= CLINUX_CLONE_NEWNET }
+        var failedStep: UnsafePointer<CChar>?
+        let (child, code) = SpawningThread.shared.perform { () -> (Int32, Int32) in
+            argv.withUnsafeBufferPointer { argvBuffer in
+                envp.withUnsafeBufferPointer { envpBuffer in
+                    actions.withUnsafeBufferPointer { actionBuffer in
+                        var request = clinux_spawn_request(
+                            path: UnsafePointer(path), argv: argvBuffer.baseAddress, envp: envpBuffer.baseAddress,
+                            namespaces: namespaces, new_process_group: newProcessGroup ? 1 : 0,
+                            parent_death_signal: parentDeathSignal, cgroup_procs: cgroupProcs.map { UnsafePointer($0) } ?? nil,
+                            actions: actionBuffer.baseAddress, action_count: Int32(actionBuffer.count))
+                        let result = clinux_spawn(&request, &failedStep)
+                        return (result, result < 0 ? errno : 0)
+                    }
+                }
+            }
+        }
+        guard child > 0 else {
+            let step = failedStep.map { String(cString: $0) } ?? "clone"
+            throw RuntimeError.host("cannot start \(executable) (\(step)): \(HostFile.lastErrorDescription(code))")
+        }
+        return child
+    }
+
+    /// This process's environment as KEY=VALUE strings.
+    private static func currentEnvironment() -> [String] {
+        var result: [String] = []
+        var cursor = environ
+        while let entry = cursor.pointee {
+            result.append(String(cString: entry))
+            cursor += 1
+        }
+        return result
     }
 
     private func reap() {

@@ -66,6 +66,14 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             return arguments
         }
 
+        /// Where every kasa-vmm this runtime starts runs, with the jail: a PID namespace of
+        /// its own (its /proc shows itself alone; it can signal nothing else) and an empty
+        /// network namespace (its TAPs come as descriptors, its sockets are Unix sockets by
+        /// path: it needs no network of the host or the pod).
+        public var vmmPlacement: ChildProcess.Placement {
+            enableJail ? ChildProcess.Placement(newPIDNamespace: true, newNetworkNamespace: true) : ChildProcess.Placement()
+        }
+
         /// The agent's container set-up limit for a host that waits `callTimeout` seconds for
         /// each agent call: three quarters of it.
         public static func containerInitTimeout(forCallTimeout callTimeout: Double) -> Int {
@@ -261,7 +269,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         let all = arguments + confinement + ["--no-stdin", "--parent-pid", String(getpid()),
                                "--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
         let child = try ChildProcess(settings.vmmPath, all, stdin: .null, stdout: .null,
-                                     stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath), passing: taps)
+                                     stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath), passing: taps,
+                                     placement: settings.vmmPlacement, parentDeathSignal: SIGKILL)
         // kasa-vmm holds the TAPs now: when it goes, they go.
         settings.network?.closeDescriptors()
         // For whoever cleans up after this process dies (the shim's `delete` command).

@@ -118,7 +118,8 @@ public struct VMTemplate: Sendable {
             + VMTemplate.nicArguments(template.templateNICSlots)
             + (try template.confinementArguments(jail: buildDirectory + "/jail", writable: [path]))
             + ["--no-stdin", "--parent-pid", String(getpid()), "--console", console]
-        let child = try ChildProcess(template.vmmPath, arguments, stdin: .null, stdout: .null, stderr: .file(log))
+        let child = try ChildProcess(template.vmmPath, arguments, stdin: .null, stdout: .null, stderr: .file(log),
+                                     placement: template.vmmPlacement, parentDeathSignal: SIGKILL)
         defer {
             child.signal(SIGKILL)
             _ = child.wait(timeout: 10)

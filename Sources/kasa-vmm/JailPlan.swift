@@ -1,4 +1,5 @@
 import Confinement
+import SharedFileSystem
 import VMM
 
 /// What a jailed kasa-vmm (`--jail DIR`) keeps of the host: every path its configuration
@@ -19,6 +20,17 @@ enum JailPlan {
                               profile: configuration.profilePath)
         return (paths + extra).filter { !isJailsOwn($0.path) }
     }
+
+    /// The jailed VMM's open-file limit (soft and hard): what its own work takes (devices'
+    /// event descriptors, vsock connections: a guest opening connections without end meets
+    /// it and is refused, the VMM goes on) plus, for each shared directory, every node and
+    /// handle its tables allow a guest (`SharedDirectoryOptions`) and room for the workers.
+    static func openFileLimit(for configuration: VMConfiguration) -> Int {
+        let table = SharedDirectoryOptions()
+        return baseOpenFiles + configuration.sharedDirectories.count * (table.maximumNodes + table.maximumHandles + 1024)
+    }
+
+    static let baseOpenFiles = 4096
 
     private static func createdFiles(vsock: String?, apiSocket: String?, console: ConsoleOutput, profile: String?) -> [JailPath] {
         var files = [vsock, apiSocket, profile].compactMap { $0 }

@@ -33,6 +33,7 @@ enum KasaVMM {
             writeStandardOutput("kasa-vmm \(CommandLineOptions.version)\n")
             exit(0)
         }
+        keepTerminationSignalsAsInit()
         if let parent = options.parentPID {
             bindLifetime(toParent: parent)
         }
@@ -42,13 +43,35 @@ enum KasaVMM {
     /// With --parent-pid the VMM dies with the runtime that started it, even when that is
     /// killed with SIGKILL and cannot tear its sandbox down: no VM outlives its owner.
     /// Checked after arming: if the parent died first, getppid() already names another.
+    /// As the init of a PID namespace of its own (the runtime's jail) getppid() is 0: the
+    /// parent is outside it. The runtime arms the signal before this program runs, while it
+    /// certainly lives (ChildProcess's clone waits for the exec), so it must be armed already.
     static func bindLifetime(toParent parent: Int32) {
+        let inheritedSignal = clinux_parent_death_signal()
         guard clinux_set_parent_death_signal(SIGKILL) == 0 else {
             log("error: --parent-pid: prctl(PR_SET_PDEATHSIG): \(String(cString: strerror(errno)))")
             exit(1)
         }
-        guard getppid() == parent else {
-            log("error: --parent-pid \(parent): the parent process is gone (parent is now \(getppid()))")
+        let actual = getppid()
+        if actual == 0 && getpid() == 1 {
+            guard inheritedSignal == SIGKILL else {
+                log("error: --parent-pid \(parent): the parent is outside this PID namespace and did not arm PR_SET_PDEATHSIG before the exec")
+                exit(1)
+            }
+            return
+        }
+        guard actual == parent else {
+            log("error: --parent-pid \(parent): the parent process is gone (parent is now \(actual))")
+            exit(1)
+        }
+    }
+
+    /// The init of a PID namespace ignores every signal it has no handler for, but SIGKILL
+    /// from outside: SIGTERM and its kind would no longer stop the VMM.
+    static func keepTerminationSignalsAsInit() {
+        guard getpid() == 1 else { return }
+        guard clinux_exit_on_termination_signals() == 0 else {
+            log("error: handlers for SIGTERM as a PID namespace's init: \(String(cString: strerror(errno)))")
             exit(1)
         }
     }
@@ -56,12 +79,13 @@ enum KasaVMM {
     /// Enters the jail (`--jail`) and prepares each thread's confinement, once the
     /// configuration is read and before the VM's first thread starts (the virtio-fs workers
     /// start with their device). A failure ends the process: it never runs half-confined.
-    static func confine(_ options: CommandLineOptions, keeping paths: [JailPath]) {
+    static func confine(_ options: CommandLineOptions, keeping paths: [JailPath], openFiles: Int) {
         do {
             if let root = options.jail {
                 // What the VM's set-up learns from the host's files, learnt while they are in sight.
                 _ = KVMSystem.isPVMHost
                 try MountJail.enter(root: root, keeping: paths)
+                try VMMConfinement.limitOpenFiles(to: openFiles)
             }
             try VMMConfinement.prepareProcess(mode: options.seccomp)
         } catch {
@@ -77,14 +101,16 @@ enum KasaVMM {
             let vm: MicroVM
             if let directory = options.restore {
                 let settings = try options.restoreSettings()
+                let restored = try MicroVM.configuration(restoring: directory, settings: settings)
                 confine(options, keeping: options.jail == nil ? [] : JailPlan.paths(
-                    for: try MicroVM.configuration(restoring: directory, settings: settings),
-                    apiSocket: options.apiSocket, extra: options.jailPaths))
+                    for: restored, apiSocket: options.apiSocket, extra: options.jailPaths),
+                        openFiles: JailPlan.openFileLimit(for: restored))
                 vm = try MicroVM(restoring: directory, settings: settings, vmmVersion: CommandLineOptions.version)
             } else {
                 var configuration = try options.resolveConfiguration()
                 configuration.testHook = TestHooks.portHook()
-                confine(options, keeping: JailPlan.paths(for: configuration, apiSocket: options.apiSocket, extra: options.jailPaths))
+                confine(options, keeping: JailPlan.paths(for: configuration, apiSocket: options.apiSocket, extra: options.jailPaths),
+                        openFiles: JailPlan.openFileLimit(for: configuration))
                 vm = try MicroVM(configuration: configuration)
             }
             let configuration = vm.configuration
@@ -159,7 +185,7 @@ extension CommandLineOptions {
     var profileDestination: String? {
         if let profile { return profile }
         guard let prefix = getenv("KASA_VMM_PROFILE").map({ String(cString: $0) }), !prefix.isEmpty else { return nil }
-        return "\(prefix).\(getpid())"
+        return "\(prefix).\(HostProcess.outermostPID)"
     }
 
     func resolveConfiguration() throws -> VMConfiguration {

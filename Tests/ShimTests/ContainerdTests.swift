@@ -360,6 +360,13 @@ import Testing
         let exec = try Self.ctr(containerd, ["task", "exec", "--exec-id", "e1", "t2", "sh", "-c", "echo from-exec; exit 4"], timeout: 120)
         #expect(exec.stdout == "from-exec\n", "\(exec.stderr) \(context)")
         #expect(exec.status == 4, "\(exec.stderr)")
+        // The task's VM runs jailed: its own namespaces, root and /proc, filtered threads.
+        let vmms = Self.vmmProcesses(containerd), shims = Self.shimProcesses(containerd)
+        #expect(vmms.count == 1 && shims.count == 1, "one kasa-vmm and one shim: \(vmms) \(shims)")
+        if let vmm = vmms.first, let shim = shims.first {
+            let problems = VMMConfinementProbe.problems(vmm: vmm, shim: shim)
+            #expect(problems.isEmpty, "kasa-vmm \(vmm) is not confined as promised: \(problems)")
+        }
         let killed = try Self.ctr(containerd, ["task", "kill", "--signal", "SIGTERM", "t2"], timeout: 60)
         #expect(killed.status == 0, "\(killed.stderr)")
         var stopped = false

@@ -31,6 +31,12 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: socket))
         let vmmNamespace = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt")
         #expect(vmmNamespace != (try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")))
+        // Its open-file limit, soft and hard, is what a VM without shared directories needs:
+        // a guest cannot grow the VMM's descriptor table past it.
+        let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
+        let openFiles = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?
+            .split(separator: " ").compactMap { Int($0) }
+        #expect(openFiles == [4096, 4096], "the jailed VMM's open-file limits: \(String(describing: openFiles))")
         // The jail's tmpfs is the VMM's alone: the host still sees an empty directory.
         #expect(try FileManager.default.contentsOfDirectory(atPath: jail).isEmpty)
         let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)

@@ -23,6 +23,13 @@ static const int CLINUX_MADV_DONTDUMP = 16;
 // prctl(PR_SET_PDEATHSIG): `signal` is sent to this process when the thread that
 // started it exits (prctl is variadic, so Swift cannot call it directly). 0 or -1.
 int clinux_set_parent_death_signal(int signal);
+// prctl(PR_GET_PDEATHSIG): the armed signal, 0 for none, or -1 with errno set.
+int clinux_parent_death_signal(void);
+
+// For a process that is the init of its PID namespace, which no signal without a handler
+// reaches (but SIGKILL from outside): SIGTERM, SIGINT, SIGHUP and SIGQUIT end it with
+// _exit(128 + signal), as their default action would have. 0 or -1 with errno set.
+int clinux_exit_on_termination_signals(void);
 
 // prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process
 // (the containerd shim reaps what its VMM leaves). 0 or -1.
@@ -103,5 +110,33 @@ long clinux_listxattr(const char *path, char *list, unsigned long size);
 int clinux_setxattr(const char *path, const char *name, const void *value, unsigned long size, int flags);
 int clinux_removexattr(const char *path, const char *name);
 static const long CLINUX_UTIME_NOW = ((1l << 30) - 1l), CLINUX_UTIME_OMIT = ((1l << 30) - 2l);
+
+
+// Starting a process in namespaces of its own (kasa-vmm's PID and network namespaces),
+// which posix_spawn cannot: clone(CLONE_VFORK | namespaces) without CLONE_VM, then in the
+// child only async-signal-safe calls before execve. `namespaces`: CLONE_NEW* flags.
+// Actions run in order: kind CLINUX_SPAWN_DUP2 dup2(source, target); CLINUX_SPAWN_OPEN
+// opens `path` with `flags` and `mode` at `target`.
+enum { CLINUX_SPAWN_DUP2 = 0, CLINUX_SPAWN_OPEN = 1 };
+struct clinux_spawn_action { int kind; int source; int target; const char *path; int flags; unsigned int mode; };
+struct clinux_spawn_request {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    int namespaces;
+    // setpgid(0, 0) in the child when nonzero.
+    int new_process_group;
+    // prctl(PR_SET_PDEATHSIG) in the child before execve, while the spawning thread is
+    // known to live (CLONE_VFORK suspends it until then); 0 for none.
+    int parent_death_signal;
+    // A cgroup's cgroup.procs: the child moves itself there before execve; NULL: stays.
+    const char *cgroup_procs;
+    const struct clinux_spawn_action *actions;
+    int action_count;
+};
+static const int CLINUX_CLONE_NEWPID = 0x20000000, CLINUX_CLONE_NEWNET = 0x40000000;
+// The child's pid, or -1 with errno set: the clone's failure, or what stopped the child
+// before execve (it is reaped then). `failed_step` (may be NULL) names that step.
+int clinux_spawn(const struct clinux_spawn_request *request, const char **failed_step);
 
 #endif
