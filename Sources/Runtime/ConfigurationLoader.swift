@@ -120,6 +120,7 @@ public enum ConfigurationLoader {
             case "disable_new_netns": configuration.runtime.disableNewNetworkNamespace = try boolean(entry, place)
             case "static_sandbox_resource_mgmt": configuration.runtime.staticSandboxResourceManagement = try boolean(entry, place)
             case "disable_guest_seccomp": configuration.runtime.disableGuestSeccomp = try boolean(entry, place)
+            case "sandbox_cgroup_only": configuration.runtime.sandboxCgroupOnly = try boolean(entry, place)
             default: return .unknownKey
             }
         case "factory":

@@ -47,11 +47,7 @@ public struct HostCheck: Sendable, Equatable {
         }
         results.append(templateCheck(configuration))
         results.append(vmmConfinementCheck(configuration, status: HostFile.readText("/proc/self/status") ?? ""))
-        let cgroup2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0
-        results.append(HostCheck(verdict: cgroup2 ? .pass : .note, subject: "host cgroups",
-                                 detail: cgroup2 ? "cgroup v2 at /sys/fs/cgroup"
-                                                 : "no cgroup v2 hierarchy at /sys/fs/cgroup (not needed: containers are limited by the guest's own cgroup v2)",
-                                 fix: nil))
+        results.append(cgroupCheck(configuration, hierarchy: SandboxCgroup.unifiedHierarchy()))
         return results
     }
 
@@ -61,9 +57,10 @@ public struct HostCheck: Sendable, Equatable {
     static func vmmConfinementCheck(_ configuration: RuntimeConfiguration, status: String) -> HostCheck {
         let subject = "kasa-vmm confinement"
         let jail = configuration.hypervisor.enableJail
-            ? " A mount jail: its own namespace and root holding only what its VM uses."
-            : " No mount jail (enable_jail = false): it sees the host's files."
-        let notYet = " Not built yet: a PID namespace, an unprivileged user, a cgroup per sandbox."
+            ? " A jail: its own mount namespace and root holding only what its VM uses, its own PID namespace (it sees"
+                + " no other process) and an empty network namespace, at most 4096 open files (more with shared directories)."
+            : " No jail (enable_jail = false): it sees the host's files, processes and network."
+        let notYet = " Not built yet: an unprivileged user."
         if configuration.hypervisor.disableSeccomp {
             return HostCheck(verdict: .note, subject: subject,
                              detail: "off (disable_seccomp = true): kasa-vmm runs without seccomp filters and keeps its capabilities."
@@ -79,6 +76,27 @@ public struct HostCheck: Sendable, Equatable {
                          detail: "each kasa-vmm thread under a seccomp filter for its role, capabilities dropped (virtio-fs workers keep "
                              + "five file ones), no_new_privs, its own IPC and UTS namespaces, no core files." + jail + notYet,
                          fix: nil)
+    }
+
+    /// `sandbox_cgroup_only`: where each sandbox's kasa-vmm is accounted. `hierarchy`: the
+    /// host's cgroup v2 mount (`SandboxCgroup.unifiedHierarchy`), nil when it has none.
+    static func cgroupCheck(_ configuration: RuntimeConfiguration, hierarchy: String?) -> HostCheck {
+        let subject = "sandbox cgroups"
+        guard configuration.runtime.sandboxCgroupOnly else {
+            return HostCheck(verdict: .note, subject: subject,
+                             detail: "off (sandbox_cgroup_only = false): every kasa-vmm stays in the runtime's cgroup", fix: nil)
+        }
+        guard let hierarchy else {
+            return HostCheck(verdict: .note, subject: subject,
+                             detail: "no cgroup v2 hierarchy on this host: every kasa-vmm stays in the runtime's cgroup "
+                                 + "(containers are limited by the guest's own cgroup v2 either way)",
+                             fix: "mount cgroup2 (a unified or hybrid hierarchy) to account each sandbox's VMM apart")
+        }
+        let writable = access(hierarchy, W_OK) == 0
+        return HostCheck(verdict: writable ? .pass : .fail, subject: subject,
+                         detail: writable ? "each sandbox's kasa-vmm in \(hierarchy)/kasa/<sandbox>-<tag>"
+                                          : "\(hierarchy) is not writable: sandboxes cannot start",
+                         fix: writable ? nil : "a writable cgroup v2 hierarchy, or [runtime] sandbox_cgroup_only = false")
     }
 
     /// `[factory]`: whether sandboxes start from a template, its state, and the trade-off.

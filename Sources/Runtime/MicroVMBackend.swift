@@ -49,6 +49,9 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         public var disableSeccomp = false
         /// `enable_jail`: kasa-vmm in a mount jail of its own.
         public var enableJail = true
+        /// `sandbox_cgroup_only` on a host with cgroup v2: its hierarchy, where each
+        /// kasa-vmm gets a cgroup of its own (nil: the runtime's cgroup).
+        public var cgroupHierarchy: String?
 
         /// What every kasa-vmm this runtime starts (sandbox, restore, template build) is given
         /// about its confinement: its jail's root (`jail`, made here, empty: kasa-vmm's tmpfs
@@ -100,6 +103,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             }
             disableSeccomp = configuration.hypervisor.disableSeccomp
             enableJail = configuration.hypervisor.enableJail
+            cgroupHierarchy = configuration.runtime.sandboxCgroupOnly ? SandboxCgroup.unifiedHierarchy() : nil
             defaultMemoryMiB = configuration.hypervisor.defaultMemoryMiB
             defaultVCPUs = configuration.hypervisor.defaultVCPUs
             dialTimeout = Double(configuration.effectiveDialTimeout(onPVMHost: KVMSystem.isPVMHost))
@@ -268,9 +272,22 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
                                                             readOnly: [settings.imageCache.directory])
         let all = arguments + confinement + ["--no-stdin", "--parent-pid", String(getpid()),
                                "--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
-        let child = try ChildProcess(settings.vmmPath, all, stdin: .null, stdout: .null,
+        var placement = settings.vmmPlacement
+        let cgroup = try settings.cgroupHierarchy.map { (hierarchy) throws(RuntimeError) in
+            try SandboxCgroup.make(sandboxID: settings.sandboxID, stateDirectory: settings.stateDirectory, hierarchy: hierarchy)
+        }
+        placement.cgroup = cgroup?.path
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(settings.vmmPath, all, stdin: .null, stdout: .null,
                                      stderr: settings.consoleToStandardError ? .inherit : .file(vmmLogPath), passing: taps,
-                                     placement: settings.vmmPlacement, parentDeathSignal: SIGKILL)
+                                     placement: placement, parentDeathSignal: SIGKILL)
+        } catch {
+            cgroup?.remove()
+            throw error
+        }
+        // The cgroup goes with the VMM, however it ends.
+        if let cgroup { child.onExit { _ in cgroup.remove() } }
         // kasa-vmm holds the TAPs now: when it goes, they go.
         settings.network?.closeDescriptors()
         // For whoever cleans up after this process dies (the shim's `delete` command).
@@ -382,12 +399,15 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     /// Kills the kasa-vmm recorded in a sandbox state directory and removes the directory:
     /// the cleanup for a runtime that died without tearing down (`containerd-shim-kata-v2
     /// delete`). Only a process that is still a kasa-vmm is killed.
-    public static func cleanUpAbandoned(stateDirectory: String) {
+    public static func cleanUpAbandoned(stateDirectory: String, sandboxID: String) {
         if let text = HostFile.readText(stateDirectory + "/kasa-vmm.pid"),
            let pid = Int32(text.split(separator: "\n").first ?? ""), pid > 1,
            let command = HostFile.readText("/proc/\(pid)/cmdline"), command.contains("kasa-vmm"),
            command.contains(stateDirectory) {
             kill(pid, SIGKILL)
+        }
+        if let hierarchy = SandboxCgroup.unifiedHierarchy() {
+            SandboxCgroup(hierarchy: hierarchy, name: SandboxCgroup.name(sandboxID: sandboxID, stateDirectory: stateDirectory)).remove()
         }
         VirtioFSExport(stateDirectory: stateDirectory, cache: "auto").release()
         HostFile.removeTree(stateDirectory)
@@ -399,6 +419,10 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         // rootfs image is read-only, the container's writes live in guest memory).
         child?.signal(SIGKILL)
         child?.wait(timeout: 10)
+        if let hierarchy = settings.cgroupHierarchy {
+            SandboxCgroup(hierarchy: hierarchy, name: SandboxCgroup.name(sandboxID: settings.sandboxID,
+                                                                         stateDirectory: settings.stateDirectory)).remove()
+        }
         settings.network?.tearDown()
         // The shared directory's mounts come off before the state directory goes (its
         // removal never deletes through a mount point, whatever is left).

@@ -75,6 +75,10 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         /// dropped instead of applied by the agent in the VM. Off: a profile in the spec
         /// (CRI sends containerd's default one) filters the container, as with runc.
         public var disableGuestSeccomp = false
+        /// Kata's `sandbox_cgroup_only`: each sandbox's kasa-vmm runs in a cgroup of its own
+        /// (`SandboxCgroup`: `kasa/<sandbox>-<tag>` in the host's cgroup v2 hierarchy), made
+        /// before it starts and removed after; off, it stays in the runtime's cgroup.
+        public var sandboxCgroupOnly = true
     }
 
     /// [factory]: VM templates (Kata's keys).

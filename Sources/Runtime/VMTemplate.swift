@@ -118,8 +118,14 @@ public struct VMTemplate: Sendable {
             + VMTemplate.nicArguments(template.templateNICSlots)
             + (try template.confinementArguments(jail: buildDirectory + "/jail", writable: [path]))
             + ["--no-stdin", "--parent-pid", String(getpid()), "--console", console]
+        var placement = template.vmmPlacement
+        let cgroup = try template.cgroupHierarchy.map { (hierarchy) throws(RuntimeError) in
+            try SandboxCgroup.make(sandboxID: "template", stateDirectory: buildDirectory, hierarchy: hierarchy)
+        }
+        placement.cgroup = cgroup?.path
+        defer { cgroup?.remove() }
         let child = try ChildProcess(template.vmmPath, arguments, stdin: .null, stdout: .null, stderr: .file(log),
-                                     placement: template.vmmPlacement, parentDeathSignal: SIGKILL)
+                                     placement: placement, parentDeathSignal: SIGKILL)
         defer {
             child.signal(SIGKILL)
             _ = child.wait(timeout: 10)

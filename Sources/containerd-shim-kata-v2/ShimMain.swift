@@ -164,7 +164,8 @@ enum ShimMain {
     static func delete(_ arguments: ShimArguments) {
         let bundle = arguments.bundle ?? FileManager.default.currentDirectoryPath
         let configuration = (try? ConfigurationLoader.load(explicitPath: arguments.configPath))?.configuration ?? .defaults
-        MicroVMBackend.cleanUpAbandoned(stateDirectory: configuration.runtime.sandboxDirectory(for: arguments.id))
+        MicroVMBackend.cleanUpAbandoned(stateDirectory: configuration.runtime.sandboxDirectory(for: arguments.id),
+                                        sandboxID: arguments.id)
         // The pod's TAP and tc filters, if this was a sandbox whose shim died (its namespace
         // still exists: CRI removes it after this).
         if let workload = try? WorkloadSpec.forBundle(bundle, command: [], terminal: false),

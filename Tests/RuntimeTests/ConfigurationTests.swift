@@ -82,6 +82,23 @@ import Testing
         #expect(HostCheck.vmmConfinementCheck(off, status: "").detail.hasPrefix("off (disable_seccomp = true)"))
     }
 
+    /// `sandbox_cgroup_only` (Kata's key, on by default): each kasa-vmm in a cgroup of its
+    /// own where the host has cgroup v2; the check says where, or why not.
+    @Test func sandboxCgroupsAreOnByDefaultAndTheCheckSaysWhere() throws {
+        let plain = try ConfigurationLoader.parse("", path: "/c.toml").configuration
+        #expect(plain.runtime.sandboxCgroupOnly)
+        let writable = FileManager.default.temporaryDirectory.path
+        #expect(HostCheck.cgroupCheck(plain, hierarchy: writable).verdict == .pass)
+        #expect(HostCheck.cgroupCheck(plain, hierarchy: writable).detail.contains(writable + "/kasa/<sandbox>-<tag>"))
+        let none = HostCheck.cgroupCheck(plain, hierarchy: nil)
+        #expect(none.verdict == .note && none.detail.contains("no cgroup v2 hierarchy"))
+        let off = try ConfigurationLoader.parse("[runtime]\nsandbox_cgroup_only = false\n", path: "/c.toml").configuration
+        #expect(!off.runtime.sandboxCgroupOnly)
+        #expect(MicroVMBackend.Settings(configuration: off, sandboxID: "s").cgroupHierarchy == nil)
+        #expect(HostCheck.cgroupCheck(off, hierarchy: writable).detail.hasPrefix("off (sandbox_cgroup_only = false)"))
+        #expect(throws: RuntimeError.self) { try ConfigurationLoader.parse("[runtime]\nsandbox_cgroup_only = 1\n", path: "/c.toml") }
+    }
+
     @Test func theDialTimeoutDefaultDependsOnTheHost() {
         #expect(RuntimeConfiguration.defaults.effectiveDialTimeout(onPVMHost: false) == 45)
         #expect(RuntimeConfiguration.defaults.effectiveDialTimeout(onPVMHost: true) == 450)

@@ -367,6 +367,13 @@ import Testing
             let problems = VMMConfinementProbe.problems(vmm: vmm, shim: shim)
             #expect(problems.isEmpty, "kasa-vmm \(vmm) is not confined as promised: \(problems)")
         }
+        // sandbox_cgroup_only: the VMM in a cgroup of its own, which goes with the task.
+        let hierarchy = SandboxCgroup.unifiedHierarchy()
+        let cgroup = hierarchy.flatMap { hierarchy in vmms.first.flatMap { VMMConfinementProbe.cgroupDirectory(of: $0, hierarchy: hierarchy) } }
+        if let hierarchy {
+            #expect(cgroup?.hasPrefix(hierarchy + "/kasa/t2-") == true, "kasa-vmm's cgroup: \(String(describing: cgroup))")
+            #expect(cgroup.map { FileManager.default.fileExists(atPath: $0 + "/cgroup.procs") } == true)
+        }
         let killed = try Self.ctr(containerd, ["task", "kill", "--signal", "SIGTERM", "t2"], timeout: 60)
         #expect(killed.status == 0, "\(killed.stderr)")
         var stopped = false
@@ -379,6 +386,7 @@ import Testing
         #expect(removed.status == 0, "\(removed.stderr)")
         _ = try Self.ctr(containerd, ["container", "rm", "t2"])
         Thread.sleep(forTimeInterval: 1)
+        if let cgroup { #expect(!FileManager.default.fileExists(atPath: cgroup), "the sandbox's cgroup \(cgroup) was left") }
         events.terminate()
         events.waitUntilExit()
         Thread.sleep(forTimeInterval: 0.5)

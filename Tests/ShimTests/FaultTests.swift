@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -114,6 +115,10 @@ extension ContainerdTests {
         try #require(vmmStarted, "kasa-vmm never started: \(containerd.tail)")
         let shims = Self.shimProcesses(containerd)
         try #require(shims.count == 1, "one shim: \(shims)")
+        // Its cgroup (sandbox_cgroup_only), which only containerd's cleanup can remove now.
+        let cgroup = SandboxCgroup.unifiedHierarchy().flatMap { hierarchy in
+            Self.vmmProcesses(containerd).first.flatMap { VMMConfinementProbe.cgroupDirectory(of: $0, hierarchy: hierarchy) }
+        }
         kill(shims[0], SIGKILL)
         #expect(finished.wait(timeout: .now() + 300) == .success, "ctr run did not return after its shim died")
         let result = outcome.all[0]
@@ -125,5 +130,9 @@ extension ContainerdTests {
         #expect(states.isEmpty, "sandbox state left: \(states)")
         let tasks = try C.ctr(containerd, ["task", "ls", "-q"])
         #expect(tasks.stdout.isEmpty, "tasks left: \(tasks.stdout)")
+        if let cgroup {
+            #expect(cgroup.contains("/kasa/doomed-"), "the VMM's cgroup: \(cgroup)")
+            #expect(!FileManager.default.fileExists(atPath: cgroup), "the sandbox's cgroup \(cgroup) was left")
+        }
     }
 }

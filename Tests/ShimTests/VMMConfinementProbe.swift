@@ -41,6 +41,14 @@ enum VMMConfinementProbe {
         return problems
     }
 
+    /// The VMM's cgroup v2 directory on the host (`sandbox_cgroup_only`): the "0::" line
+    /// of /proc/PID/cgroup under the unified hierarchy's mount; nil when it has none.
+    static func cgroupDirectory(of vmm: Int32, hierarchy: String) -> String? {
+        let lines = (try? String(contentsOfFile: "/proc/\(vmm)/cgroup", encoding: .utf8))?.split(separator: "\n") ?? []
+        guard let line = lines.first(where: { $0.hasPrefix("0::") }) else { return nil }
+        return hierarchy + line.dropFirst(3)
+    }
+
     static func link(_ path: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: path) }
 
     static func fields(_ path: String) -> [String: String] {
