@@ -220,6 +220,8 @@ public enum DeviceFuzzer {
     static let directory: String = {
         let path = (try? HostSupport.makeTemporaryDirectory(prefix: "/tmp/kasa-device-fuzz-")) ?? "/tmp"
         _ = FileManager.default.createFile(atPath: path + "/disk.img", contents: Data(count: 64 << 10))
+        // Gone with the process (the fuzzer and the replaying tests alike).
+        if path != "/tmp" { atexit { try? FileManager.default.removeItem(atPath: DeviceFuzzer.directory) } }
         return path
     }()
     static var diskPath: String { directory + "/disk.img" }

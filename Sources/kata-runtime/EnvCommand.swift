@@ -32,6 +32,8 @@ struct EnvCommand: ParsableCommand {
                 ("default_maxmemory", .integer(Int64(settings.hypervisor.defaultMaxMemoryMiB))),
                 ("shared_fs", .string(settings.hypervisor.sharedFileSystem.rawValue)),
                 ("virtio_fs_cache", .string(settings.hypervisor.virtioFSCache)),
+                ("disable_seccomp", .boolean(settings.hypervisor.disableSeccomp)),
+                ("enable_jail", .boolean(settings.hypervisor.enableJail)),
             ]),
             ("agent.kata", [
                 ("dial_timeout", .integer(Int64(dialTimeout))),
@@ -43,6 +45,8 @@ struct EnvCommand: ParsableCommand {
                 ("image_cache_dir", .string(settings.runtime.imageCacheDirectory)),
                 ("internetworking_model", .string(settings.runtime.internetworkingModel.rawValue)),
                 ("static_sandbox_resource_mgmt", .boolean(settings.runtime.staticSandboxResourceManagement)),
+                ("disable_guest_seccomp", .boolean(settings.runtime.disableGuestSeccomp)),
+                ("sandbox_cgroup_only", .boolean(settings.runtime.sandboxCgroupOnly)),
             ]),
             ("factory", [
                 ("enable_template", .boolean(settings.factory.enableTemplate)),

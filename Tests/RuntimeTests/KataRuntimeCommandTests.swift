@@ -133,14 +133,15 @@ import Testing
     }
 
     @Test func envShowsEffectiveSettingsAndWarnsAboutUnknownKeys() throws {
-        let setup = try Setup(extra: "sandbox_cgroup_only = true", hypervisorExtra: "shared_fs = \"virtio-fs\"")
+        let setup = try Setup(extra: "sandbox_cgroup_only = false\nenable_pprof = true", hypervisorExtra: "shared_fs = \"virtio-fs\"")
         let toml = try Self.kataRuntime(["--config", setup.configPath, "env"])
         #expect(toml.status == 0)
         #expect(toml.stdout.contains("# source: \(setup.configPath)"))
         #expect(toml.stdout.contains("default_memory = 512"))
         #expect(toml.stdout.contains("shared_fs = \"virtio-fs\"") && toml.stdout.contains("virtio_fs_cache = \"auto\""))
         #expect(toml.stdout.contains("dial_timeout = 420"))
-        #expect(toml.stderr.contains("[runtime] sandbox_cgroup_only: unknown key, ignored"), "\(toml.stderr)")
+        #expect(toml.stdout.contains("sandbox_cgroup_only = false") && toml.stdout.contains("enable_jail = true"))
+        #expect(toml.stderr.contains("[runtime] enable_pprof: unknown key, ignored"), "\(toml.stderr)")
         let json = try Self.kataRuntime(["env", "--json", "--config", setup.configPath])
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         let runtime = object?["runtime"] as? [String: Any]

@@ -2,6 +2,9 @@
 import Foundation
 import KasaJSON
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct ContentHashTests {
     @Test(arguments: [
@@ -86,6 +89,34 @@ import Testing
         #expect(listing.output.contains("data\n"), "\(listing.output)")
         let busybox = try ChildProcess.run(debugfs, ["-R", "stat /bin/busybox", built.path])
         #expect(busybox.output.contains("Type: regular"), "\(busybox.output)")
+    }
+
+    /// The cache's disk full (a 2 MiB tmpfs for a rootfs of 4 MiB that cannot be sparse):
+    /// a clear error naming the cause, and nothing of the failed build left in the cache.
+    @Test func aFullCacheDiskIsAClearErrorAndLeavesNoPartialImage() throws {
+        let root = try RuntimeTestSupport.temporaryDirectory("kasa-full-rootfs")
+        let cacheDirectory = try RuntimeTestSupport.temporaryDirectory("kasa-full-cache")
+        defer {
+            try? FileManager.default.removeItem(atPath: root)
+            try? FileManager.default.removeItem(atPath: cacheDirectory)
+        }
+        var noise = [UInt8](repeating: 0, count: 4 << 20)
+        for index in noise.indices { noise[index] = UInt8.random(in: 1...255) }
+        try Data(noise).write(to: URL(filePath: root + "/data"))
+        try #require(mount("tmpfs", cacheDirectory, "tmpfs", 0, "size=2m,mode=0700") == 0,
+                     "mounting a small tmpfs for the cache: errno \(errno)")
+        defer { umount2(cacheDirectory, Int32(MNT_DETACH)) }
+        let cache = RootfsImageCache(directory: cacheDirectory)
+        do {
+            let image = try cache.image(for: root)
+            Issue.record("a 4 MiB rootfs fit a 2 MiB disk: \(image)")
+        } catch {
+            #expect("\(error)".contains("mke2fs could not build an image from \(root)"), "\(error)")
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: cacheDirectory)
+        #expect(left.allSatisfy { $0 == "index" }, "left in the full cache: \(left)")
+        let index = (try? FileManager.default.contentsOfDirectory(atPath: cacheDirectory + "/index")) ?? []
+        #expect(index.isEmpty, "an index entry for an image that was never stored: \(index)")
     }
 
     @Test func notADirectoryIsBadInput() throws {

@@ -8,13 +8,16 @@ import Testing
 /// container id and namespace in the environment. Serialized: a script written while
 /// another test spawns could be held open by that child (ETXTBSY on exec).
 @Suite(.serialized, .timeLimit(.minutes(1)))
-struct BinaryLoggerTests {
+final class BinaryLoggerTests {
     let directory: String
 
     init() throws {
         directory = FileManager.default.temporaryDirectory.appending(path: "kasa-logger-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
+
+    // Each test gets its own instance: its scripts and outputs go with it.
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     func script(_ name: String, _ body: String) throws -> String {
         let path = directory + "/" + name

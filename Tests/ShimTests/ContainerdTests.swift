@@ -189,6 +189,15 @@ import Testing
             stop()
             // Shims outlive containerd by design; a test's must not outlive the test.
             for pid in ContainerdTests.processes(mentioning: directory) { kill(pid, SIGKILL) }
+            // A test that stopped half-way leaves its sandboxes to this: with their shims
+            // killed and no containerd to run `shim delete`, their cgroups go here.
+            let states = directory + "/kasa-state"
+            if let hierarchy = SandboxCgroup.unifiedHierarchy(),
+               let sandboxes = try? FileManager.default.contentsOfDirectory(atPath: states) {
+                for id in sandboxes {
+                    SandboxCgroup(hierarchy: hierarchy, name: SandboxCgroup.name(sandboxID: id, stateDirectory: states + "/" + id)).remove()
+                }
+            }
             // Anything a test left mounted under the temporary root goes too.
             if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
                 for line in mounts.split(separator: "\n").reversed() {

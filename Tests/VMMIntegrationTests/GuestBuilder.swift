@@ -7,6 +7,8 @@ enum GuestBuilder {
     static let outputDirectory: URL = {
         let directory = FileManager.default.temporaryDirectory.appending(path: "kasa-test-guests-\(getpid())")
         try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // Gone with the test process: every VMM that used a guest from it has ended by then.
+        atexit { try? FileManager.default.removeItem(at: GuestBuilder.outputDirectory) }
         return directory
     }()
 
