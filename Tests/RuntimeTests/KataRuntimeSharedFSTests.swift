@@ -66,7 +66,9 @@ extension KataRuntimeCommandTests {
         #expect(seen == "from-container\n", "the container's write did not reach the host while it ran")
         try "changed".write(toFile: data + "/in", atomically: false, encoding: .utf8)
         let waiter = DispatchWorkItem { if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 300, execute: waiter)
+        // Generous: reading 100 MiB through virtio-fs crosses the emulated guest kernel on a
+        // kvm_pvm host for every request (~4 minutes alone; past 300 s under a full suite).
+        DispatchQueue.global().asyncAfter(deadline: .now() + 540, execute: waiter)
         let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
