@@ -407,7 +407,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             kill(pid, SIGKILL)
         }
         if let hierarchy = SandboxCgroup.unifiedHierarchy() {
-            SandboxCgroup(hierarchy: hierarchy, name: SandboxCgroup.name(sandboxID: sandboxID, stateDirectory: stateDirectory)).remove()
+            SandboxCgroup(hierarchy: hierarchy, sandboxID: sandboxID, stateDirectory: stateDirectory).remove()
         }
         VirtioFSExport(stateDirectory: stateDirectory, cache: "auto").release()
         HostFile.removeTree(stateDirectory)
@@ -420,8 +420,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         child?.signal(SIGKILL)
         child?.wait(timeout: 10)
         if let hierarchy = settings.cgroupHierarchy {
-            SandboxCgroup(hierarchy: hierarchy, name: SandboxCgroup.name(sandboxID: settings.sandboxID,
-                                                                         stateDirectory: settings.stateDirectory)).remove()
+            SandboxCgroup(hierarchy: hierarchy, sandboxID: settings.sandboxID, stateDirectory: settings.stateDirectory).remove()
         }
         settings.network?.tearDown()
         // The shared directory's mounts come off before the state directory goes (its

@@ -17,6 +17,11 @@ public struct SandboxCgroup: Sendable, Equatable {
         path = hierarchy + "/kasa/" + name
     }
 
+    /// The cgroup of the sandbox `sandboxID` whose state is in `stateDirectory` (made or not).
+    public init(hierarchy: String, sandboxID: String, stateDirectory: String) {
+        self.init(hierarchy: hierarchy, name: Self.name(sandboxID: sandboxID, stateDirectory: stateDirectory))
+    }
+
     /// The name for a sandbox: its id and a tag of its state directory.
     public static func name(sandboxID: String, stateDirectory: String) -> String {
         sandboxID + "-" + ContentHash.hexDigest(of: stateDirectory).prefix(8)
@@ -39,7 +44,7 @@ public struct SandboxCgroup: Sendable, Equatable {
     /// Makes the cgroup (and `kasa/` above it) if missing; one left by a runtime that died
     /// is reused when empty.
     public static func make(sandboxID: String, stateDirectory: String, hierarchy: String) throws(RuntimeError) -> SandboxCgroup {
-        let cgroup = SandboxCgroup(hierarchy: hierarchy, name: name(sandboxID: sandboxID, stateDirectory: stateDirectory))
+        let cgroup = SandboxCgroup(hierarchy: hierarchy, sandboxID: sandboxID, stateDirectory: stateDirectory)
         for directory in [hierarchy + "/kasa", cgroup.path] where mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw RuntimeError.host("cannot make the sandbox's cgroup \(directory) (sandbox_cgroup_only): \(HostFile.lastErrorDescription(errno))")
         }

@@ -195,7 +195,7 @@ import Testing
             if let hierarchy = SandboxCgroup.unifiedHierarchy(),
                let sandboxes = try? FileManager.default.contentsOfDirectory(atPath: states) {
                 for id in sandboxes {
-                    SandboxCgroup(hierarchy: hierarchy, name: SandboxCgroup.name(sandboxID: id, stateDirectory: states + "/" + id)).remove()
+                    SandboxCgroup(hierarchy: hierarchy, sandboxID: id, stateDirectory: states + "/" + id).remove()
                 }
             }
             // Anything a test left mounted under the temporary root goes too.
