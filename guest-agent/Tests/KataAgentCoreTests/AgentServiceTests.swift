@@ -286,6 +286,35 @@ struct AgentServiceTests {
         #expect(try agent.wait("hog") == 128 + SIGKILL)
     }
 
+    /// A GetOOMEvent call already waiting is woken by the change itself (inotify on
+    /// memory.events, which the kernel rewrites in place), not by a periodic look at the
+    /// files: it answers well before the fallback look (10 s) and its own 8 s limit.
+    @Test func aWaitingOOMCallIsWokenByTheChange() throws {
+        let cgroups = FileManager.default.temporaryDirectory.appendingPathComponent("kasa-fake-cgroup-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: cgroups) }
+        try FileManager.default.createDirectory(atPath: cgroups + "/kasa-hog", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: cgroups + "/kasa-hog/cgroup.procs", contents: nil)
+        let events = cgroups + "/kasa-hog/memory.events"
+        try "oom 0\noom_kill 0\n".write(toFile: events, atomically: true, encoding: .utf8)
+        let agent = try RunningAgent(arguments: ["--cgroup-root", cgroups])
+        try agent.create("hog", "sleep 30")
+        try agent.start("hog")
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1.5) {
+            // The same file, rewritten where it is (no rename), as the kernel updates it.
+            guard let file = FileHandle(forWritingAtPath: events) else { return }
+            file.write(Data("oom 1\noom_kill 1\n".utf8))
+            try? file.close()
+        }
+        let asked = Date()
+        #expect(try agent.client.call(.getOOMEvent, AgentGetOOMEventRequest(), returning: AgentOOMEvent.self, timeout: 8).containerID == "hog")
+        #expect(Date().timeIntervalSince(asked) < 7, "answered only after \(Date().timeIntervalSince(asked)) s")
+        var signal = AgentSignalProcessRequest()
+        signal.containerID = "hog"
+        signal.signal = UInt32(SIGKILL)
+        try agent.client.call(.signalProcess, signal)
+        #expect(try agent.wait("hog") == 128 + SIGKILL)
+    }
+
     /// Pause and Resume freeze and thaw the container's cgroup; Update writes new limits;
     /// ListProcesses names the container's processes. The cgroup root is a plain
     /// directory (no cgroup v2 controllers on this host): the test reads what the agent

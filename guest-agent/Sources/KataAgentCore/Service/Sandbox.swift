@@ -15,6 +15,8 @@ final class Sandbox: @unchecked Sendable {
     // Guarded by `monitor`.
     private var containers: [String: ContainerRecord] = [:]
     private var reportedOOMKills: [String: UInt64] = [:]
+    /// Wakes GetOOMEvent when a container's memory.events changes.
+    private let memoryEvents = MemoryEventWatch()
     /// CreateSandbox's id: the pod sandbox container, whose IPC and UTS namespaces the
     /// pod's other containers join.
     private var sandboxID: String?
@@ -98,6 +100,7 @@ final class Sandbox: @unchecked Sendable {
             let process = try ProcessSpawner.spawn(containerID: id, execID: execID, spec: spec, launcher: launcher)
             let record = ContainerRecord(id: id, initExecID: execID, initProcess: process, cgroupPath: spec.cgroupPath,
                                          mountedPaths: rootfs.mountedPaths, launchSpec: spec)
+            if let cgroup = spec.cgroupPath { memoryEvents.watch(cgroup + "/memory.events", for: id) }
             monitor.withLock { containers[id] = record }
         } catch {
             rootfs.undo()
@@ -172,6 +175,7 @@ final class Sandbox: @unchecked Sendable {
             _ = process.waitForExit(timeout: timeout > 0 ? timeout : 10)
         }
         RootfsPreparer.undo(record.mountedPaths)
+        memoryEvents.unwatch(id)
         CgroupManager.remove(for: id, root: configuration.cgroupRoot)
         sharedFiles.removeCopies(of: id)
         monitor.withLock {
@@ -267,10 +271,12 @@ final class Sandbox: @unchecked Sendable {
         CgroupManager.stats(of: try cgroup(of: id, "to measure").1)
     }
 
-    /// Waits for a container to report a new OOM kill (memory.events oom_kill grows).
+    /// Waits for a container to report a new OOM kill (memory.events oom_kill grows):
+    /// looks at every container's file, then sleeps until one of them changes.
     func nextOOMEvent(timeout: Double?) throws -> String {
         let deadline = timeout.map { monotonicSeconds() + $0 }
         while true {
+            let seen = memoryEvents.changes
             let records = monitor.withLock { Array(containers.values) }
             for record in records {
                 guard let cgroup = record.cgroupPath else { continue }
@@ -282,8 +288,9 @@ final class Sandbox: @unchecked Sendable {
                 }
                 if isNew { return record.id }
             }
-            if let deadline, monotonicSeconds() > deadline { throw AgentError(.deadlineExceeded, "no OOM event") }
-            usleep(100_000)
+            let left = deadline.map { $0 - monotonicSeconds() } ?? .infinity
+            if left <= 0 { throw AgentError(.deadlineExceeded, "no OOM event") }
+            memoryEvents.wait(after: seen, timeout: min(left, MemoryEventWatch.fallbackInterval))
         }
     }
 }
