@@ -25,6 +25,22 @@ public enum HostMounts {
         return points.sorted { $0.count > $1.count }
     }
 
+    /// The propagation fields of the topmost mount at exactly `point` ("shared:N",
+    /// "master:N", ...; none for a private mount); nil when nothing is mounted there or
+    /// the table cannot be read.
+    public static func propagation(of point: String) -> [String]? {
+        let canonical = HostFile.realPath(point) ?? point
+        guard let text = HostFile.readText("/proc/self/mountinfo") else { return nil }
+        var found: [String]?
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+            // id parent major:minor root point options [optional...] - type source super
+            guard fields.count > 6, unescape(String(fields[4])) == canonical else { continue }
+            found = fields[6...].prefix { $0 != "-" }.map(String.init)
+        }
+        return found
+    }
+
     /// Whether the mount table can be read at all (the tests' "nothing left" checks).
     public static var canReadMountTable: Bool { HostFile.readText("/proc/self/mountinfo") != nil }
 

@@ -85,9 +85,9 @@ import Testing
         // VMM's copy receives later mounts); it comes off with the sandbox.
         let exportMount = HostFile.realPath(export.hostDirectory) ?? export.hostDirectory
         #expect(HostMounts.mountPoints(under: base) == [exportMount])
-        let table = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
-        let line = table.split(separator: "\n").first { $0.split(separator: " ")[4] == exportMount }
-        #expect(line?.contains(" shared:") == true, "the shared directory's mount has no shared propagation: \(line ?? "")")
+        let propagation = HostMounts.propagation(of: exportMount)
+        #expect(propagation?.contains { $0.hasPrefix("shared:") } == true,
+                "the shared directory's mount has no shared propagation: \(propagation.map { "\($0)" } ?? "not a mount point")")
         #expect(export.release())
         #expect(HostMounts.mountPoints(under: base).isEmpty)
         #expect(try String(contentsOfFile: base + "/volume/file", encoding: .utf8) == "v1", "the volume itself is untouched")

@@ -27,7 +27,7 @@ extension CRITests {
             return
         }
         var config = Self.containerConfig(name: "app", image: busybox,
-                                          script: "echo finished > /dev/termination-log; echo from-the-pod > /data/out; while true; do sleep 1; done")
+                                          script: "echo finished > /dev/termination-log; echo from-the-pod > /data/out; \(ContainerdTests.idleLoop)")
         config["mounts"] = [["container_path": "/data", "host_path": volume],
                             ["container_path": "/dev/termination-log", "host_path": terminationLog]]
         let created = try Self.call(containerd, "CreateContainer", ["pod_sandbox_id": podID, "sandbox_config": pod, "config": config])

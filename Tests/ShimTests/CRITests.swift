@@ -128,7 +128,7 @@ import Testing
 
         var containers: [String] = []
         for (name, readonly) in [("app", false), ("readonly", true)] {
-            let script = "echo \(name) started; trap 'exit 0' TERM; while true; do sleep 1; done"
+            let script = "echo \(name) started; trap 'exit 0' TERM; \(ContainerdTests.idleLoop)"
             let created = try Self.call(containerd, "CreateContainer", [
                 "pod_sandbox_id": podID, "sandbox_config": pod,
                 "config": Self.containerConfig(name: name, image: busybox, script: script, readonlyRoot: readonly,
@@ -209,7 +209,7 @@ import Testing
         }
         let created = try Self.call(containerd, "CreateContainer", [
             "pod_sandbox_id": podID, "sandbox_config": pod,
-            "config": Self.containerConfig(name: "app", image: busybox, script: "while true; do sleep 1; done")])
+            "config": Self.containerConfig(name: "app", image: busybox, script: "\(ContainerdTests.idleLoop)")])
         let id = try #require(created["container_id"] as? String)
         try Self.call(containerd, "StartContainer", ["container_id": id])
         let resolv = try Self.exec(containerd, id, "cat /etc/resolv.conf")
@@ -328,7 +328,7 @@ import Testing
         let netnsDirectory = containerd.directory + "/state/io.containerd.grpc.v1.cri/netns"
         let namespaces = try FileManager.default.contentsOfDirectory(atPath: netnsDirectory)
         #expect(namespaces.isEmpty, "pod network namespaces left: \(namespaces)")
-        let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
-        #expect(!mounts.contains(netnsDirectory), "a pod network namespace is still mounted")
+        let mounts = try ContainerdTests.mounts(under: netnsDirectory)
+        #expect(mounts.isEmpty, "a pod network namespace is still mounted: \(mounts)")
     }
 }

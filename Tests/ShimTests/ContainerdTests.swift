@@ -20,6 +20,11 @@ import Testing
 
     struct Missing: Error, CustomStringConvertible { let description: String }
 
+    /// A workload that runs until stopped and costs its VM nothing meanwhile. Not a
+    /// `sleep 1` loop: each turn forks and executes, all kernel work, emulated on kvm_pvm;
+    /// two such containers kept a pod's vCPU busy and its execs waiting.
+    static let idleLoop = "while true; do sleep 3600 & wait $!; done"
+
     /// A containerd of our own, with the shim on its PATH and a Kasa configuration.
     /// With `cri`, its CRI plugin is on (`runtime_handler` "kata" is Kasa) and it runs in
     /// a network namespace of its own (`unshare --net`), so the CNI bridge, the pods'
@@ -192,19 +197,23 @@ import Testing
             // A test that stopped half-way leaves its sandboxes to this: with their shims
             // killed and no containerd to run `shim delete`, their cgroups go here.
             let states = directory + "/kasa-state"
-            if let hierarchy = SandboxCgroup.unifiedHierarchy(),
-               let sandboxes = try? FileManager.default.contentsOfDirectory(atPath: states) {
+            let sandboxes = (try? FileManager.default.contentsOfDirectory(atPath: states)) ?? []
+            // Their guest console and VMM log are the only account of what went wrong
+            // inside; they go with the directory, so the test's output keeps their ends.
+            for id in sandboxes {
+                for name in ["console.log", "kasa-vmm.log"] {
+                    let text = (try? String(contentsOfFile: states + "/\(id)/\(name)", encoding: .utf8)) ?? ""
+                    guard !text.isEmpty else { continue }
+                    FileHandle.standardError.write(Data("--- sandbox \(id) left behind: the end of its \(name):\n\(text.suffix(4000))\n---\n".utf8))
+                }
+            }
+            if let hierarchy = SandboxCgroup.unifiedHierarchy() {
                 for id in sandboxes {
                     SandboxCgroup(hierarchy: hierarchy, sandboxID: id, stateDirectory: states + "/" + id).remove()
                 }
             }
             // Anything a test left mounted under the temporary root goes too.
-            if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
-                for line in mounts.split(separator: "\n").reversed() {
-                    let fields = line.split(separator: " ")
-                    if fields.count > 4, fields[4].hasPrefix(directory) { umount2(String(fields[4]), Int32(MNT_DETACH)) }
-                }
-            }
+            HostMounts.unmountAll(under: directory)
             try? FileManager.default.removeItem(atPath: directory)
         }
     }
@@ -361,7 +370,7 @@ import Testing
         DispatchQueue.global().async { collected.set(eventOutput.fileHandleForReading.readDataToEndOfFile(), isOutput: true) }
 
         let run = try Self.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2", "--rootfs", rootfs,
-                                            "t2", "sh", "-c", "trap 'exit 0' TERM; echo up; while true; do sleep 1; done"], timeout: 480)
+                                            "t2", "sh", "-c", "trap 'exit 0' TERM; echo up; \(ContainerdTests.idleLoop)"], timeout: 480)
         let context = "ctr run: \(run.stderr)\ncontainerd log:\n\(containerd.tail)"
         #expect(run.status == 0, "\(context)")
         let listed = try Self.ctr(containerd, ["task", "ls"])
@@ -436,7 +445,7 @@ import Testing
             ["--annotation", "io.kubernetes.cri.container-type=\(type)", "--annotation", "io.kubernetes.cri.sandbox-id=pod1"]
         }
         let sandbox = try Self.ctr(containerd, ["run", "-d"] + runtime + member("sandbox") + ["--rootfs", busybox, "pod1",
-                                                "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"], timeout: 480)
+                                                "sh", "-c", "trap 'exit 0' TERM; \(ContainerdTests.idleLoop)"], timeout: 480)
         let context = { "containerd log:\n\(containerd.tail)" }
         try #require(sandbox.status == 0, "ctr run pod1: \(sandbox.stderr) \(context())")
         let vmms = { Self.processes(mentioning: containerd.directory + "/kasa-state").filter { pid in
@@ -671,7 +680,7 @@ import Testing
         try #require(imported.status == 0, "ctr images import: \(imported.stderr)")
 
         let run = try Self.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2", "--snapshotter", "overlayfs", name,
-                                            "t8", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"], timeout: 480)
+                                            "t8", "sh", "-c", "trap 'exit 0' TERM; \(ContainerdTests.idleLoop)"], timeout: 480)
         let context = { "containerd log:\n\(containerd.tail)" }
         try #require(run.status == 0, "ctr run: \(run.stderr) \(context())")
         #expect(try Self.ctr(containerd, ["task", "ls"]).stdout.contains("RUNNING"))
@@ -692,7 +701,7 @@ import Testing
         #expect(Self.waitFor(10) {
             containerd.leftovers().isEmpty
         }, "shim or VMM processes left")
-        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        #expect(!mounts.contains(containerd.directory + "/state"), "the rootfs mount is left")
+        let mounts = try ContainerdTests.mounts(under: containerd.directory + "/state")
+        #expect(mounts.isEmpty, "the rootfs mount is left: \(mounts)")
     }
 }

@@ -86,7 +86,7 @@ extension ContainerdTests {
     @Test(.timeLimit(.minutes(20)))
     func aVMKilledUnderARunningTaskEndsItWith255AndLeavesNothing() throws {
         let containerd = try C.Containerd()
-        let task = try WatchedTask(containerd, id: "vmm-killed", script: "while true; do sleep 1; done")
+        let task = try WatchedTask(containerd, id: "vmm-killed", script: "\(ContainerdTests.idleLoop)")
         let vmms = Self.vmmProcesses(containerd)
         try #require(vmms.count == 1, "one kasa-vmm: \(vmms)")
         kill(vmms[0], SIGKILL)

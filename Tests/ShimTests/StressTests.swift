@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -27,16 +28,11 @@ extension ContainerdTests {
 
     /// Mount points at or under `directory` in this process's mount table.
     static func mounts(under directory: String) throws -> [String] {
-        let table: String
-        do {
-            table = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
-        } catch {
-            throw C.CheckCannotLook(path: "/proc/self/mountinfo", reason: "\(error)")
+        // Read to its end with read(2), whatever its size: a partial table would pass.
+        guard HostMounts.canReadMountTable else {
+            throw C.CheckCannotLook(path: "/proc/self/mountinfo", reason: "cannot be read")
         }
-        return table.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ")
-            return fields.count > 4 && fields[4].hasPrefix(directory) ? String(fields[4]) : nil
-        }
+        return HostMounts.mountPoints(under: directory)
     }
 
     /// What the concurrent runs of one round returned, by slot.
@@ -60,7 +56,7 @@ extension ContainerdTests {
         for index in 0..<Self.stressInTurn {
             let id = "turn\(index)"
             let run = try C.ctr(containerd, ["run", "-d", "--runtime", "io.containerd.kata.v2", "--rootfs", rootfs,
-                                             id, "sh", "-c", "echo up; while true; do sleep 1; done"], timeout: 480)
+                                             id, "sh", "-c", "echo up; \(ContainerdTests.idleLoop)"], timeout: 480)
             try #require(run.status == 0, "sandbox \(index): ctr run: \(run.stderr)\n\(context())")
             let shims = C.processes(mentioning: "-id \(id) ").filter { pid in
                 (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("containerd-shim") == true
