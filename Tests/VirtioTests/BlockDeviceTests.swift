@@ -4,7 +4,8 @@ import Testing
 @testable import Virtio
 import VirtioMockDriver
 
-@Suite struct BlockDeviceTests {
+/// A class: each test gets a fresh instance, and its deinit removes that test's image.
+@Suite final class BlockDeviceTests {
     let memory: GuestMemory
     let imagePath: String
     let image: [UInt8]
@@ -15,6 +16,8 @@ import VirtioMockDriver
         image = (0..<(64 * 512)).map { UInt8(truncatingIfNeeded: $0 * 7) }
         try Data(image).write(to: URL(filePath: imagePath))
     }
+
+    deinit { try? FileManager.default.removeItem(atPath: imagePath) }
 
     func attach(readOnly: Bool = false) throws -> (BlockDevice, MockDriver, VirtioMMIOTransport) {
         let device = try BlockDevice(path: imagePath, readOnly: readOnly, identifier: "kasa-disk-0")
@@ -124,6 +127,7 @@ import VirtioMockDriver
         #expect(throws: BlockDeviceError.self) { try BlockDevice(path: "/nonexistent/disk.img", readOnly: false) }
         let odd = FileManager.default.temporaryDirectory.appending(path: "kasa-odd-\(UUID().uuidString)").path
         _ = FileManager.default.createFile(atPath: odd, contents: Data([1, 2, 3]))
+        defer { try? FileManager.default.removeItem(atPath: odd) }
         #expect(throws: BlockDeviceError.sizeNotSectorMultiple(path: odd, size: 3)) { try BlockDevice(path: odd, readOnly: true) }
     }
 }

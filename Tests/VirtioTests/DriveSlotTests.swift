@@ -8,7 +8,8 @@ import VirtioMockDriver
 /// An empty drive slot that gets its medium while the driver runs (a pod's later
 /// containers): the driver must be told (config-change interrupt, new generation) and
 /// must see the new capacity and contents; an emptied slot answers I/O errors.
-@Suite struct DriveSlotTests {
+/// A class: each test gets a fresh instance, and its deinit removes that test's image.
+@Suite final class DriveSlotTests {
     let memory: GuestMemory
     let imagePath: String
     let image: [UInt8]
@@ -19,6 +20,8 @@ import VirtioMockDriver
         image = (0..<(16 * 512)).map { UInt8(truncatingIfNeeded: $0 * 13 + 1) }
         try Data(image).write(to: URL(filePath: imagePath))
     }
+
+    deinit { try? FileManager.default.removeItem(atPath: imagePath) }
 
     func header(_ type: UInt32, sector: UInt64) -> [UInt8] {
         withUnsafeBytes(of: type.littleEndian, Array.init) + [0, 0, 0, 0] + withUnsafeBytes(of: sector.littleEndian, Array.init)
