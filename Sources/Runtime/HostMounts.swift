@@ -10,17 +10,15 @@ public enum HostMounts {
     /// Every mount point at or beneath `path`, deepest first ([] if the table cannot be read).
     public static func mountPoints(under path: String) -> [String] { lookedUp(under: path) ?? [] }
 
-    /// The same, nil when the table cannot be read: for a caller about to delete, which
-    /// must not take "no mounts" from a table it could not look at.
-    static func lookedUp(under path: String) -> [String]? {
+    /// The same, nil when the table cannot be read: for a caller about to delete (or a
+    /// test checking that nothing is left), which must not take "no mounts" from a table
+    /// it could not look at.
+    public static func lookedUp(under path: String) -> [String]? {
         // The table has canonical paths (links resolved).
         let directory = HostFile.realPath(path) ?? path
-        guard let text = HostFile.readText("/proc/self/mountinfo") else { return nil }
-        let points = text.split(separator: "\n").compactMap { line -> String? in
-            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard fields.count > 4 else { return nil }
-            let point = unescape(String(fields[4]))
-            return point == directory || point.hasPrefix(directory + "/") ? point : nil
+        guard let entries = table() else { return nil }
+        let points = entries.compactMap { entry -> String? in
+            entry.point == directory || entry.point.hasPrefix(directory + "/") ? entry.point : nil
         }
         return points.sorted { $0.count > $1.count }
     }
@@ -30,19 +28,20 @@ public enum HostMounts {
     /// the table cannot be read.
     public static func propagation(of point: String) -> [String]? {
         let canonical = HostFile.realPath(point) ?? point
-        guard let text = HostFile.readText("/proc/self/mountinfo") else { return nil }
-        var found: [String]?
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
-            // id parent major:minor root point options [optional...] - type source super
-            guard fields.count > 6, unescape(String(fields[4])) == canonical else { continue }
-            found = fields[6...].prefix { $0 != "-" }.map(String.init)
-        }
-        return found
+        return table()?.last { $0.point == canonical }?.propagation
     }
 
-    /// Whether the mount table can be read at all (the tests' "nothing left" checks).
-    public static var canReadMountTable: Bool { HostFile.readText("/proc/self/mountinfo") != nil }
+    /// This process's mount table (/proc/self/mountinfo, read with read(2) to its end),
+    /// in its order; nil when it cannot be read. A line is
+    /// `id parent major:minor root point options [optional...] - type source super`.
+    private static func table() -> [(point: String, propagation: [String])]? {
+        guard let text = HostFile.readText("/proc/self/mountinfo") else { return nil }
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard fields.count > 4 else { return nil }
+            return (unescape(String(fields[4])), fields.dropFirst(6).prefix { $0 != "-" }.map(String.init))
+        }
+    }
 
     /// mountinfo writes space, tab, newline and backslash as \ooo octal escapes.
     static func unescape(_ field: String) -> String {
