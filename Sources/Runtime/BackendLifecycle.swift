@@ -12,15 +12,17 @@ final class BackendLifecycle: @unchecked Sendable {
     private var tearingDown = false
     private var exitHandlers: [@Sendable (String) -> Void] = []
 
-    /// Records the child and watches its exit (`name` is how messages call it). Returns
-    /// false when a teardown started meanwhile: the caller must stop the child.
-    func adopt(_ process: ChildProcess, name: String) -> Bool {
+    /// Records the child and watches its exit (`name` is how messages call it; `explain`
+    /// may say what the exit means, e.g. from the guest's console). Returns false when a
+    /// teardown started meanwhile: the caller must stop the child.
+    func adopt(_ process: ChildProcess, name: String, explain: @escaping @Sendable () -> String? = { nil }) -> Bool {
         let stopping = monitor.withLock { () -> Bool in
             child = process
             return tearingDown
         }
         process.onExit { [self] status in
-            let reason = "\(name) \(ChildProcess.describe(waitStatus: status))"
+            let ended = "\(name) \(ChildProcess.describe(waitStatus: status))"
+            let reason = explain().map { "\($0) (\(ended))" } ?? ended
             let handlers = monitor.update { () -> [@Sendable (String) -> Void] in
                 exitReason = reason
                 return tearingDown ? [] : exitHandlers

@@ -290,9 +290,20 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         if let cgroup { child.onExit { _ in cgroup.remove() } }
         // kasa-vmm holds the TAPs now: when it goes, they go.
         settings.network?.closeDescriptors()
-        // For whoever cleans up after this process dies (the shim's `delete` command).
-        try? HostFile.write(Array("\(child.pid)\n".utf8), to: vmmPIDPath)
-        guard lifecycle.adopt(child, name: "kasa-vmm") else {
+        // For whoever cleans up after this process dies (the shim's `delete` command). A
+        // state directory that cannot take these few bytes (its disk full) cannot keep the
+        // sandbox's logs or its cleanup record either: the sandbox stops here, with why.
+        do {
+            try HostFile.write(Array("\(child.pid)\n".utf8), to: vmmPIDPath)
+        } catch {
+            child.signal(SIGKILL)
+            child.wait(timeout: 10)
+            throw RuntimeError.host("the sandbox cannot keep its state: \(error)")
+        }
+        // A guest whose kernel panicked resets (panic=-1) and kasa-vmm ends with status 0 as
+        // for any reset: its console names the panic.
+        let console = settings.consoleToStandardError ? nil : consoleLogPath
+        guard lifecycle.adopt(child, name: "kasa-vmm", explain: { console.flatMap(GuestCrash.describe(consolePath:)) }) else {
             // Torn down (Ctrl-C) while this was starting: do not leave the VMM behind.
             child.signal(SIGKILL)
             throw RuntimeError.sandbox("stopped while starting")

@@ -212,6 +212,33 @@ import Testing
         setup.expectNothingLeft()
     }
 
+    /// The state directory's file system full (a 4 KiB tmpfs, filled): the sandbox stops
+    /// as soon as its state cannot be written, with a clear error, and leaves nothing of
+    /// itself there. (kasa-vmm is started before the first byte of state is written; with
+    /// this setup's unbootable kernel it would fail later, with another message.)
+    @Test func aFullStateDirectoryIsAClearErrorAndLeavesNothing() throws {
+        let rootfs = try RuntimeTestSupport.busyboxRootfs()
+        defer { try? FileManager.default.removeItem(atPath: rootfs) }
+        let (setup, setupDirectory) = try Setup.withGarbageKernel("kasa-full-state")
+        defer { try? FileManager.default.removeItem(atPath: setupDirectory) }
+        try #require(mount("tmpfs", setup.stateDirectory, "tmpfs", 0, "size=4k,mode=0700") == 0,
+                     "mount a small tmpfs at \(setup.stateDirectory): \(String(cString: strerror(errno)))")
+        defer { umount2(setup.stateDirectory, Int32(MNT_DETACH)) }
+        let filler = setup.stateDirectory + "/filler"
+        try #require(FileManager.default.createFile(atPath: filler, contents: Data(count: 4096)), "fill \(filler)")
+
+        let run = try Self.kataRuntime(["run", "--config", setup.configPath, "--rootfs", rootfs, "--", "true"])
+        #expect(run.status == 125, "\(run.stderr)")
+        #expect(run.stderr.contains("the sandbox cannot keep its state") && run.stderr.contains("No space left on device"),
+                "the error should say the state cannot be written: \(run.stderr)")
+        #expect(run.stderr.split(separator: "\n").count <= 3, "one clear message, not a dump: \(run.stderr)")
+        // Nothing but the filler: no sandbox directory, no process, nothing mounted there.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: setup.stateDirectory) == ["filler"])
+        #expect(RuntimeTestSupport.processes(mentioning: setup.stateDirectory).isEmpty)
+        #expect(HostMounts.lookedUp(under: setup.stateDirectory) == [setup.stateDirectory],
+                "mounts under the state directory: \(HostMounts.mountPoints(under: setup.stateDirectory))")
+    }
+
     // MARK: Real microVMs
 
     /// The README's headline: output and exit status of a workload in its own VM, stdin
@@ -346,17 +373,10 @@ import Testing
         let setup = try Setup(kernel: kernel, boot: image, debugConsole: true)
         let id = "dbg-\(UUID().uuidString.prefix(6).lowercased())"
 
-        let run = Process()
-        run.executableURL = Self.productsDirectory.appending(path: "kata-runtime")
-        run.arguments = ["run", "--config", setup.configPath, "--id", id, "--rootfs", rootfs, "--", "sh", "-c", "echo started; sleep 600"]
-        let output = Pipe(), errors = Pipe()
-        run.standardOutput = output
-        run.standardError = errors
-        run.standardInput = FileHandle.nullDevice
-        try run.run()
-        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
-        let started = LineWatcher(output.fileHandleForReading)
-        #expect(started.wait(for: "started", timeout: 400), "the workload never started; stderr: \(String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self))")
+        let background = try BackgroundRun(["run", "--config", setup.configPath, "--id", id, "--rootfs", rootfs, "--",
+                                            "sh", "-c", "echo started; sleep 600"])
+        let run = background.process
+        #expect(background.output.wait(for: "started", timeout: 400), "the workload never started; stderr: \(background.errors.text)")
 
         let exec = try Self.kataRuntime(["exec", "--config", setup.configPath, id],
                                         stdin: "echo guest-says-$((40+2)); cat /proc/1/cmdline; echo; exit\n", timeout: 120)
@@ -366,20 +386,90 @@ import Testing
 
         let interrupted = Date()
         kill(run.processIdentifier, SIGINT)
-        let deadline = Date().addingTimeInterval(120)
-        while run.isRunning && Date() < deadline { usleep(50_000) }
-        #expect(!run.isRunning, "Ctrl-C did not end the run")
-        run.waitUntilExit()
+        try #require(background.waitForExit(120), "Ctrl-C did not end the run")
         #expect(run.terminationStatus == 130)
         #expect(Date().timeIntervalSince(interrupted) < 60)
         setup.expectNothingLeft()
     }
+
+    /// The agent dying inside the guest (it is PID 1: the kernel panics, and `panic=-1`
+    /// resets the guest at once): the run ends with an error that names the panic, not
+    /// after a timeout, and leaves nothing. The agent is made to crash as a bug would crash
+    /// it: from the guest's debug console, its code is overwritten with breakpoint
+    /// instructions through /proc/1/mem (the kernel kills even init for a fault).
+    @Test(.timeLimit(.minutes(20)))
+    func anAgentThatDiesInTheGuestEndsTheRunWithTheKernelsReason() throws {
+        let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
+        let image = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_SHELL_IMAGE", script: "images/build-agent-image.sh",
+                                                    arguments: ["--with-shell"], what: "the agent image with a shell")
+        let rootfs = try RuntimeTestSupport.busyboxRootfs()
+        defer { try? FileManager.default.removeItem(atPath: rootfs) }
+        let setup = try Setup(kernel: kernel, boot: image, debugConsole: true)
+        let id = "crash-\(UUID().uuidString.prefix(6).lowercased())"
+        let background = try BackgroundRun(["run", "--config", setup.configPath, "--id", id, "--rootfs", rootfs, "--",
+                                            "sh", "-c", "echo started; sleep 600"])
+        try #require(background.output.wait(for: "started", timeout: 400), "the workload never started; stderr: \(background.errors.text)")
+
+        // The agent's first executable mapping (a static binary: its code), filled with int3.
+        let crash = """
+            l=$(grep -m1 ' r-xp ' /proc/1/maps); s=$((0x${l%%-*})); e=${l#*-}; e=$((0x${e%% *}))
+            echo "overwriting $l"
+            tr '\\000' '\\314' < /dev/zero | dd of=/proc/1/mem bs=4096 seek=$((s / 4096)) count=$(((e - s) / 4096)) conv=notrunc
+            sleep 60
+
+            """
+        let started = Date()
+        // The console's connection dies with the guest: its own status is not the point.
+        let exec = try Self.kataRuntime(["exec", "--config", setup.configPath, id], stdin: crash, timeout: 120)
+        let ended = background.waitForExit(120)
+        try #require(ended, "the run outlived its agent; exec said: \(exec.stdout) \(exec.stderr)")
+        let stderr = background.errors.text
+        #expect(background.process.terminationStatus == 125, "\(stderr)")
+        #expect(stderr.contains("the guest kernel panicked: Attempted to kill init!"),
+                "the error should name the panic: \(stderr)\nexec: \(exec.stdout) \(exec.stderr)")
+        #expect(Date().timeIntervalSince(started) < 120)
+        setup.expectNothingLeft()
+    }
+}
+
+/// `kata-runtime ARGUMENTS` in the background, stdin empty, its output and errors
+/// collected as they come; killed if still running when this goes.
+final class BackgroundRun {
+    let process = Process()
+    let output: LineWatcher
+    let errors: LineWatcher
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = KataRuntimeCommandTests.productsDirectory.appending(path: "kata-runtime")
+        process.arguments = arguments
+        let outputPipe = Pipe(), errorPipe = Pipe()
+        process.standardOutput = outputPipe
+        process.standardError = errorPipe
+        process.standardInput = FileHandle.nullDevice
+        var environment = ProcessInfo.processInfo.environment
+        environment["KATA_CONF_FILE"] = nil
+        process.environment = environment
+        try process.run()
+        output = LineWatcher(outputPipe.fileHandleForReading)
+        errors = LineWatcher(errorPipe.fileHandleForReading)
+    }
+
+    /// Waits up to `seconds` for the exit; true when it exited.
+    func waitForExit(_ seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(50_000) }
+        guard !process.isRunning else { return false }
+        process.waitUntilExit()
+        return true
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 }
 
 /// Collects a pipe's output and waits for a line.
 final class LineWatcher: @unchecked Sendable {
     private let lock = NSCondition()
-    private var text = ""
+    private var collected = ""
 
     init(_ handle: FileHandle) {
         Thread.detachNewThread { [self] in
@@ -387,19 +477,22 @@ final class LineWatcher: @unchecked Sendable {
                 let data = handle.availableData
                 if data.isEmpty { break }
                 lock.lock()
-                text += String(decoding: data, as: UTF8.self)
+                collected += String(decoding: data, as: UTF8.self)
                 lock.broadcast()
                 lock.unlock()
             }
         }
     }
 
+    /// Everything collected so far.
+    var text: String { lock.lock(); defer { lock.unlock() }; return collected }
+
     func wait(for needle: String, timeout: Double) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         lock.lock()
         defer { lock.unlock() }
-        while !text.contains(needle) {
-            if !lock.wait(until: deadline) { return text.contains(needle) }
+        while !collected.contains(needle) {
+            if !lock.wait(until: deadline) { return collected.contains(needle) }
         }
         return true
     }
