@@ -212,6 +212,7 @@ public enum ContainerLauncher {
         defer { for entry in envp { free(entry) } }
         var initPid: pid_t = 0
         let rc = posix_spawn(&initPid, agentExecutable, &actions, &attributes, argv, envp)
+        if rc == 0 { ChildReaper.shared.childStarted() }
         closeHigh()
         if rc != 0 {
             closeAll()

@@ -17,7 +17,10 @@ public final class ChildReaper: @unchecked Sendable {
     private var reapedAt: [Int32: Double] = [:]
     private var watched: Set<Int32> = []
     private var started = false
+    private var spawns: UInt64 = 0
     static let unclaimedLifetime = 60.0
+    /// The longest sleep without a child, in case a spawn site does not call `childStarted`.
+    static let idleBackstop = 2.0
 
     /// Exit status as a shell reports it: the exit code, or 128 + the signal number.
     public static func decode(_ status: Int32) -> Int32 {
@@ -34,25 +37,44 @@ public final class ChildReaper: @unchecked Sendable {
         guard first else { return }
         DetachedThread.start { [self] in
             while true {
-                var status: Int32 = 0
-                let pid = waitpid(-1, &status, 0)
-                if pid > 0 {
-                    let now = monotonicSeconds()
-                    monitor.update {
-                        statuses[pid] = ChildReaper.decode(status)
-                        reapedAt[pid] = now
-                        for (old, time) in reapedAt where now - time > ChildReaper.unclaimedLifetime && !watched.contains(old) {
-                            statuses.removeValue(forKey: old)
-                            reapedAt.removeValue(forKey: old)
-                        }
-                    }
-                } else if errno == ECHILD {
-                    usleep(20_000)  // no children right now
-                } else if errno != EINTR {
-                    usleep(20_000)
+                reapOnce { status in
+                    let pid = waitpid(-1, &status, 0)
+                    return (pid, pid < 0 ? errno : 0)
                 }
             }
         }
+    }
+
+    /// One turn of the reaper: `wait` is waitpid(-1, &status, 0) (returning the pid and,
+    /// when it fails, errno); the exit it reports is recorded.
+    func reapOnce(_ wait: (inout Int32) -> (pid: Int32, error: Int32)) {
+        var status: Int32 = 0
+        let spawnsBefore = monitor.withLock { spawns }
+        let (pid, error) = wait(&status)
+        if pid > 0 {
+            let now = monotonicSeconds()
+            monitor.update {
+                statuses[pid] = ChildReaper.decode(status)
+                reapedAt[pid] = now
+                for (old, time) in reapedAt where now - time > ChildReaper.unclaimedLifetime && !watched.contains(old) {
+                    statuses.removeValue(forKey: old)
+                    reapedAt.removeValue(forKey: old)
+                }
+            }
+        } else if error == ECHILD {
+            // No child at all: nothing can exit until the agent starts one (as PID 1 it
+            // inherits orphans, but only from a child of its own). Polling here costs a
+            // guest on kvm_pvm dearly (docs/kvm-pvm.md): sleep until a spawn.
+            _ = monitor.wait(until: { spawns != spawnsBefore }, timeout: ChildReaper.idleBackstop)
+        } else if error != EINTR {
+            usleep(20_000)
+        }
+    }
+
+    /// Tells the reaper a child exists now (every spawn site calls it): one that found no
+    /// child waits for this instead of polling.
+    public func childStarted() {
+        monitor.update { spawns &+= 1 }
     }
 
     /// Keeps `pid`'s exit status until `forget` (a process the agent tracks).

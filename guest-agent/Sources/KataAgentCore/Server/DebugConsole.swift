@@ -122,6 +122,7 @@ public enum DebugConsole {
             errno = result
             return nil
         }
+        ChildReaper.shared.childStarted()
         return pid
     }
 
