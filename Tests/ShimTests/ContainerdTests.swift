@@ -550,9 +550,9 @@ import Testing
     /// resume (the guest freezes it: its output stops, then goes on). Then the shim is
     /// killed with SIGKILL: containerd's cleanup (`containerd-shim-kata-v2 delete`) must
     /// leave no VM, shim, socket or sandbox state. `ctr events` watches throughout: paused
-    /// and resumed are published. (An OOM kill is not driven here: on kvm_pvm every page
-    /// fault runs through the emulated guest kernel, and an exec outgrowing a 16 MiB limit
-    /// took 7.5 minutes to be killed; docs/kvm-pvm.md.)
+    /// and resumed are published. (An OOM kill is FaultTests': a container that outgrows
+    /// its limit takes minutes to be killed on kvm_pvm, one that lowers its own limit
+    /// does not; docs/kvm-pvm.md.)
     @Test(.timeLimit(.minutes(20)))
     func aRunningTaskIsLoggedListedMeasuredPausedAndCleanedUpAfterItsShimDies() throws {
         let containerd = try Containerd()

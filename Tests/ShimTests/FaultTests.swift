@@ -8,9 +8,9 @@ import Glibc
 /// Faults around a sandbox: its VM going away under a running task must end the task with
 /// a clear status (255, as for any task whose sandbox died, published in the exit event);
 /// a shim dying while it creates one must not fail the cleanup. Either way nothing may be
-/// left once containerd has removed the task. (A guest kernel panic cannot be caused from
-/// a container here: the guest kernel has no magic SysRq; kasa-vmm's handling of a guest
-/// reset is RealKernelTests'.)
+/// left once containerd has removed the task. A guest kernel panic (the guest kernel has no
+/// magic SysRq: a privileged container turns on `vm.panic_on_oom` and runs out of memory)
+/// ends the task the same way, and the shim's log names the panic.
 ///
 /// In ContainerdTests' serialized suite (see StressTests.swift for why).
 extension ContainerdTests {
@@ -92,6 +92,52 @@ extension ContainerdTests {
         kill(vmms[0], SIGKILL)
         let status = task.exitStatus(within: 60)
         #expect(status == 255, "the task's exit status after its VM was killed: \(String(describing: status))\n\(containerd.tail)")
+        #expect(try C.ctr(containerd, ["task", "ls"]).stdout.contains("STOPPED"))
+        try task.removeAndExpectNothingLeft(containerd.tail)
+    }
+
+    /// A privileged container's script that sets its own cgroup's memory.max far below
+    /// what it uses: the kernel's reclaim fails and the OOM killer runs in the write itself.
+    /// (Filling memory instead takes minutes on kvm_pvm: every new page is zeroed by
+    /// emulated kernel code, docs/kvm-pvm.md.) The sleep lets `ctr run -d` return first.
+    static let outOfMemoryAtOnce = """
+        mkdir -p /cgroup && mount -t cgroup2 none /cgroup || exit 10
+        own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+        sleep 2
+        echo 4096 > "/cgroup$own/memory.max"
+        """
+
+    /// An OOM kill in the guest reaches containerd as the `/tasks/oom` event (the agent
+    /// answers the shim's GetOOMEvent when the container's memory.events counts it), and
+    /// the killed task ends with 137.
+    @Test(.timeLimit(.minutes(20)))
+    func anOOMKillInTheGuestIsPublishedToContainerd() throws {
+        let containerd = try C.Containerd()
+        let task = try WatchedTask(containerd, id: "oom", script: Self.outOfMemoryAtOnce + "\nexec sleep 3600", extra: ["--privileged"])
+        let status = task.exitStatus(within: 180)
+        #expect(status == 137, "the exit status of the OOM-killed task: \(String(describing: status))\n\(containerd.tail)")
+        let published = C.waitFor(30) {
+            ((try? String(contentsOfFile: task.eventLog, encoding: .utf8)) ?? "")
+                .split(separator: "\n").contains { $0.contains("/tasks/oom") && $0.contains("\"oom\"") }
+        }
+        #expect(published, "no /tasks/oom event for the task: \((try? String(contentsOfFile: task.eventLog, encoding: .utf8)) ?? "")")
+        try task.removeAndExpectNothingLeft(containerd.tail)
+    }
+
+    /// A privileged container may change the guest kernel's settings (its VM is its
+    /// boundary): with `vm.panic_on_oom = 2` an out-of-memory kill in any memory cgroup is
+    /// a kernel panic. The guest resets (`panic=-1`), kasa-vmm ends, the task ends with 255,
+    /// and the shim logs the kernel's reason, not just kasa-vmm's exit status.
+    @Test(.timeLimit(.minutes(20)))
+    func aGuestKernelPanicEndsTheTaskWith255AndTheShimNamesIt() throws {
+        let containerd = try C.Containerd()
+        let script = "echo 2 > /proc/sys/vm/panic_on_oom || exit 9\n" + Self.outOfMemoryAtOnce + "\nexit 8"
+        let task = try WatchedTask(containerd, id: "panics", script: script, extra: ["--privileged"])
+        let status = task.exitStatus(within: 180)
+        #expect(status == 255, "the task's exit status after its guest panicked: \(String(describing: status))\n\(containerd.tail)")
+        let log = { (try? String(contentsOfFile: containerd.log, encoding: .utf8)) ?? "" }
+        let named = C.waitFor(30) { log().contains("the sandbox stopped: the guest kernel panicked: Out of memory") }
+        #expect(named, "the shim's log should name the panic:\n\(containerd.tail)")
         #expect(try C.ctr(containerd, ["task", "ls"]).stdout.contains("STOPPED"))
         try task.removeAndExpectNothingLeft(containerd.tail)
     }

@@ -11,37 +11,17 @@ import Glibc
 /// sandbox state, no mount under the test's directory — while each sandbox's shim and VMM
 /// hold the same number of descriptors as the first one's (a leak per sandbox shows there).
 ///
-/// Part of ContainerdTests' serialized suite, not a suite of its own: its test blocks a
-/// thread for minutes, and beside the other long containerd and VM suites it left Swift
-/// Testing's two-thread pool (two cores) with none, which stalled every other test and
-/// made the time-limited ones fail (GuestProfilerTests, in a full run).
-extension ContainerdTests {
+/// A serialized suite of its own that scripts/test.sh runs in its last phase, with the
+/// other containerd suites and nothing else: its test blocks a pool thread for minutes,
+/// and beside the VM suites it left Swift Testing's two-thread pool (two cores) with none,
+/// which stalled every other test and made the time-limited ones fail (GuestProfilerTests,
+/// in a full run). Beside ContainerdTests and CRITests it shares the two threads with
+/// them, instead of running after ContainerdTests' other tests.
+@Suite(.serialized) struct ContainerdStressTests {
     typealias C = ContainerdTests
 
     static let stressInTurn = 20
     static let stressRounds = 5, stressAtATime = 4
-
-    /// Descriptors a process holds now (nil: it is gone or cannot be read).
-    static func descriptorCount(_ pid: Int32) -> Int? {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
-    }
-
-    /// Mount points at or under `directory` in this process's mount table.
-    static func mounts(under directory: String) throws -> [String] {
-        guard let points = HostMounts.lookedUp(under: directory) else {
-            throw C.CheckCannotLook(path: "/proc/self/mountinfo", reason: "cannot be read")
-        }
-        return points
-    }
-
-    /// What the concurrent runs of one round returned, by slot.
-    final class Results: @unchecked Sendable {
-        private let lock = NSLock()
-        private var outcomes: [C.Outcome?]
-        init(count: Int) { outcomes = Array(repeating: nil, count: count) }
-        func set(_ slot: Int, _ outcome: C.Outcome?) { lock.withLock { outcomes[slot] = outcome } }
-        var all: [C.Outcome?] { lock.withLock { outcomes } }
-    }
 
     @Test(.timeLimit(.minutes(30)))
     func twentySandboxesInTurnThenFourAtATimeLeaveNothingBehind() throws {
@@ -63,7 +43,7 @@ extension ContainerdTests {
             let vmms = C.processes(mentioning: containerd.directory + "/kasa-state/").filter { pid in
                 (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("kasa-vmm") == true
             }
-            if shims.count == 1, vmms.count == 1, let shim = Self.descriptorCount(shims[0]), let vmm = Self.descriptorCount(vmms[0]) {
+            if shims.count == 1, vmms.count == 1, let shim = C.descriptorCount(shims[0]), let vmm = C.descriptorCount(vmms[0]) {
                 counts.append((shim, vmm))
             } else {
                 Issue.record("sandbox \(index): expected one shim and one kasa-vmm, found \(shims) and \(vmms)")
@@ -84,7 +64,7 @@ extension ContainerdTests {
 
         // Four at a time: `ctr run --rm`, each printing its own line and exiting 0.
         for round in 0..<Self.stressRounds {
-            let results = Results(count: Self.stressAtATime)
+            let results = C.Results(count: Self.stressAtATime)
             let socket = containerd.socket
             DispatchQueue.concurrentPerform(iterations: Self.stressAtATime) { slot in
                 let id = "round\(round)-\(slot)"
@@ -103,9 +83,36 @@ extension ContainerdTests {
         #expect(containerd.leftovers().isEmpty, "shim, VMM or logger processes left: \(containerd.leftovers())")
         let states = try C.entries(of: containerd.directory + "/kasa-state")
         #expect(states.isEmpty, "sandbox state left: \(states)")
-        let mounted = try Self.mounts(under: containerd.directory)
+        let mounted = try C.mounts(under: containerd.directory)
         #expect(mounted.isEmpty, "mounts left: \(mounted)")
         let tasks = try C.ctr(containerd, ["task", "ls", "-q"])
         #expect(tasks.stdout.isEmpty, "tasks left: \(tasks.stdout)")
+    }
+}
+
+/// What the stress and fault tests share.
+extension ContainerdTests {
+    typealias C = ContainerdTests
+
+    /// Descriptors a process holds now (nil: it is gone or cannot be read).
+    static func descriptorCount(_ pid: Int32) -> Int? {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
+    }
+
+    /// Mount points at or under `directory` in this process's mount table.
+    static func mounts(under directory: String) throws -> [String] {
+        guard let points = HostMounts.lookedUp(under: directory) else {
+            throw C.CheckCannotLook(path: "/proc/self/mountinfo", reason: "cannot be read")
+        }
+        return points
+    }
+
+    /// What the concurrent runs of one round returned, by slot.
+    final class Results: @unchecked Sendable {
+        private let lock = NSLock()
+        private var outcomes: [C.Outcome?]
+        init(count: Int) { outcomes = Array(repeating: nil, count: count) }
+        func set(_ slot: Int, _ outcome: C.Outcome?) { lock.withLock { outcomes[slot] = outcome } }
+        var all: [C.Outcome?] { lock.withLock { outcomes } }
     }
 }
