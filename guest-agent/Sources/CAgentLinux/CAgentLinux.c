@@ -56,6 +56,8 @@ long kasa_mount_flags_of(const char *path) {
     return flags;
 }
 
+long kasa_bpf(int cmd, void *attr, unsigned int size) { return syscall(SYS_bpf, cmd, attr, size); }
+
 int kasa_mknod_char(const char *path, unsigned int mode, unsigned int major, unsigned int minor) {
     return mknod(path, S_IFCHR | (mode & 07777), makedev(major, minor));
 }

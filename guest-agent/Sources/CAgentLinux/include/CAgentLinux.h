@@ -54,6 +54,10 @@ int kasa_umount2(const char *target, int flags);
 /// (nosuid, nodev, noexec, noatime, nodiratime, relatime, rdonly), or -1.
 long kasa_mount_flags_of(const char *path);
 
+/// bpf(2): `cmd` with the `size` bytes of `union bpf_attr` at `attr` (the caller lays them
+/// out). Returns what the call returns: a descriptor for BPF_PROG_LOAD, 0 for attach.
+long kasa_bpf(int cmd, void *attr, unsigned int size);
+
 int kasa_mknod_char(const char *path, unsigned int mode, unsigned int major, unsigned int minor);
 int kasa_sethostname(const char *name, size_t length);
 int kasa_setgroups(size_t count, const uint32_t *gids);

@@ -4,8 +4,8 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// The subset of an OCI runtime-spec config.json (v1.x) the agent acts on. Unknown keys
-/// (annotations, hooks, seccomp, devices...) are ignored. `parse` decodes and validates;
+/// The subset of an OCI runtime-spec config.json (v1.x) the agent acts on. Keys it does not
+/// know (annotations, hooks, linux.devices' node list...) are ignored. `parse` decodes and validates;
 /// `launchSpec` turns it into what `ContainerLauncher` runs.
 public struct OCISpec: Codable, Sendable, Equatable {
     public var ociVersion: String
@@ -166,11 +166,34 @@ public struct OCISpec: Codable, Sendable, Equatable {
         public var memory: Memory?
         public var cpu: CPU?
         public var pids: Pids?
+        /// The device cgroup rules, in order: the last one that matches decides.
+        public var devices: [DeviceRule]?
 
-        public init(memory: Memory? = nil, cpu: CPU? = nil, pids: Pids? = nil) {
+        public init(memory: Memory? = nil, cpu: CPU? = nil, pids: Pids? = nil, devices: [DeviceRule]? = nil) {
             self.memory = memory
             self.cpu = cpu
             self.pids = pids
+            self.devices = devices
+        }
+
+        /// `linux.resources.devices[]`: which device nodes the container may create (m),
+        /// read (r) and write (w). A missing type, major or minor matches any.
+        public struct DeviceRule: Codable, Sendable, Equatable {
+            public var allow: Bool
+            /// "a" (all), "c" (char) or "b" (block).
+            public var type: String?
+            public var major: Int64?
+            public var minor: Int64?
+            /// A subset of "rwm"; missing means all three.
+            public var access: String?
+
+            public init(allow: Bool, type: String? = nil, major: Int64? = nil, minor: Int64? = nil, access: String? = nil) {
+                self.allow = allow
+                self.type = type
+                self.major = major
+                self.minor = minor
+                self.access = access
+            }
         }
 
         public struct Memory: Codable, Sendable, Equatable {

@@ -95,8 +95,11 @@ final class Sandbox: @unchecked Sendable {
             var spec = try OCITranslation.launchSpec(oci, rootfs: rootfs.path)
             if request.readonlyRootfs { spec.readonlyRootfs = true }
             spec.sharedNamespaces = try podNamespaces(for: id, named: oci.linux?.namespaces ?? [])
+            let deviceRules = try DeviceFilter.rules(from: oci.linux?.resources?.devices)
             spec.cgroupPath = try CgroupManager.create(for: id, root: configuration.cgroupRoot,
                                                        resources: OCITranslation.resources(oci.linux?.resources))
+            // Before any process of the container is in the cgroup.
+            if let cgroup = spec.cgroupPath { try DeviceFilter.attach(deviceRules, toCgroup: cgroup) }
             let process = try ProcessSpawner.spawn(containerID: id, execID: execID, spec: spec, launcher: launcher)
             let record = ContainerRecord(id: id, initExecID: execID, initProcess: process, cgroupPath: spec.cgroupPath,
                                          mountedPaths: rootfs.mountedPaths, launchSpec: spec)
