@@ -13,16 +13,16 @@ final class BackendLifecycle: @unchecked Sendable {
     private var exitHandlers: [@Sendable (String) -> Void] = []
 
     /// Records the child and watches its exit (`name` is how messages call it; `explain`
-    /// may say what the exit means, e.g. from the guest's console). Returns false when a
-    /// teardown started meanwhile: the caller must stop the child.
-    func adopt(_ process: ChildProcess, name: String, explain: @escaping @Sendable () -> String? = { nil }) -> Bool {
+    /// may say what an exit with that wait status means, e.g. from the guest's console).
+    /// Returns false when a teardown started meanwhile: the caller must stop the child.
+    func adopt(_ process: ChildProcess, name: String, explain: @escaping @Sendable (Int32) -> String? = { _ in nil }) -> Bool {
         let stopping = monitor.withLock { () -> Bool in
             child = process
             return tearingDown
         }
         process.onExit { [self] status in
             let ended = "\(name) \(ChildProcess.describe(waitStatus: status))"
-            let reason = explain().map { "\($0) (\(ended))" } ?? ended
+            let reason = explain(status).map { "\($0) (\(ended))" } ?? ended
             let handlers = monitor.update { () -> [@Sendable (String) -> Void] in
                 exitReason = reason
                 return tearingDown ? [] : exitHandlers

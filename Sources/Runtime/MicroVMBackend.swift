@@ -301,9 +301,12 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             throw RuntimeError.host("the sandbox cannot keep its state: \(error)")
         }
         // A guest whose kernel panicked resets (panic=-1) and kasa-vmm ends with status 0 as
-        // for any reset: its console names the panic.
+        // for any reset: its console names the panic. Any other end (a signal, an error)
+        // is kasa-vmm's own, whatever the console says.
         let console = settings.consoleToStandardError ? nil : consoleLogPath
-        guard lifecycle.adopt(child, name: "kasa-vmm", explain: { console.flatMap(GuestCrash.describe(consolePath:)) }) else {
+        guard lifecycle.adopt(child, name: "kasa-vmm", explain: { status in
+            status == 0 ? console.flatMap(GuestCrash.describe(consolePath:)) : nil
+        }) else {
             // Torn down (Ctrl-C) while this was starting: do not leave the VMM behind.
             child.signal(SIGKILL)
             throw RuntimeError.sandbox("stopped while starting")

@@ -5,12 +5,11 @@ import Testing
 /// A sandbox whose guest kernel panicked is reported with the kernel's reason, taken from
 /// the console the guest wrote: hostile text, so bounded and cut to printable ASCII.
 @Suite struct GuestCrashTests {
-    /// The end of a real console (6.1, `panic=-1`) after the agent — PID 1 — died.
+    /// The end of a console (6.1) after the agent — PID 1 — died.
     static let initDied = """
         [   41.202115] virtio_blk virtio1: [vdb] 4096 512-byte logical blocks (2.10 MB/2.00 MiB)
         [   58.771002] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000005
         [   58.771990] CPU: 0 PID: 1 Comm: kata-agent Not tainted 6.1.0 #1
-        [   58.773001] Rebooting in 1 seconds..
 
         """
 

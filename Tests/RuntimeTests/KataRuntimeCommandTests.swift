@@ -365,18 +365,8 @@ import Testing
     /// given 10 s, then the sandbox is torn down and the run exits 130.
     @Test(.timeLimit(.minutes(20)))
     func theDebugConsoleReachesARunningSandboxAndCtrlCEndsIt() throws {
-        let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
-        let image = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_SHELL_IMAGE", script: "images/build-agent-image.sh",
-                                                    arguments: ["--with-shell"], what: "the agent image with a shell")
-        let rootfs = try RuntimeTestSupport.busyboxRootfs()
-        defer { try? FileManager.default.removeItem(atPath: rootfs) }
-        let setup = try Setup(kernel: kernel, boot: image, debugConsole: true)
-        let id = "dbg-\(UUID().uuidString.prefix(6).lowercased())"
-
-        let background = try BackgroundRun(["run", "--config", setup.configPath, "--id", id, "--rootfs", rootfs, "--",
-                                            "sh", "-c", "echo started; sleep 600"])
-        let run = background.process
-        #expect(background.output.wait(for: "started", timeout: 400), "the workload never started; stderr: \(background.errors.text)")
+        let sandbox = try DebuggableSandbox("dbg")
+        let (setup, id, background, run) = (sandbox.setup, sandbox.id, sandbox.run, sandbox.run.process)
 
         let exec = try Self.kataRuntime(["exec", "--config", setup.configPath, id],
                                         stdin: "echo guest-says-$((40+2)); cat /proc/1/cmdline; echo; exit\n", timeout: 120)
@@ -399,16 +389,8 @@ import Testing
     /// instructions through /proc/1/mem (the kernel kills even init for a fault).
     @Test(.timeLimit(.minutes(20)))
     func anAgentThatDiesInTheGuestEndsTheRunWithTheKernelsReason() throws {
-        let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
-        let image = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_SHELL_IMAGE", script: "images/build-agent-image.sh",
-                                                    arguments: ["--with-shell"], what: "the agent image with a shell")
-        let rootfs = try RuntimeTestSupport.busyboxRootfs()
-        defer { try? FileManager.default.removeItem(atPath: rootfs) }
-        let setup = try Setup(kernel: kernel, boot: image, debugConsole: true)
-        let id = "crash-\(UUID().uuidString.prefix(6).lowercased())"
-        let background = try BackgroundRun(["run", "--config", setup.configPath, "--id", id, "--rootfs", rootfs, "--",
-                                            "sh", "-c", "echo started; sleep 600"])
-        try #require(background.output.wait(for: "started", timeout: 400), "the workload never started; stderr: \(background.errors.text)")
+        let sandbox = try DebuggableSandbox("crash")
+        let (setup, id, background) = (sandbox.setup, sandbox.id, sandbox.run)
 
         // The agent's first executable mapping (a static binary: its code), filled with int3.
         let crash = """
@@ -430,6 +412,32 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 120)
         setup.expectNothingLeft()
     }
+}
+
+/// A sandbox of the agent image with a shell, its debug console on, running
+/// `echo started; sleep 600` through `kata-runtime run` in the background: ready when its
+/// workload said so (else the init throws). Its rootfs copy goes with it.
+final class DebuggableSandbox {
+    let setup: KataRuntimeCommandTests.Setup
+    let id: String
+    let run: BackgroundRun
+    private let rootfs: String
+
+    init(_ prefix: String) throws {
+        let kernel = try RuntimeTestSupport.artifact("KASA_TEST_KERNEL", script: "images/build-kernel.sh", what: "the guest kernel")
+        let image = try RuntimeTestSupport.artifact("KASA_TEST_AGENT_SHELL_IMAGE", script: "images/build-agent-image.sh",
+                                                    arguments: ["--with-shell"], what: "the agent image with a shell")
+        rootfs = try RuntimeTestSupport.busyboxRootfs()
+        setup = try KataRuntimeCommandTests.Setup(kernel: kernel, boot: image, debugConsole: true)
+        id = "\(prefix)-\(UUID().uuidString.prefix(6).lowercased())"
+        run = try BackgroundRun(["run", "--config", setup.configPath, "--id", id, "--rootfs", rootfs, "--",
+                                 "sh", "-c", "echo started; sleep 600"])
+        guard run.output.wait(for: "started", timeout: 400) else {
+            throw RuntimeTestSupport.Missing(description: "the workload never started; stderr: \(run.errors.text)")
+        }
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: rootfs) }
 }
 
 /// `kata-runtime ARGUMENTS` in the background, stdin empty, its output and errors

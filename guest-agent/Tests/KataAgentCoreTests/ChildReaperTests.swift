@@ -27,11 +27,16 @@ import Glibc
     @Test(.timeLimit(.minutes(1)))
     func withNoChildTheReaperSleepsUntilOneIsStarted() {
         let reaper = ChildReaper()
-        let done = DispatchSemaphore(value: 0)
+        let looked = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            reaper.reapOnce { _ in (-1, ECHILD) }
+            // The scripted waitpid runs after the reaper noted the spawn count.
+            reaper.reapOnce { _ in
+                looked.signal()
+                return (-1, ECHILD)
+            }
             done.signal()
         }
+        #expect(looked.wait(timeout: .now() + 10) == .success, "the reaper never looked")
         // A polling reaper came back after 20 ms (and looked again, and again).
         #expect(done.wait(timeout: .now() + 0.5) == .timedOut, "the reaper came back with no child to wait for")
         reaper.childStarted()

@@ -10,11 +10,14 @@ import Glibc
 /// container with CAP_MKNOD (Docker's and containerd's default set) could make a node for
 /// the VM's own disks (the pod's other containers' root filesystems) and open it.
 ///
-/// Rules are evaluated as the OCI runtime spec and cgroup v1 did: the last rule that
-/// matches decides, and a request no rule matches is refused. An allow rule matches when
-/// it grants every access asked for; a deny rule when it names any of them. The device
-/// nodes the agent itself makes in every container's /dev are allowed after the spec's
-/// rules, as runc and Kata do. A spec without rules gets no program (nothing restricted).
+/// As in cgroup v1, the last rule that matches decides, a request no rule matches is
+/// refused, and type `a` means every device (its numbers ignored). An allow rule matches
+/// when it grants every access asked for; a deny rule when it names any of them. The
+/// device nodes every container's /dev needs are allowed after the spec's
+/// rules, and so is mknod (not open) of any node, as runc does. A spec without rules gets
+/// no program (nothing restricted). Where rules are unusual this is stricter than cgroup
+/// v1, never looser: rules do not add up (an open for read and write needs one rule that
+/// grants both) and a deny rule refuses any access it names.
 enum DeviceFilter {
     /// One rule in the kernel's terms (nil matches any).
     struct Rule: Equatable, Sendable {
@@ -31,11 +34,15 @@ enum DeviceFilter {
     static let mknodAccess: UInt32 = 1, readAccess: UInt32 = 2, writeAccess: UInt32 = 4
     static let allAccess = mknodAccess | readAccess | writeAccess
 
-    /// The nodes ContainerRootfs makes in /dev (null, zero, full, random, urandom, tty,
-    /// console, ptmx) and the container's ptys (devpts, major 136).
-    static let standardDevices: [Rule] = [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)]
+    /// The nodes ContainerRootfs makes in /dev (null, zero, full, random, urandom, tty),
+    /// devpts's ptmx (5:2, /dev/ptmx links to it) and the container's ptys (major 136;
+    /// its /dev/console is one); then mknod, and only mknod, of any node (runc's default).
+    /// Not 5:1, the guest's own console: the host reads what is written there.
+    static let standardDevices: [Rule] = [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2)]
         .map { Rule(allow: true, type: charDevice, major: $0.0, minor: $0.1, access: allAccess) }
-        + [Rule(allow: true, type: charDevice, major: 136, minor: nil, access: allAccess)]
+        + [Rule(allow: true, type: charDevice, major: 136, minor: nil, access: allAccess),
+           Rule(allow: true, type: charDevice, major: nil, minor: nil, access: mknodAccess),
+           Rule(allow: true, type: blockDevice, major: nil, minor: nil, access: mknodAccess)]
 
     /// The spec's rules in kernel terms, the standard devices after them; empty when the
     /// spec has none. Bad input (a type, access letter or number out of range) is refused.
@@ -67,8 +74,10 @@ enum DeviceFilter {
                 }
                 return number
             }
-            rules.append(Rule(allow: rule.allow, type: type, major: try number(rule.major, "major"),
-                              minor: try number(rule.minor, "minor"), access: access))
+            let major = try number(rule.major, "major"), minor = try number(rule.minor, "minor")
+            // Type a is every device: cgroup v1 ignores its numbers.
+            rules.append(Rule(allow: rule.allow, type: type, major: type == nil ? nil : major,
+                              minor: type == nil ? nil : minor, access: access))
         }
         return rules + standardDevices
     }
@@ -148,7 +157,9 @@ enum DeviceFilter {
         if programDescriptor < 0 {
             // Again with the verifier's account (a log too small for it fails the load).
             let reason = errno
-            let (_, verifier) = load(instructions, withLog: true)
+            let (again, verifier) = load(instructions, withLog: true)
+            // It may load this time (the first failure passing): that program is not used.
+            if again >= 0 { close(Int32(again)) }
             // A guest kernel built without BPF_SYSCALL and CGROUP_BPF cannot enforce the
             // rules: the container is refused rather than started unrestricted.
             let kernel = reason == ENOSYS || reason == EINVAL && verifier.isEmpty
