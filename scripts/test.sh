@@ -38,12 +38,12 @@ swift build --build-tests
 # alone, ran into its 1-minute limit in a full run). Those run first, on their own.
 pool_suites='TTRPCServerTests|TaskServiceTests|WireFactsTests|ShimArgumentsTests|ContainerRunTests|BinaryLoggerTests|KasaShimRuntimeTests|NetDeviceTests|UnpluggedNICTests|PodNetworkTests|NotificationRaceTests'
 swift test --skip-build --filter "$pool_suites" || status=1
-# The containerd suites (ContainerdTests with the fault tests, the stress test, CRITests)
-# hold both pool threads for many minutes: run beside the rest they stalled it, and
+# The containerd suites (ContainerdTests with the fault tests; CRITests with the stress
+# test) hold both pool threads for many minutes: run beside the rest they stalled it, and
 # time-limited quick tests whose end could not be processed were failed (GuestProfilerTests,
-# once). They run last, on their own: three serialized suites on two threads, so the
-# stress test does not wait for ContainerdTests' other tests.
-long_suites='ContainerdTests|ContainerdStressTests|CRITests'
+# once). They run last, on their own: two serialized suites of about equal length, two VM
+# tests at a time (a third suite made it three, and the phase took twice as long).
+long_suites='ContainerdTests|CRITests'
 swift test --skip-build --skip "$pool_suites|$long_suites" || status=1
 swift test --skip-build --filter "$long_suites" || status=1
 

@@ -11,13 +11,15 @@ import Glibc
 /// sandbox state, no mount under the test's directory — while each sandbox's shim and VMM
 /// hold the same number of descriptors as the first one's (a leak per sandbox shows there).
 ///
-/// A serialized suite of its own that scripts/test.sh runs in its last phase, with the
-/// other containerd suites and nothing else: its test blocks a pool thread for minutes,
-/// and beside the VM suites it left Swift Testing's two-thread pool (two cores) with none,
-/// which stalled every other test and made the time-limited ones fail (GuestProfilerTests,
-/// in a full run). Beside ContainerdTests and CRITests it shares the two threads with
-/// them, instead of running after ContainerdTests' other tests.
-@Suite(.serialized) struct ContainerdStressTests {
+/// In CRITests' serialized suite, though it drives `ctr`: scripts/test.sh runs the
+/// containerd suites last, on their own, and their two serialized suites take two threads.
+/// A third suite of its own ran three VM tests at once on two cores, and every one of them
+/// slowed far beyond a third (32 minutes for a phase of about 31 minutes of tests alone,
+/// 16 for two suites before about 6 minutes of tests were added); ContainerdTests and
+/// CRITests with this test in the second take about as long as each other. (Its test
+/// blocks a thread for minutes; beside the VM suites it once left Swift Testing's pool
+/// with none, and time-limited quick tests failed: GuestProfilerTests, in a full run.)
+extension CRITests {
     typealias C = ContainerdTests
 
     static let stressInTurn = 20
