@@ -169,3 +169,22 @@ import Glibc
         #expect(try opens() == "null opened\nzero opened\nkvm refused\n", "with the filter")
     }
 }
+
+extension DeviceFilter {
+    /// What the rules mean, in Swift (the description in DeviceFilter): what the program
+    /// is compared with.
+    static func decide(_ rules: [Rule], type: UInt32, access: UInt32, major: UInt32, minor: UInt32) -> Bool {
+        for rule in rules.reversed() where matches(rule, type: type, access: access, major: major, minor: minor) {
+            return rule.allow
+        }
+        return false
+    }
+
+    static func matches(_ rule: Rule, type: UInt32, access: UInt32, major: UInt32, minor: UInt32) -> Bool {
+        if let ruleType = rule.type, ruleType != type { return false }
+        if rule.allow ? (access & ~rule.access) != 0 : (access & rule.access) == 0 { return false }
+        if let ruleMajor = rule.major, ruleMajor != major { return false }
+        if let ruleMinor = rule.minor, ruleMinor != minor { return false }
+        return true
+    }
+}

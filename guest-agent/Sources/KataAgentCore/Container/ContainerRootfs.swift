@@ -103,14 +103,17 @@ enum ContainerRootfs {
         }
     }
 
+    /// The character devices runc creates in a tmpfs /dev (DeviceFilter allows them to
+    /// every container).
+    static let deviceNodes: [(name: String, major: UInt32, minor: UInt32)] = [
+        ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
+    ]
+
     /// The device nodes runc creates in a tmpfs /dev: by mknod, or by binding the
     /// agent's node where mknod is refused; plus the usual symlinks.
     static func createDevices(rootfs: String) throws {
         let dev = try ContainerPath.secureJoin(root: rootfs, "/dev")
-        let nodes: [(name: String, major: UInt32, minor: UInt32)] = [
-            ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
-        ]
-        for node in nodes {
+        for node in deviceNodes {
             let path = dev + "/" + node.name
             if kasa_mknod_char(path, 0o666, node.major, node.minor) == 0 { continue }
             let code = errno

@@ -38,7 +38,7 @@ enum DeviceFilter {
     /// devpts's ptmx (5:2, /dev/ptmx links to it) and the container's ptys (major 136;
     /// its /dev/console is one); then mknod, and only mknod, of any node (runc's default).
     /// Not 5:1, the guest's own console: the host reads what is written there.
-    static let standardDevices: [Rule] = [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2)]
+    static let standardDevices: [Rule] = (ContainerRootfs.deviceNodes.map { ($0.major, $0.minor) } + [(5, 2)])
         .map { Rule(allow: true, type: charDevice, major: $0.0, minor: $0.1, access: allAccess) }
         + [Rule(allow: true, type: charDevice, major: 136, minor: nil, access: allAccess),
            Rule(allow: true, type: charDevice, major: nil, minor: nil, access: mknodAccess),
@@ -80,22 +80,6 @@ enum DeviceFilter {
                               minor: type == nil ? nil : minor, access: access))
         }
         return rules + standardDevices
-    }
-
-    /// The decision the program makes, in Swift: what the tests compare the program with.
-    static func decide(_ rules: [Rule], type: UInt32, access: UInt32, major: UInt32, minor: UInt32) -> Bool {
-        for rule in rules.reversed() where matches(rule, type: type, access: access, major: major, minor: minor) {
-            return rule.allow
-        }
-        return false
-    }
-
-    static func matches(_ rule: Rule, type: UInt32, access: UInt32, major: UInt32, minor: UInt32) -> Bool {
-        if let ruleType = rule.type, ruleType != type { return false }
-        if rule.allow ? (access & ~rule.access) != 0 : (access & rule.access) == 0 { return false }
-        if let ruleMajor = rule.major, ruleMajor != major { return false }
-        if let ruleMinor = rule.minor, ruleMinor != minor { return false }
-        return true
     }
 
     /// The program: the context's fields into registers, then one block per rule, last rule
