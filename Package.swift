@@ -125,7 +125,7 @@ let package = Package(
                                                    .product(name: "HostOS", package: "guest-agent")]),
         // Boots tiny guests (assembled from Tests/guests with gcc) and the real kernel under KVM,
         // and drives kata-agent in a VM over vsock (AgentProtocol).
-        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "SharedFileSystem", "Boot", "GuestMemory", "LegacyDevices", "Snapshot", .product(name: "HostOS", package: "guest-agent"),
+        .testTarget(name: "VMMIntegrationTests", dependencies: ["VMM", "KVM", "SharedFileSystem", "CLinux", "Boot", "GuestMemory", "LegacyDevices", "Snapshot", .product(name: "HostOS", package: "guest-agent"),
                                                                 .product(name: "AgentProtocol", package: "guest-agent")]),
     ],
     swiftLanguageModes: [.v6]

@@ -28,5 +28,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# The unprivileged user every jailed kasa-vmm becomes after set-up ([hypervisor.kasa]
+# vmm_user, docs/security.md): a system user with a group of its own, no home, no shell.
+if ! getent passwd kasa-vmm >/dev/null; then
+    [ "$(id -u)" = 0 ] || die "the user kasa-vmm is missing (run as root, or set vmm_user = \"root\")"
+    echo "install-deps: creating the system user kasa-vmm" >&2
+    useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kasa-vmm
+fi
+
 [ -e /dev/kvm ] || echo "install-deps: warning: /dev/kvm is missing; the VM tests need KVM (kvm_intel, kvm_amd or kvm_pvm)" >&2
 exit 0

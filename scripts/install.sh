@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Kasa on a Debian 12 host and runs a container in its own microVM:
-#   - Debian packages (scripts/install-deps.sh), the guest kernel and the agent's root
-#     disk image (images/build-guest.sh, cached in /var/cache/kasa),
+#   - Debian packages and the system user kasa-vmm runs as (scripts/install-deps.sh), the
+#     guest kernel and the agent's root disk image (images/build-guest.sh, cached in
+#     /var/cache/kasa),
 #   - kasa-vmm, kata-runtime and containerd-shim-kata-v2 (release builds) into
 #     /usr/local/bin, the guest files into /usr/share/kasa, the default
 #     configuration.toml where Kata keeps it,

@@ -13,6 +13,8 @@
 #include <sys/syscall.h>
 #include <malloc.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <net/if.h>
 #include <stdio.h>
@@ -141,6 +143,68 @@ int clinux_limit_thread_capabilities(uint64_t keep) {
     // cleared all the same (EINVAL: a kernel without them).
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return -1;
     return 0;
+}
+
+int clinux_become_user(uint32_t uid, uint32_t gid) {
+    int death = 0;
+    if (prctl(PR_GET_PDEATHSIG, (unsigned long)&death, 0, 0, 0) != 0) return -1;
+    if (setgroups(0, NULL) != 0) return -1;
+    // Without KEEPCAPS, leaving uid 0 would clear the permitted set: set-up (opening
+    // root's files, binding sockets in root's directories) still needs it on this thread.
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return -1;
+    if (setresgid(gid, gid, gid) != 0) return -1;
+    if (setresuid(uid, uid, uid) != 0) return -1;
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return -1;
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    for (int i = 0; i < 2; i++) data[i].effective = data[i].permitted;
+    if (syscall(SYS_capset, &header, data) != 0) return -1;
+    if (death != 0 && prctl(PR_SET_PDEATHSIG, (unsigned long)death, 0, 0, 0) != 0) return -1;
+    return 0;
+}
+
+long clinux_send_with_descriptor(int socket, const void *bytes, unsigned long length, int descriptor) {
+    struct iovec vector = {.iov_base = (void *)bytes, .iov_len = length};
+    union { char buffer[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.buffer,
+                             .msg_controllen = sizeof(control.buffer)};
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &descriptor, sizeof(int));
+    return sendmsg(socket, &message, MSG_NOSIGNAL);
+}
+
+long clinux_receive_with_descriptors(int socket, void *bytes, unsigned long length, int *descriptors, int capacity,
+                                     int *count, int *truncated) {
+    struct iovec vector = {.iov_base = bytes, .iov_len = length};
+    union { char buffer[CMSG_SPACE(sizeof(int) * 4)]; struct cmsghdr align; } control;
+    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.buffer,
+                             .msg_controllen = sizeof(control.buffer)};
+    *count = 0;
+    *truncated = 0;
+    ssize_t received = recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
+    if (received < 0) return received;
+    if (message.msg_flags & MSG_CTRUNC) *truncated = 1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        size_t carried = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < carried; i++) {
+            int descriptor;
+            memcpy(&descriptor, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+            if (*count < capacity) {
+                descriptors[(*count)++] = descriptor;
+            } else {
+                close(descriptor);
+                *truncated = 1;
+            }
+        }
+    }
+    return received;
 }
 
 int clinux_malloc_trim_threshold(int bytes) { return mallopt(M_TRIM_THRESHOLD, bytes); }

@@ -75,6 +75,25 @@ public enum VMMConfinement {
         guard setrlimit(resource, &limit) == 0 else { throw SeccompError("setrlimit(RLIMIT_NOFILE, \(wanted))", -errno) }
     }
 
+    /// Makes the process run as `uid`/`gid` (no supplementary groups) for the rest of its
+    /// life. The calling thread keeps the capabilities it had, in effect, for set-up: what
+    /// the VM's configuration names is opened after this, as before, and files the VMM
+    /// makes (sockets, the console log) belong to the user. Each thread started later, and
+    /// this one once the others run, keeps only its role's (`ThreadRole.keptCapabilities`):
+    /// nothing the guest can reach acts as root or as any user's files' owner but the
+    /// virtio-fs workers'. The change of credentials also makes the process non-dumpable:
+    /// its /proc files belong to root, and no process of the same user may trace it. Call
+    /// while the process has one thread, after `prepareProcess`.
+    public static func becomeUser(uid: UInt32, gid: UInt32) throws {
+        guard clinux_become_user(uid, gid) == 0 else {
+            let code = errno
+            if code == EPERM && geteuid() != 0 {
+                throw JailError("--user \(uid):\(gid) needs kasa-vmm started as root", code)
+            }
+            throw JailError("becoming user \(uid):\(gid)", code)
+        }
+    }
+
     /// System V IPC and UTS namespaces of the VMM's own: it shares neither with the host.
     /// Must run while the process has one thread (namespaces are per thread until then
     /// inherited). Without CAP_SYS_ADMIN (kasa-vmm run by an ordinary user with access to

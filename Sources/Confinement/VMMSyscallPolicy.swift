@@ -98,10 +98,11 @@ public enum VMMSyscallPolicy {
                     SyscallRule("shutdown"), SyscallRule("getsockopt"), SyscallRule("unlink"),
                     SyscallRule("newfstatat"), SyscallRule("lseek"), SyscallRule("ftruncate"), descriptorFlags]
         case .api:
-            // Clients, drives put into slots (opened here), snapshots (a directory of files,
+            // Clients (requests read with recvmsg: drives may come as descriptors), drives
+            // put into slots (opened here unless sent), snapshots (a directory of files,
             // the memory's written extents found with SEEK_DATA), pausing the vCPUs.
             return [ioctl(interruptRequests + snapshotRequests),
-                    SyscallRule("accept"), SyscallRule("accept4"), SyscallRule("read"),
+                    SyscallRule("accept"), SyscallRule("accept4"), SyscallRule("read"), SyscallRule("recvmsg"),
                     SyscallRule("openat"), SyscallRule("newfstatat"), SyscallRule("lseek"),
                     SyscallRule("pread64"), SyscallRule("pwrite64"), SyscallRule("ftruncate"), SyscallRule("fsync"),
                     SyscallRule("fdatasync"), SyscallRule("mkdir"), SyscallRule("mkdirat"), SyscallRule("rename"),
@@ -125,14 +126,15 @@ public enum VMMSyscallPolicy {
                     descriptorFlags]
         case .profiler:
             // Samples by signalling vCPU threads (tgkill, in `common`) and sleeping; rewrites
-            // the profile file every second.
-            return [SyscallRule("openat"), SyscallRule("newfstatat")]
+            // the profile file (opened at set-up) every second.
+            return [SyscallRule("ftruncate"), SyscallRule("pwrite64")]
         case .main:
             // Waits for the end, stops and joins the rest, writes the profile and the
             // verbose interrupt diagnosis, removes the vsock listener's socket, exits.
             return [ioctl(interruptRequests + [CKVM_GET_IRQCHIP, CKVM_GET_LAPIC]),
                     SyscallRule("openat"), SyscallRule("newfstatat"), SyscallRule("read"),
-                    SyscallRule("shutdown"), SyscallRule("unlink"), SyscallRule("lseek"), descriptorFlags]
+                    SyscallRule("shutdown"), SyscallRule("unlink"), SyscallRule("lseek"),
+                    SyscallRule("ftruncate"), SyscallRule("pwrite64"), descriptorFlags]
         }
     }
 }

@@ -90,6 +90,12 @@ public enum ConfigurationLoader {
                 configuration.hypervisor.sharedFileSystem = choice
             case "disable_seccomp": configuration.hypervisor.disableSeccomp = try boolean(entry, place)
             case "enable_jail": configuration.hypervisor.enableJail = try boolean(entry, place)
+            case "vmm_user":
+                let name = try string(entry, place)
+                guard VMMUser.isPlausibleName(name) else {
+                    throw RuntimeError.configuration("\(place): \"\(name)\" is not a user name (\"root\" keeps kasa-vmm root)")
+                }
+                configuration.hypervisor.vmmUser = name
             case "virtio_fs_cache":
                 let text = try string(entry, place)
                 // Kata spells "never" also "none".

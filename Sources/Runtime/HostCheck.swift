@@ -60,7 +60,22 @@ public struct HostCheck: Sendable, Equatable {
             ? " A jail: its own mount namespace and root holding only what its VM uses, its own PID namespace (it sees"
                 + " no other process) and an empty network namespace, at most 4096 open files (more with shared directories)."
             : " No jail (enable_jail = false): it sees the host's files, processes and network."
-        let notYet = " Not built yet: an unprivileged user."
+        let notYet: String
+        if !configuration.hypervisor.enableJail {
+            notYet = " It runs as root (vmm_user applies with the jail)."
+        } else {
+            let name = configuration.hypervisor.vmmUser
+            do {
+                if let user = try VMMUser.resolve(name) {
+                    notYet = " After set-up it runs as \(name) (uid \(user.uid), gid \(user.gid), no supplementary groups)."
+                } else {
+                    notYet = " It stays root (vmm_user = \"\(name)\")."
+                }
+            } catch {
+                return HostCheck(verdict: .fail, subject: subject, detail: "\(error)",
+                                 fix: "bash scripts/install-deps.sh as root (it creates the user), or set vmm_user")
+            }
+        }
         if configuration.hypervisor.disableSeccomp {
             return HostCheck(verdict: .note, subject: subject,
                              detail: "off (disable_seccomp = true): kasa-vmm runs without seccomp filters and keeps its capabilities."

@@ -49,6 +49,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         public var disableSeccomp = false
         /// `enable_jail`: kasa-vmm in a mount jail of its own.
         public var enableJail = true
+        /// `vmm_user`: who a jailed kasa-vmm runs as after set-up.
+        public var vmmUser = VMMUser.defaultName
         /// `sandbox_cgroup_only` on a host with cgroup v2: its hierarchy, where each
         /// kasa-vmm gets a cgroup of its own (nil: the runtime's cgroup).
         public var cgroupHierarchy: String?
@@ -56,17 +58,26 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// What every kasa-vmm this runtime starts (sandbox, restore, template build) is given
         /// about its confinement: its jail's root (`jail`, made here, empty: kasa-vmm's tmpfs
         /// goes on it in its own namespace only) and what the jail must keep beyond the
-        /// paths on its command line: `readOnly` directories it will be sent files from
-        /// later (the image cache, for drive slots), `writable` ones it will write into (a
-        /// template's directory, for the snapshot); the filters unless disabled.
+        /// paths on its command line: `readOnly` directories it will be named files in
+        /// later, `writable` ones it will write into (a template's snapshot directory); the
+        /// filters unless disabled; the user it becomes after set-up (`vmm_user`).
         public func confinementArguments(jail: String, readOnly: [String] = [], writable: [String] = []) throws(RuntimeError) -> [String] {
             var arguments = disableSeccomp ? ["--seccomp", "off"] : []
             guard enableJail else { return arguments }
             try HostFile.makeDirectories(jail, mode: 0o700)
             arguments += ["--jail", jail]
+            if let user = try jailedUser() { arguments += ["--user", "\(user.uid):\(user.gid)"] }
             arguments += readOnly.filter(HostFile.isDirectory).flatMap { ["--jail-path", $0] }
             arguments += writable.flatMap { ["--jail-path-writable", $0] }
             return arguments
+        }
+
+        /// The user a jailed kasa-vmm becomes (`vmm_user`); nil without the jail (kasa-vmm
+        /// then reaches the runtime's directories by their host paths, which only root may
+        /// walk) or when the user is root.
+        public func jailedUser() throws(RuntimeError) -> (uid: UInt32, gid: UInt32)? {
+            guard enableJail else { return nil }
+            return try VMMUser.resolve(vmmUser)
         }
 
         /// Where every kasa-vmm this runtime starts runs, with the jail: a PID namespace of
@@ -103,6 +114,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             }
             disableSeccomp = configuration.hypervisor.disableSeccomp
             enableJail = configuration.hypervisor.enableJail
+            vmmUser = configuration.hypervisor.vmmUser
             cgroupHierarchy = configuration.runtime.sandboxCgroupOnly ? SandboxCgroup.unifiedHierarchy() : nil
             defaultMemoryMiB = configuration.hypervisor.defaultMemoryMiB
             defaultVCPUs = configuration.hypervisor.defaultVCPUs
@@ -268,8 +280,9 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
     /// this process, the console to the log or stderr), records its pid for `delete`, and
     /// hands it to the lifecycle.
     private func spawnVMM(_ arguments: [String], passing taps: [Int32]) throws(RuntimeError) {
-        let confinement = try settings.confinementArguments(jail: settings.stateDirectory + "/jail",
-                                                            readOnly: [settings.imageCache.directory])
+        // Drives for slots come as descriptors (VMMControlClient.attachDrive): the image
+        // cache, every pod's images, stays out of the jail.
+        let confinement = try settings.confinementArguments(jail: settings.stateDirectory + "/jail")
         let all = arguments + confinement + ["--no-stdin", "--parent-pid", String(getpid()),
                                "--console", settings.consoleToStandardError ? "/dev/stderr" : consoleLogPath]
         var placement = settings.vmmPlacement

@@ -34,6 +34,9 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         /// Kasa's `enable_jail`: each kasa-vmm runs in a mount namespace of its own whose
         /// root holds only the paths its VM uses (`kasa-vmm --jail`).
         public var enableJail = true
+        /// Kasa's `vmm_user`: the host user every jailed kasa-vmm runs as after set-up
+        /// (`kasa-vmm --user`); "root" keeps root (its threads still drop capabilities).
+        public var vmmUser = VMMUser.defaultName
     }
 
     /// `shared_fs`: "virtio-fs" serves each sandbox's shared directory from kasa-vmm (live

@@ -1,4 +1,5 @@
 import AgentProtocol
+import CLinux
 import KasaJSON
 import HostOS
 #if canImport(Glibc)
@@ -20,8 +21,15 @@ public struct VMMControlClient: Sendable {
     /// guest's device path (/dev/vdc).
     /// Fills an empty drive slot with `path`; `serial` is what the guest reads as the disk's
     /// virtio serial (GET_ID).
+    /// The runtime opens the image and sends kasa-vmm the descriptor: a VMM running as its
+    /// own user (`vmm_user`) cannot open the cache's root-only files, and its jail need
+    /// not hold the cache (other pods' images) at all.
     public func attachDrive(path: String, serial: String) throws(RuntimeError) -> (index: Int, device: String) {
-        let answer = try request(JSONObject([("action", .string("attach-drive")), ("path", .string(path)), ("id", .string(serial))]))
+        let image = open(path, O_RDONLY | O_CLOEXEC)
+        guard image >= 0 else { throw RuntimeError.host("cannot open \(path) for the VM: \(HostFile.lastErrorDescription())") }
+        defer { close(image) }
+        let answer = try request(JSONObject([("action", .string("attach-drive")), ("path", .string(path)), ("id", .string(serial)),
+                                             ("descriptor", .bool(true))]), descriptor: image)
         guard let index = answer["index"]?.numberValue?.integer(as: Int.self), let device = answer["device"]?.stringValue else {
             throw RuntimeError.sandbox("kasa-vmm's attach-drive answer lacks index or device: \(answer.jsonText)")
         }
@@ -40,14 +48,26 @@ public struct VMMControlClient: Sendable {
                                     ("settle_seconds", .number(JSONNumber(settleSeconds)))]))
     }
 
-    func request(_ request: JSONObject) throws(RuntimeError) -> JSONValue {
+    /// Sends `request`, with `attached` (SCM_RIGHTS) on its first byte when given.
+    func request(_ request: JSONObject, descriptor attached: Int32? = nil) throws(RuntimeError) -> JSONValue {
         let descriptor: Int32
         switch UnixStream.connect(socketPath) {
         case .success(let connected): descriptor = connected
         case .failure(let error): throw RuntimeError.sandbox("kasa-vmm's control socket \(socketPath): \(error)")
         }
         defer { close(descriptor) }
-        guard DescriptorIO.writeAll(descriptor, Array((JSONValue.object(request).jsonText + "\n").utf8)) else {
+        var line = Array((JSONValue.object(request).jsonText + "\n").utf8)
+        if let attached {
+            var sent = -1
+            repeat {
+                sent = line.withUnsafeBytes { clinux_send_with_descriptor(descriptor, $0.baseAddress, UInt($0.count), attached) }
+            } while sent < 0 && errno == EINTR
+            guard sent > 0 else {
+                throw RuntimeError.sandbox("kasa-vmm's control socket: sending a descriptor: \(HostFile.lastErrorDescription())")
+            }
+            line.removeFirst(sent)
+        }
+        guard DescriptorIO.writeAll(descriptor, line) else {
             throw RuntimeError.sandbox("kasa-vmm's control socket closed while sending a request")
         }
         guard let line = UnixStream.readLine(descriptor, timeout: timeout, limit: 64 * 1024) else {

@@ -112,11 +112,55 @@ public struct VMTemplate: Sendable {
         defer { HostFile.removeTree(buildDirectory) }
         // Removed first: a half-replaced template must never look ready.
         unlink(inputsPath)
+        // kasa-vmm writes its snapshot into a directory of its own, its user's when it has
+        // one (`vmm_user`); the files become root's and move into the template only once
+        // that VMM is gone, so no later VMM of the same user can change what every clone
+        // starts from.
+        let user = try template.jailedUser()
+        HostFile.removeTree(snapshotDirectory)
+        try HostFile.makeDirectories(snapshotDirectory, mode: 0o700)
+        defer { HostFile.removeTree(snapshotDirectory) }
+        if let user, chown(snapshotDirectory, user.uid, user.gid) != 0 {
+            throw RuntimeError.host("cannot give \(snapshotDirectory) to kasa-vmm's user: \(HostFile.lastErrorDescription())")
+        }
+        try saveTemplateVM(template, settings: settings)
+        for name in ["state", "memory"] { try adopt(name) }
+        try HostFile.write(Array((VMTemplate.inputs(for: settings).joined(separator: "\n") + "\n").utf8), to: inputsPath, mode: 0o600)
+    }
+
+    /// Where the template VM writes its snapshot: beside the build directory, not in it,
+    /// so that in the jail (where only these two are bound) the VMM's user reaches it
+    /// through the jail's own directories, not through the root-only build directory.
+    var snapshotDirectory: String { path + "/saving" }
+
+    /// Moves the snapshot's file `name` from `snapshotDirectory` into the template, made
+    /// root's and 0600. Its writer may have been hostile: only a regular file with one link
+    /// is taken, opened without following a symbolic link.
+    func adopt(_ name: String) throws(RuntimeError) {
+        let source = snapshotDirectory + "/" + name
+        let descriptor = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else { throw RuntimeError.sandbox("the template VM's snapshot has no usable \(name): \(HostFile.lastErrorDescription())") }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG, status.st_nlink == 1 else {
+            throw RuntimeError.sandbox("the template VM's snapshot file \(name) is not a plain file of its own")
+        }
+        guard fchown(descriptor, 0, 0) == 0, fchmod(descriptor, 0o600) == 0 else {
+            throw RuntimeError.host("cannot make \(source) root's: \(HostFile.lastErrorDescription())")
+        }
+        guard rename(source, path + "/" + name) == 0 else {
+            throw RuntimeError.host("cannot move \(source) into the template: \(HostFile.lastErrorDescription())")
+        }
+    }
+
+    /// Boots the template VM, waits for its agent and has it saved into
+    /// `snapshotDirectory`; the VM is stopped and waited for when this returns.
+    private func saveTemplateVM(_ template: MicroVMBackend.Settings, settings: MicroVMBackend.Settings) throws(RuntimeError) {
         let socket = buildDirectory + "/vsock.sock", api = buildDirectory + "/api.sock"
         let console = buildDirectory + "/console.log", log = buildDirectory + "/kasa-vmm.log"
         let arguments = MicroVMBackend.bootArguments(template, vsockSocket: socket, controlSocket: api)
             + VMTemplate.nicArguments(template.templateNICSlots)
-            + (try template.confinementArguments(jail: buildDirectory + "/jail", writable: [path]))
+            + (try template.confinementArguments(jail: buildDirectory + "/jail", writable: [snapshotDirectory]))
             + ["--no-stdin", "--parent-pid", String(getpid()), "--console", console]
         var placement = template.vmmPlacement
         let cgroup = try template.cgroupHierarchy.map { (hierarchy) throws(RuntimeError) in
@@ -146,11 +190,10 @@ public struct VMTemplate: Sendable {
         // guest too (its reset takes a moment on kvm_pvm, where the guest kernel is
         // emulated); kasa-vmm waits for that, up to settleSeconds.
         do {
-            try VMMControlClient(socketPath: api, timeout: 120).snapshot(to: path, settleSeconds: VMTemplate.settleSeconds)
+            try VMMControlClient(socketPath: api, timeout: 120).snapshot(to: snapshotDirectory, settleSeconds: VMTemplate.settleSeconds)
         } catch {
             throw RuntimeError.sandbox("saving the template VM: \(error)\(detail())")
         }
-        try HostFile.write(Array((VMTemplate.inputs(for: settings).joined(separator: "\n") + "\n").utf8), to: inputsPath, mode: 0o600)
     }
 
     /// kasa-vmm's `--net` for the template's unplugged NIC slots.
@@ -164,6 +207,7 @@ public struct VMTemplate: Sendable {
         let lock = try Self.lock(lockPath)
         for name in ["state", "memory", "inputs", "state.partial", "memory.partial"] { unlink(path + "/" + name) }
         HostFile.removeTree(buildDirectory)
+        HostFile.removeTree(snapshotDirectory)
         unlink(lockPath)
         close(lock)
         guard rmdir(path) == 0 || errno == ENOENT else {

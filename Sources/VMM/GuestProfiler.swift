@@ -25,8 +25,15 @@ final class GuestProfiler: @unchecked Sendable {
     /// Distinct kernel addresses kept at most; later new ones are counted under 0.
     static let maximumAddresses = 1 << 20
 
+    /// The profile's file, opened at set-up (a VMM running as its own user could not
+    /// create it in the runtime's directory later); -1 with `openError` when it could not be.
+    private let output: Int32
+    private let openError: String?
+
     init(outputPath: String, intervalMicroseconds: Int, vcpuCount: Int) {
         self.outputPath = outputPath
+        output = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        openError = output < 0 ? String(cString: strerror(errno)) : nil
         interval = UInt64(max(100, intervalMicroseconds)) * 1000
         requested = Array(repeating: false, count: vcpuCount)
     }
@@ -75,7 +82,8 @@ final class GuestProfiler: @unchecked Sendable {
         }
     }
 
-    /// Writes the profile (0600); a failure is reported, never fatal to the VM's result.
+    /// Writes the profile (0600) over what was written before; a failure is reported, never
+    /// fatal to the VM's result.
     func write() -> String? {
         let lines: [String] = lock.withLock {
             var rows = kernelSamples.map { (count: $0.value, line: "\($0.value) kernel \(String($0.key, radix: 16))") }
@@ -83,9 +91,16 @@ final class GuestProfiler: @unchecked Sendable {
             return rows.sorted { $0.count > $1.count }.map(\.line)
         }
         let text = Array((lines.joined(separator: "\n") + "\n").utf8)
-        let descriptor = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { return "cannot write the profile \(outputPath): \(String(cString: strerror(errno)))" }
-        defer { close(descriptor) }
-        return DescriptorIO.writeAll(descriptor, text) ? nil : "cannot write the profile \(outputPath): \(String(cString: strerror(errno)))"
+        guard output >= 0 else { return "cannot write the profile \(outputPath): \(openError ?? "not opened")" }
+        let failure = { [outputPath] in "cannot write the profile \(outputPath): \(String(cString: strerror(errno)))" }
+        guard ftruncate(output, 0) == 0 else { return failure() }
+        var done = 0
+        while done < text.count {
+            let count = text.withUnsafeBytes { pwrite(output, $0.baseAddress! + done, $0.count - done, off_t(done)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return failure() }
+            done += count
+        }
+        return nil
     }
 }

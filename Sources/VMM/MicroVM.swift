@@ -316,13 +316,29 @@ public final class MicroVM: Sendable {
     /// and tells the guest; returns the drive's index and Linux's name for it. Callable
     /// from any thread while the VM runs.
     public func attachDrive(path: String, identifier: String? = nil) throws -> AttachedDrive {
+        try attachDrive { drive in try drive.insertMedium(path: path, identifier: identifier) }
+    }
+
+    /// `attachDrive(path:)` for a file the caller opened: the descriptor is the drive's
+    /// from now on (closed here if no slot takes it). `name` stands for its path.
+    public func attachDrive(descriptor: Int32, name: String, identifier: String? = nil) throws -> AttachedDrive {
+        var owned: Int32? = descriptor
+        defer { if let owned { close(owned) } }
+        return try attachDrive { drive in
+            guard let medium = owned else { return }
+            owned = nil
+            try drive.insertMedium(descriptor: medium, name: name, identifier: identifier)
+        }
+    }
+
+    private func attachDrive(inserting insert: (BlockDevice) throws -> Void) throws -> AttachedDrive {
         for (index, slot) in virtio.slots.enumerated().dropFirst(configuration.drives.count).prefix(configuration.driveSlots) {
             guard let drive = slot.transport.device as? BlockDevice else { continue }
             let inserted = try slot.transport.changeConfiguration { () throws -> Bool in
                 // Checked under the transport's lock: two callers cannot fill one slot.
                 guard !drive.hasMedium else { return false }
                 do {
-                    try drive.insertMedium(path: path, identifier: identifier)
+                    try insert(drive)
                 } catch let error as BlockDeviceError {
                     throw VMMError.deviceSetupFailed(error.description)
                 }

@@ -75,6 +75,23 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
         self.identifierText = identifier
     }
 
+    /// Puts an open file in an empty drive: `descriptor` becomes the drive's (closed here
+    /// when it cannot be used); `name` stands for its path in messages and, without an
+    /// identifier, in the serial. How a VMM that cannot open the runtime's files by path
+    /// (`kasa-vmm --user`) gets them. Call through the transport's `changeConfiguration`.
+    public func insertMedium(descriptor: Int32, name: String, identifier: String? = nil) throws {
+        guard self.descriptor < 0 else {
+            close(descriptor)
+            throw BlockDeviceError.occupied(current: self.path)
+        }
+        let sectors = try BlockDevice.measure(descriptor, path: name)
+        self.path = name
+        self.descriptor = descriptor
+        self.capacitySectors = sectors
+        self.identifier = BlockDevice.identifierBytes(identifier, path: name)
+        self.identifierText = identifier
+    }
+
     /// Empties the drive (the guest should have stopped using it). Call through the
     /// transport's `changeConfiguration`.
     public func ejectMedium() {
@@ -90,6 +107,11 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
         let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
         let descriptor = Glibc.open(path, flags)
         if descriptor < 0 { throw BlockDeviceError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        return (descriptor, try measure(descriptor, path: path))
+    }
+
+    /// The medium's size in sectors; closes `descriptor` and throws when it has none.
+    private static func measure(_ descriptor: Int32, path: String) throws -> UInt64 {
         let size = lseek(descriptor, 0, SEEK_END)
         if size < 0 {
             close(descriptor)
@@ -99,7 +121,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
             close(descriptor)
             throw BlockDeviceError.sizeNotSectorMultiple(path: path, size: UInt64(size))
         }
-        return (descriptor, UInt64(size) / BlockDevice.sectorSize)
+        return UInt64(size) / BlockDevice.sectorSize
     }
 
     private static func identifierBytes(_ identifier: String?, path: String) -> [UInt8] {

@@ -46,6 +46,8 @@ struct CommandLineOptions {
     var seccomp: SeccompMode = .kill
     var jail: String?
     var jailPaths: [JailPath] = []
+    /// `--user UID:GID`: the unprivileged user the VMM becomes after its jail.
+    var user: (uid: UInt32, gid: UInt32)?
     var verbose = false
     var showHelp = false
     var showVersion = false
@@ -55,7 +57,7 @@ struct CommandLineOptions {
     enum Key {
         case configFile, kernel, initrd, cmdline, memory, vcpus, console, noStandardInput, parentPID
         case hideCPUFeature, pvmCompatibility, drive, driveSlots, apiSocket, entropy, vsockPath, vsockCID, network, noPVH, sharedDirectory, seccomp
-        case jail, jailPath, jailPathWritable
+        case jail, jailPath, jailPathWritable, user
         case restore, profile, profileInterval, verbose, help, version
     }
 
@@ -146,6 +148,11 @@ struct CommandLineOptions {
                help: "With --jail, also keep this path, read-only (repeatable): what the control socket will name later."),
         Option(key: .jailPathWritable, names: ["jail-path-writable"], short: nil, valueName: "path",
                help: "With --jail, also keep this path writable (repeatable): a snapshot's destination."),
+        Option(key: .user, names: ["user"], short: nil, valueName: "uid:gid",
+               help: "After the jail, run as this user and group (numbers, not 0; no supplementary groups). Set-up "
+                   + "keeps root's capabilities to open what it needs; then each thread drops them (virtio-fs workers "
+                   + "keep the five file ones), so nothing after set-up acts as root. Drives for slots then come as "
+                   + "descriptors over the control socket, and a snapshot's directory must be the user's."),
         Option(key: .verbose, names: ["verbose"], short: "v", valueName: nil,
                help: "Describe the VM on standard error before booting."),
         Option(key: .help, names: ["help"], short: "h", valueName: nil,
@@ -153,6 +160,16 @@ struct CommandLineOptions {
         Option(key: .version, names: ["version"], short: nil, valueName: nil,
                help: "Show the version and exit."),
     ]
+
+    /// `UID:GID`, both numbers and neither 0 (root is what --user leaves).
+    static func userAndGroup(_ value: String, for option: Option) throws(UsageError) -> (uid: UInt32, gid: UInt32) {
+        let parts = value.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let uid = UInt32(parts[0]), let gid = UInt32(parts[1]),
+              uid != 0, gid != 0, uid != UInt32.max, gid != UInt32.max else {
+            throw UsageError("invalid value '\(value)' for \(option.display): use UID:GID, two numbers other than 0 (names are the runtime's to resolve)")
+        }
+        return (uid, gid)
+    }
 
     static func option(named name: String) -> Option? {
         options.first { $0.names.contains(name) }
@@ -259,6 +276,7 @@ struct CommandLineOptions {
         case .jail: jail = value
         case .jailPath: jailPaths.append(JailPath(value, writable: false))
         case .jailPathWritable: jailPaths.append(JailPath(value, writable: true))
+        case .user: user = try Self.userAndGroup(value, for: option)
         case .drive: drives.append(value)
         case .network: networks.append(value)
         case .sharedDirectory: sharedDirectories.append(value)

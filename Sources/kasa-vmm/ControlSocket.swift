@@ -1,3 +1,4 @@
+import CLinux
 import HostOS
 import KVM
 import KasaJSON
@@ -11,6 +12,9 @@ import Glibc
 ///
 ///     {"action": "attach-drive", "path": "/images/app.img"}
 ///       -> {"ok": true, "index": 2, "device": "/dev/vdc"}
+///     {"action": "attach-drive", "path": "app.img", "descriptor": true}  + the file's fd
+///       (SCM_RIGHTS): the VMM uses the descriptor and names it by path (kasa-vmm --user,
+///       which cannot open the runtime's images itself)
 ///     {"action": "detach-drive", "index": 2}
 ///       -> {"ok": true}
 ///     {"action": "pause"} / {"action": "resume"}
@@ -49,27 +53,47 @@ struct ControlSocket {
             }
         }
     }
+    /// Descriptors a client attaches (SCM_RIGHTS) belong to the request line they arrive
+    /// with or before: `"descriptor": true` in it claims the first; whatever the line does
+    /// not claim is closed once it is answered, so a client cannot make the VMM hoard them.
     static func converse(_ client: Int32, vm: MicroVM) {
         var pending: [UInt8] = []
+        var descriptors: [Int32] = []
+        defer { descriptors.forEach { _ = close($0) } }
         var buffer = [UInt8](repeating: 0, count: 4096)
+        var received = [Int32](repeating: -1, count: 4)
         while true {
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = Array(pending[..<newline])
                 pending.removeSubrange(...newline)
-                guard send(answer(to: line, vm: vm), to: client) else { return }
+                let reply = answer(to: line, descriptors: &descriptors, vm: vm)
+                descriptors.forEach { _ = close($0) }
+                descriptors.removeAll()
+                guard send(reply, to: client) else { return }
             }
             if pending.count > maximumLineLength {
                 _ = send(failure("request longer than \(maximumLineLength) bytes"), to: client)
                 return
             }
-            let count = buffer.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { return }
-            pending += buffer[0..<count]
+            var count: Int32 = 0, truncated: Int32 = 0
+            let length = buffer.withUnsafeMutableBytes { bytes in
+                received.withUnsafeMutableBufferPointer { slots in
+                    clinux_receive_with_descriptors(client, bytes.baseAddress, UInt(bytes.count), slots.baseAddress,
+                                                    Int32(slots.count), &count, &truncated)
+                }
+            }
+            descriptors += received.prefix(Int(count))
+            if length < 0 && errno == EINTR { continue }
+            if length <= 0 { return }
+            if truncated != 0 {
+                _ = send(failure("more than \(received.count) descriptors came with a request"), to: client)
+                return
+            }
+            pending += buffer[0..<length]
         }
     }
 
-    static func answer(to line: [UInt8], vm: MicroVM) -> JSONValue {
+    static func answer(to line: [UInt8], descriptors: inout [Int32], vm: MicroVM) -> JSONValue {
         let request: JSONValue
         do {
             request = try JSONValue(parsing: line)
@@ -81,7 +105,15 @@ struct ControlSocket {
             switch action {
             case "attach-drive":
                 guard let path = request["path"]?.stringValue, !path.isEmpty else { return failure("attach-drive needs \"path\"") }
-                let drive = try vm.attachDrive(path: path, identifier: request["id"]?.stringValue)
+                let drive: AttachedDrive
+                if request["descriptor"] == .bool(true) {
+                    guard !descriptors.isEmpty else {
+                        return failure("attach-drive with \"descriptor\": no descriptor came with the request (SCM_RIGHTS)")
+                    }
+                    drive = try vm.attachDrive(descriptor: descriptors.removeFirst(), name: path, identifier: request["id"]?.stringValue)
+                } else {
+                    drive = try vm.attachDrive(path: path, identifier: request["id"]?.stringValue)
+                }
                 return .object(JSONObject([("ok", .bool(true)), ("index", .number(JSONNumber(drive.index))),
                                            ("device", .string("/dev/" + drive.guestName))]))
             case "detach-drive":

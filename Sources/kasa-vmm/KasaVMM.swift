@@ -88,6 +88,7 @@ enum KasaVMM {
                 try VMMConfinement.limitOpenFiles(to: openFiles)
             }
             try VMMConfinement.prepareProcess(mode: options.seccomp)
+            if let user = options.user { try VMMConfinement.becomeUser(uid: user.uid, gid: user.gid) }
         } catch {
             log("error: \(error)")
             exit(1)

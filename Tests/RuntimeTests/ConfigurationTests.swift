@@ -56,7 +56,7 @@ import Testing
     }
 
     @Test func disableSeccompTurnsKasaVMMsFiltersOff() throws {
-        let plain = try ConfigurationLoader.parse("", path: "/c.toml")
+        let plain = try ConfigurationLoader.parse("[hypervisor.kasa]\nvmm_user = \"root\"\n", path: "/c.toml")
         let directory = try RuntimeTestSupport.temporaryDirectory("kasa-jail-args")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let jail = directory + "/jail"
@@ -70,6 +70,36 @@ import Testing
         #expect(try MicroVMBackend.Settings(configuration: off.configuration, sandboxID: "s").confinementArguments(jail: jail)
             == ["--seccomp", "off"])
         #expect(throws: RuntimeError.self) { try ConfigurationLoader.parse("[hypervisor.kasa]\ndisable_seccomp = \"yes\"\n", path: "/c.toml") }
+    }
+
+    /// `vmm_user`: a jailed kasa-vmm is told to become that user (`--user UID:GID`, its
+    /// primary group); root, or no jail, keeps it root; a user the host lacks stops the
+    /// sandbox with how to make one, and `kata-runtime check` says the same.
+    @Test func vmmUserNamesWhoAJailedKasaVMMBecomes() throws {
+        #expect(try ConfigurationLoader.parse("", path: "/c.toml").configuration.hypervisor.vmmUser == "kasa-vmm")
+        let directory = try RuntimeTestSupport.temporaryDirectory("kasa-user-args")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let jail = directory + "/jail"
+        func settings(_ text: String) throws -> MicroVMBackend.Settings {
+            MicroVMBackend.Settings(configuration: try ConfigurationLoader.parse(text, path: "/c.toml").configuration, sandboxID: "s")
+        }
+        // nobody and nogroup: Debian's, 65534 both.
+        let nobody = try settings("[hypervisor.kasa]\nvmm_user = \"nobody\"\n")
+        #expect(try nobody.confinementArguments(jail: jail) == ["--jail", jail, "--user", "65534:65534"])
+        #expect(try settings("[hypervisor.kasa]\nvmm_user = \"root\"\n").confinementArguments(jail: jail) == ["--jail", jail])
+        let unjailed = try settings("[hypervisor.kasa]\nvmm_user = \"nobody\"\nenable_jail = false\n")
+        #expect(try unjailed.confinementArguments(jail: jail) == [] && unjailed.jailedUser() == nil)
+        let missing = try settings("[hypervisor.kasa]\nvmm_user = \"kasa-no-such-user\"\n")
+        #expect { try missing.confinementArguments(jail: jail) } throws: { error in
+            "\(error)".contains("no such user on this host") && "\(error)".contains("useradd")
+        }
+        for bad in ["\"\"", "\"-x\"", "\"a/b\"", "\"a b\"", "7"] {
+            #expect(throws: RuntimeError.self) { try ConfigurationLoader.parse("[hypervisor.kasa]\nvmm_user = \(bad)\n", path: "/c.toml") }
+        }
+        var configuration = try ConfigurationLoader.parse("[hypervisor.kasa]\nvmm_user = \"nobody\"\n", path: "/c.toml").configuration
+        #expect(HostCheck.vmmConfinementCheck(configuration, status: "Seccomp:\t0\n").detail.contains("runs as nobody (uid 65534, gid 65534"))
+        configuration.hypervisor.vmmUser = "kasa-no-such-user"
+        #expect(HostCheck.vmmConfinementCheck(configuration, status: "Seccomp:\t0\n").verdict == .fail)
     }
 
     @Test func theCheckSaysWhatConfinesKasaVMM() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// What a sandbox's running kasa-vmm looks like from the host, against the shim that
 /// started it: the jail the runtime promises (docs/security.md) as a list of broken
@@ -23,9 +24,18 @@ enum VMMConfinementProbe {
         if root.isEmpty || root.contains("etc") { problems.append("its root is not a jail: \(root)") }
         let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(vmm)/task")) ?? []
         if threads.isEmpty { problems.append("no threads readable") }
+        // vmm_user's default, which scripts/install-deps.sh creates: every id of every thread.
+        let user = (try? VMMUser.resolve(VMMUser.defaultName)).flatMap { $0 }
+        if user == nil { problems.append("no user \(VMMUser.defaultName) on this host to compare with") }
         for thread in threads {
             let fields = fields("/proc/\(vmm)/task/\(thread)/status")
             let name = fields["Name"] ?? thread
+            if let user {
+                let ids = { (uid: UInt32) in Array(repeating: String(uid), count: 4).joined(separator: "\t") }
+                if fields["Uid"] != ids(user.uid) { problems.append("thread \(name): Uid \(fields["Uid"] ?? "?"), not \(user.uid)") }
+                if fields["Gid"] != ids(user.gid) { problems.append("thread \(name): Gid \(fields["Gid"] ?? "?"), not \(user.gid)") }
+                if fields["Groups"] != "" { problems.append("thread \(name): supplementary groups \(fields["Groups"] ?? "?")") }
+            }
             if fields["Seccomp"] != "2" { problems.append("thread \(name): Seccomp \(fields["Seccomp"] ?? "?")") }
             if fields["NoNewPrivs"] != "1" { problems.append("thread \(name): NoNewPrivs \(fields["NoNewPrivs"] ?? "?")") }
             if !name.hasPrefix("kasa-fs"), fields["CapEff"] != "0000000000000000" {

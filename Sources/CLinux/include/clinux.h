@@ -61,6 +61,19 @@ int clinux_set_no_new_privs(void);
 // permitted become `keep` (a bit per CAP_* number; bits it does not hold stay clear) and
 // inheritable and ambient are cleared. 0 or -1 with errno set.
 int clinux_limit_thread_capabilities(uint64_t keep);
+/// Makes the whole process run as `uid`/`gid` with no supplementary groups, keeping its
+/// permitted capabilities and raising them into the calling thread's effective set (each
+/// thread then keeps what its role needs). Re-arms the parent-death signal, which a
+/// change of credentials clears. Call while the process has one thread. 0, or -1 with errno.
+int clinux_become_user(uint32_t uid, uint32_t gid);
+/// Sends `length` bytes on a Unix socket with `descriptor` attached (SCM_RIGHTS);
+/// returns what send returns.
+long clinux_send_with_descriptor(int socket, const void *bytes, unsigned long length, int descriptor);
+/// Receives bytes and any descriptors attached (close-on-exec). At most `capacity` are
+/// stored in `descriptors` and counted in `*count`; any beyond it are closed and
+/// `*truncated` set, as when the kernel had to drop some. Returns what recvmsg returns.
+long clinux_receive_with_descriptors(int socket, void *bytes, unsigned long length, int *descriptors, int capacity,
+                                     int *count, int *truncated);
 
 // TAP devices for virtio-net (linux/if_tun.h requests, which take a struct ifreq or an
 // int by pointer; ioctl is variadic, so Swift cannot call it directly).

@@ -12,8 +12,11 @@ import Glibc
 ///
 /// Lifecycle: the listener is created by `init` (clients connecting early wait in its
 /// backlog) and accepted from once the driver activates the device. `reset()` closes every
-/// connection and the listener (removing its file); the next activation listens again.
-/// `tearDown()` (or deinit) closes everything for good.
+/// connection but keeps the listener, no longer accepted from: a client connecting while
+/// the driver resets the device waits in its backlog for the next activation, as one
+/// connecting before the first does (and a VMM running as its own user after set-up,
+/// `kasa-vmm --user`, could not bind the socket again in the runtime's directory).
+/// `tearDown()` (or deinit) closes everything, the listener too (removing its file).
 ///
 /// Locking: the transport calls the `VirtioDevice` methods with its lock held; socket events
 /// and timers take that lock through `context.serialized`. All state below is also guarded
@@ -129,7 +132,7 @@ public final class VsockDevice: VirtioDevice, @unchecked Sendable {
 
     public func reset() {
         lock.withLock {
-            closeEverything()
+            closeEverything(keepingListener: true)
             context = nil
             activation &+= 1
         }
@@ -166,8 +169,9 @@ public final class VsockDevice: VirtioDevice, @unchecked Sendable {
         return nextID
     }
 
-    /// Closes all connections, pending clients and the listener; forgets queued packets.
-    func closeEverything() {
+    /// Closes all connections, pending clients and, unless kept (no longer watched), the
+    /// listener; forgets queued packets.
+    func closeEverything(keepingListener: Bool = false) {
         for connection in connectionsByID.values {
             if connection.registeredEvents != nil { eventLoop.unregister(connection.fd) }
             VsockUnixSocket.close(connection.fd)
@@ -187,9 +191,11 @@ public final class VsockDevice: VirtioDevice, @unchecked Sendable {
         nextHostPort = VsockDevice.firstHostPort
         if let listener {
             if listenerRegistered { eventLoop.unregister(listener.fd) }
-            VsockUnixSocket.close(listener)
+            if !keepingListener {
+                VsockUnixSocket.close(listener)
+                self.listener = nil
+            }
         }
-        listener = nil
         listenerRegistered = false
     }
 
