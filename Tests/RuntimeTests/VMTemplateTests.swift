@@ -62,4 +62,32 @@ import Testing
         try template.destroy()
         #expect(!FileManager.default.fileExists(atPath: directory), "destroy left the directory")
     }
+
+    /// The template VM (running as kasa-vmm's user) wrote its snapshot into a directory of
+    /// its own: only plain files of one link are taken, made root's and 0600, and moved into
+    /// the template; a symbolic link or a hard link it planted is refused, nothing moved.
+    @Test func aSnapshotIsAdoptedOnlyAsPlainFilesMadeRoots() throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "kasa-adopt-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let template = VMTemplate(path: directory + "/template")
+        try FileManager.default.createDirectory(atPath: template.snapshotDirectory, withIntermediateDirectories: true)
+        let secret = directory + "/secret"
+        try Data("host file".utf8).write(to: URL(filePath: secret))
+        try FileManager.default.createSymbolicLink(atPath: template.snapshotDirectory + "/state", withDestinationPath: secret)
+        #expect(throws: RuntimeError.self, "a symbolic link was followed") { try template.adopt("state") }
+        #expect(link(secret, template.snapshotDirectory + "/memory") == 0)
+        #expect(throws: RuntimeError.self, "a second link to another file was taken") { try template.adopt("memory") }
+        #expect(!FileManager.default.fileExists(atPath: template.path + "/state")
+            && !FileManager.default.fileExists(atPath: template.path + "/memory"))
+
+        try FileManager.default.removeItem(atPath: template.snapshotDirectory + "/state")
+        try Data("saved".utf8).write(to: URL(filePath: template.snapshotDirectory + "/state"))
+        #expect(chown(template.snapshotDirectory + "/state", 65534, 65534) == 0)
+        #expect(chmod(template.snapshotDirectory + "/state", 0o666) == 0)
+        try template.adopt("state")
+        let adopted = try FileManager.default.attributesOfItem(atPath: template.path + "/state")
+        #expect(adopted[.ownerAccountID] as? Int == 0 && adopted[.groupOwnerAccountID] as? Int == 0)
+        #expect(adopted[.posixPermissions] as? Int == 0o600)
+        #expect(!FileManager.default.fileExists(atPath: template.snapshotDirectory + "/state"))
+    }
 }
