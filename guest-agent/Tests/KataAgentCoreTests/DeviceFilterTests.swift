@@ -165,8 +165,44 @@ import Glibc
             return text
         }
         #expect(try opens() == "null opened\nzero opened\nkvm opened\n", "before the filter")
-        try F.attach(try F.rules(from: [Rule(allow: false), Rule(allow: true, type: "c", major: 1, minor: 3, access: "rw")]), toCgroup: cgroup)
+        let program = try F.attach(try F.rules(from: [Rule(allow: false), Rule(allow: true, type: "c", major: 1, minor: 3, access: "rw")]),
+                                   toCgroup: cgroup)
+        defer { if let program { close(program) } }
+        #expect(program != nil)
         #expect(try opens() == "null opened\nzero opened\nkvm refused\n", "with the filter")
+    }
+
+    /// UpdateContainer's rules replace the filter (BPF_F_REPLACE), not join it: a second
+    /// program beside the first would let through only what both allow, so /dev/kvm,
+    /// refused by the first rules and allowed by the new ones, opens only if the first went.
+    @Test(.timeLimit(.minutes(1)))
+    func newRulesReplaceTheFilterOnARealCgroup() throws {
+        try ContainerTestSupport.requireContainerSupport()
+        try #require(access("/dev/kvm", F_OK) == 0, "this test opens /dev/kvm, a device outside the first rules")
+        let (cgroup, _) = try ContainerTestSupport.makeTestCgroup("kasa-devices-update")
+        defer { rmdir(cgroup) }
+        func opensKVM() throws -> Bool {
+            let shell = Process()
+            shell.executableURL = URL(filePath: "/bin/sh")
+            shell.arguments = ["-c", "echo $$ > \(cgroup)/cgroup.procs || exit 9; exec 3< /dev/kvm"]
+            shell.standardError = FileHandle.nullDevice
+            try shell.run()
+            shell.waitUntilExit()
+            try #require(shell.terminationStatus != 9, "could not join \(cgroup)")
+            return shell.terminationStatus == 0
+        }
+        let first = try F.attach(try F.rules(from: [Rule(allow: false)]), toCgroup: cgroup)
+        #expect(try !opensKVM(), "the first rules allow no /dev/kvm")
+        let second = try F.attach(try F.rules(from: [Rule(allow: true, type: "c", major: 10, minor: 232, access: "r")]),
+                                  toCgroup: cgroup, replacing: first)
+        if let first { close(first) }
+        defer { if let second { close(second) } }
+        #expect(try opensKVM(), "the new rules allow /dev/kvm: the first program is still attached")
+        // The filter still refuses what the new rules do not name.
+        let third = try F.attach(try F.rules(from: [Rule(allow: true, type: "c", major: 1, minor: 3, access: "rw")]),
+                                 toCgroup: cgroup, replacing: second)
+        defer { if let third { close(third) } }
+        #expect(try !opensKVM(), "rules without /dev/kvm still allow it")
     }
 }
 

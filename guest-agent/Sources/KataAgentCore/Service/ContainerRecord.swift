@@ -16,6 +16,9 @@ final class ContainerRecord: @unchecked Sendable {
     // Guarded by the sandbox's monitor.
     var started = false
     var execs: [String: ManagedProcess] = [:]
+    /// The device filter attached to its cgroup (DeviceFilter), kept for UpdateContainer to
+    /// replace; closed when the container is removed.
+    var deviceProgram: Int32?
 
     init(id: String, initExecID: String, initProcess: ManagedProcess, cgroupPath: String?, mountedPaths: [String],
          launchSpec: ContainerLaunchSpec) {

@@ -53,6 +53,15 @@ enum OCITranslation {
         }
     }
 
+    /// The device rules of UpdateContainer's resources JSON (nil: none given).
+    static func deviceRules(json: [UInt8]) throws -> [OCISpec.Resources.DeviceRule]? {
+        do {
+            return try OCISpec.decode(OCISpec.Resources.self, from: json, what: "resources").devices
+        } catch {
+            throw AgentError(.invalidArgument, "invalid resources: \(error)")
+        }
+    }
+
     /// An exec: the process JSON joined to the running container.
     static func execSpec(processJSON: [UInt8], container: ContainerLaunchSpec, initPid: Int32) throws -> ContainerLaunchSpec {
         do {

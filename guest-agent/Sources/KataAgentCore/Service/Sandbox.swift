@@ -99,10 +99,19 @@ final class Sandbox: @unchecked Sendable {
             spec.cgroupPath = try CgroupManager.create(for: id, root: configuration.cgroupRoot,
                                                        resources: OCITranslation.resources(oci.linux?.resources))
             // Before any process of the container is in the cgroup.
-            if let cgroup = spec.cgroupPath { try DeviceFilter.attach(deviceRules, toCgroup: cgroup) }
-            let process = try ProcessSpawner.spawn(containerID: id, execID: execID, spec: spec, launcher: launcher)
+            let deviceProgram = try spec.cgroupPath.flatMap { (cgroup) throws(AgentError) in
+                try DeviceFilter.attach(deviceRules, toCgroup: cgroup)
+            }
+            let process: ManagedProcess
+            do {
+                process = try ProcessSpawner.spawn(containerID: id, execID: execID, spec: spec, launcher: launcher)
+            } catch {
+                if let deviceProgram { close(deviceProgram) }
+                throw error
+            }
             let record = ContainerRecord(id: id, initExecID: execID, initProcess: process, cgroupPath: spec.cgroupPath,
                                          mountedPaths: rootfs.mountedPaths, launchSpec: spec)
+            record.deviceProgram = deviceProgram
             if let cgroup = spec.cgroupPath { memoryEvents.watch(cgroup + "/memory.events", for: id) }
             monitor.withLock { containers[id] = record }
         } catch {
@@ -184,6 +193,8 @@ final class Sandbox: @unchecked Sendable {
         monitor.withLock {
             _ = containers.removeValue(forKey: id)
             _ = reportedOOMKills.removeValue(forKey: id)
+            if let program = record.deviceProgram { close(program) }
+            record.deviceProgram = nil
         }
         for process in record.allProcesses { ChildReaper.shared.forget(process.pid) }
     }
@@ -227,9 +238,20 @@ final class Sandbox: @unchecked Sendable {
         try CgroupManager.setFrozen(paused, in: cgroup)
     }
 
+    /// New limits, and new device rules when the request has any (none: the container's
+    /// stay): its filter is replaced in one step, as runc's update does.
     func update(_ request: AgentUpdateContainerRequest) throws {
-        let (_, cgroup) = try cgroup(of: request.containerID, "to update")
-        try CgroupManager.apply(OCITranslation.resources(json: Array(request.resourcesJson)), to: cgroup)
+        let (record, cgroup) = try cgroup(of: request.containerID, "to update")
+        let json = Array(request.resourcesJson)
+        try CgroupManager.apply(OCITranslation.resources(json: json), to: cgroup)
+        let rules = try DeviceFilter.rules(from: try OCITranslation.deviceRules(json: json))
+        guard !rules.isEmpty else { return }
+        // Under the monitor: two updates at once must not both replace the same program.
+        try monitor.withLock {
+            let program = try DeviceFilter.attach(rules, toCgroup: cgroup, replacing: record.deviceProgram)
+            if let old = record.deviceProgram { close(old) }
+            record.deviceProgram = program
+        }
     }
 
     /// The container's processes: its cgroup's, or (without cgroups) the ones the agent

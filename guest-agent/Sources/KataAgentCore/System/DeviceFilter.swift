@@ -129,10 +129,12 @@ enum DeviceFilter {
     }
 
     /// Loads the program for `rules` and attaches it to the cgroup directory at `path`
-    /// (BPF_F_ALLOW_MULTI: one above it, if any, must allow too). The cgroup keeps the
-    /// program: the descriptors are closed here.
-    static func attach(_ rules: [Rule], toCgroup path: String) throws(AgentError) {
-        guard !rules.isEmpty else { return }
+    /// (BPF_F_ALLOW_MULTI: one above it, if any, must allow too), in place of `replacing`
+    /// (a program this returned for the same cgroup: BPF_F_REPLACE swaps them at once, so
+    /// no request meets both or neither). Returns the program's descriptor (close-on-exec),
+    /// which the caller keeps for the next replacement; nil for no rules (nothing attached).
+    static func attach(_ rules: [Rule], toCgroup path: String, replacing: Int32? = nil) throws(AgentError) -> Int32? {
+        guard !rules.isEmpty else { return nil }
         let instructions = program(for: rules).flatMap(\.bytes)
         let cgroup = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard cgroup >= 0 else { throw AgentError(.internal, "cannot open cgroup \(path): \(String(cString: strerror(errno)))") }
@@ -151,18 +153,22 @@ enum DeviceFilter {
             throw AgentError(.internal, "cannot load the device filter for \(path): \(String(cString: strerror(reason)))\(kernel)"
                                         + (verifier.isEmpty ? "" : " (\(verifier.suffix(300)))"))
         }
-        defer { close(Int32(programDescriptor)) }
         var attachAttributes = [UInt8](repeating: 0, count: 32)
         let attached = attachAttributes.withUnsafeMutableBytes { attributes -> Int in
             attributes.storeBytes(of: UInt32(cgroup), toByteOffset: 0, as: UInt32.self)  // target_fd
             attributes.storeBytes(of: UInt32(programDescriptor), toByteOffset: 4, as: UInt32.self)
             attributes.storeBytes(of: 6, toByteOffset: 8, as: UInt32.self)  // BPF_CGROUP_DEVICE
-            attributes.storeBytes(of: 2, toByteOffset: 12, as: UInt32.self)  // BPF_F_ALLOW_MULTI
+            // BPF_F_ALLOW_MULTI, with BPF_F_REPLACE and replace_bpf_fd for an update.
+            attributes.storeBytes(of: replacing == nil ? 2 : 2 | 4, toByteOffset: 12, as: UInt32.self)
+            if let replacing { attributes.storeBytes(of: UInt32(replacing), toByteOffset: 16, as: UInt32.self) }
             return kasa_bpf(8, attributes.baseAddress, UInt32(attributes.count))  // BPF_PROG_ATTACH
         }
         guard attached == 0 else {
-            throw AgentError(.internal, "cannot attach the device filter to \(path): \(String(cString: strerror(errno)))")
+            let reason = String(cString: strerror(errno))
+            close(Int32(programDescriptor))
+            throw AgentError(.internal, "cannot attach the device filter to \(path): \(reason)")
         }
+        return Int32(programDescriptor)
     }
 }
 
