@@ -161,6 +161,9 @@ int clinux_become_user(uint32_t uid, uint32_t gid) {
     if (syscall(SYS_capget, &header, data) != 0) return -1;
     for (int i = 0; i < 2; i++) data[i].effective = data[i].permitted;
     if (syscall(SYS_capset, &header, data) != 0) return -1;
+    // The ids' change cleared the parent-death signal. A parent that died in the few
+    // instructions since goes unnoticed here (as the init of its own PID namespace this
+    // process cannot see it): the runtime's pid file lets `delete` stop this VMM then.
     if (death != 0 && prctl(PR_SET_PDEATHSIG, (unsigned long)death, 0, 0, 0) != 0) return -1;
     return 0;
 }

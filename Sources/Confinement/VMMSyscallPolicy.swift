@@ -72,20 +72,15 @@ public enum VMMSyscallPolicy {
     /// Sockets: only Unix ones (vsock's host side is Unix sockets).
     static let unixSocket = SyscallRule.when("socket", argument: 0, isOneOf32: [AF_UNIX])
 
-    /// vsock's listener, made when the guest activates the device: a Unix socket bound
-    /// under a staging name, made 0600, listening, renamed into place (a stale one removed).
-    static let vsockListener = [unixSocket, SyscallRule("bind"), SyscallRule("listen"), SyscallRule("fchmod"),
-                                SyscallRule("rename"), SyscallRule("unlink"), SyscallRule("newfstatat")]
-
     static func specific(_ role: ThreadRole) -> [SyscallRule] {
         switch role {
         case .vcpu:
             // Exits: port and MMIO writes reach the devices: the console's output (a file it
-            // may start over, a pipe, a socket), eventfds, resets, activation (vsock's
-            // listener, a TAP's offloads).
+            // may start over, a pipe, a socket), eventfds, resets, activation (a TAP's
+            // offloads; vsock's listener is made at set-up and kept across resets).
             return [ioctl(vcpuRequests + interruptRequests + activationRequests),
                     SyscallRule("read"), SyscallRule("lseek"), SyscallRule("ftruncate"),
-                    SyscallRule("eventfd2"), SyscallRule("poll"), descriptorFlags] + vsockListener
+                    SyscallRule("eventfd2"), SyscallRule("poll"), descriptorFlags]
         case .events:
             // virtio-blk (positioned vectored I/O, flushes), virtio-net (the TAP), vsock (Unix
             // sockets to and from the host, accepted and dialled), virtio-rng, the loop's wake-up.

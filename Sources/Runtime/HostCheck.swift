@@ -61,8 +61,8 @@ public struct HostCheck: Sendable, Equatable {
                 + " no other process) and an empty network namespace, at most 4096 open files (more with shared directories)."
             : " No jail (enable_jail = false): it sees the host's files, processes and network."
         let notYet: String
-        if !configuration.hypervisor.enableJail {
-            notYet = " It runs as root (vmm_user applies with the jail)."
+        if !configuration.hypervisor.enableJail || configuration.hypervisor.disableSeccomp {
+            notYet = " It runs as root (vmm_user applies with the jail and the filters)."
         } else {
             let name = configuration.hypervisor.vmmUser
             do {

@@ -74,9 +74,11 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
 
         /// The user a jailed kasa-vmm becomes (`vmm_user`); nil without the jail (kasa-vmm
         /// then reaches the runtime's directories by their host paths, which only root may
-        /// walk) or when the user is root.
+        /// walk), with `disable_seccomp`, or when the user is root.
         public func jailedUser() throws(RuntimeError) -> (uid: UInt32, gid: UInt32)? {
-            guard enableJail else { return nil }
+            // Without the filters nothing drops the capabilities set-up keeps: the user
+            // would be a name only (kasa-vmm refuses --user with --seccomp off).
+            guard enableJail, !disableSeccomp else { return nil }
             return try VMMUser.resolve(vmmUser)
         }
 

@@ -33,7 +33,8 @@ public enum VMMUser {
         }
         guard found != nil else {
             throw RuntimeError.configuration("vmm_user \"\(name)\": no such user on this host: create it (scripts/install-deps.sh "
-                + "does: useradd --system --user-group --no-create-home --shell /usr/sbin/nologin \(name)) or set "
+                + "does: useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "
+                + "\(name)) or set "
                 + "[hypervisor.kasa] vmm_user = \"root\"")
         }
         if entry.pw_uid == 0 { return nil }

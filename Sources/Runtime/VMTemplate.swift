@@ -194,6 +194,12 @@ public struct VMTemplate: Sendable {
         } catch {
             throw RuntimeError.sandbox("saving the template VM: \(error)\(detail())")
         }
+        // Its files are taken only from a VMM that is gone (reaped): none of its threads
+        // can change them between the checks and the move.
+        child.signal(SIGKILL)
+        guard child.wait(timeout: 30) != nil else {
+            throw RuntimeError.sandbox("the template VM did not stop within 30 s of SIGKILL: its snapshot is not used")
+        }
     }
 
     /// kasa-vmm's `--net` for the template's unplugged NIC slots.

@@ -38,6 +38,10 @@ final class GuestProfiler: @unchecked Sendable {
         requested = Array(repeating: false, count: vcpuCount)
     }
 
+    deinit {
+        if output >= 0 { close(output) }
+    }
+
     /// Asks vCPU `index` for a sample at its next exit.
     func request(_ index: Int) {
         lock.withLock { requested[index] = true }

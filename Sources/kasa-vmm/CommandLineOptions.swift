@@ -233,6 +233,11 @@ struct CommandLineOptions {
             }
         }
         if let firstError, !parsed.showHelp, !parsed.showVersion { throw firstError }
+        if parsed.user != nil && parsed.seccomp == .off && !parsed.showHelp && !parsed.showVersion {
+            // Set-up keeps root's capabilities; only the per-thread drop that comes with the
+            // filters takes them away: without it every thread would keep them.
+            throw UsageError("--user cannot be combined with --seccomp off (nothing would drop the capabilities set-up keeps)")
+        }
         return parsed
     }
 

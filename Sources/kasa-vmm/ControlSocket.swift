@@ -53,9 +53,11 @@ struct ControlSocket {
             }
         }
     }
-    /// Descriptors a client attaches (SCM_RIGHTS) belong to the request line they arrive
-    /// with or before: `"descriptor": true` in it claims the first; whatever the line does
-    /// not claim is closed once it is answered, so a client cannot make the VMM hoard them.
+    /// Descriptors a client attaches (SCM_RIGHTS) go to the first request line answered
+    /// after they arrive: `"descriptor": true` in it claims the first; whatever the line
+    /// does not claim is closed once it is answered, so a client cannot make the VMM hoard
+    /// them. A client sending descriptors sends one request per connection (as the
+    /// runtime does), so that no read joins its line to an earlier one.
     static func converse(_ client: Int32, vm: MicroVM) {
         var pending: [UInt8] = []
         var descriptors: [Int32] = []

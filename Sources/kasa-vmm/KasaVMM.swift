@@ -88,6 +88,8 @@ enum KasaVMM {
                 try VMMConfinement.limitOpenFiles(to: openFiles)
             }
             try VMMConfinement.prepareProcess(mode: options.seccomp)
+            // (--user with --seccomp off is refused by CommandLineOptions: nothing would drop
+            // the capabilities set-up keeps.)
             if let user = options.user { try VMMConfinement.becomeUser(uid: user.uid, gid: user.gid) }
         } catch {
             log("error: \(error)")

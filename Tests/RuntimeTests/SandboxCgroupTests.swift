@@ -51,7 +51,13 @@ import Testing
             if !joined { usleep(10_000) }
         }
         #expect(joined, "the child's cgroup: \((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
-        #expect(cgroup.processes == [child.pid])
+        // cat has written its line but may not have exited yet (a full suite saw it there).
+        var processes = cgroup.processes
+        for _ in 0..<200 where processes != [child.pid] {
+            usleep(10_000)
+            processes = cgroup.processes
+        }
+        #expect(processes == [child.pid])
         #expect(!cgroup.remove(waitingUpTo: 0), "a cgroup with a process in it cannot go")
         child.signal(SIGKILL)
         child.wait()

@@ -72,15 +72,24 @@ import Testing
         #expect(vmm.process.isRunning, "kasa-vmm stopped: \(vmm.log)")
     }
 
-    @Test func aUserOfRootOrNotANumberIsRefused() throws {
-        for value in ["0:0", "1000", "kasa:kasa", "1000:0", ":1"] {
+    /// Refused as usage errors, before anything else is looked at; so is a user without the
+    /// capability drop (`--seccomp off`), which would leave every thread root's capabilities.
+    @Test func aUserOfRootOrNotANumberOrWithoutTheFiltersIsRefused() throws {
+        let cases: [([String], String)] = ["0:0", "1000", "kasa:kasa", "1000:0", ":1"].map {
+            (["--user", $0], "invalid value '\($0)' for --user")
+        } + [(["--user", "1000:1000", "--seccomp", "off"], "--user cannot be combined with --seccomp off")]
+        for (arguments, message) in cases {
             let process = Process()
             process.executableURL = URL(filePath: BadInputTests.executable)
-            process.arguments = ["--kernel", "/nonexistent", "--user", value]
-            process.standardError = FileHandle.nullDevice
+            // A kernel that is not there: an option let through fails on it instead, quickly.
+            process.arguments = ["--kernel", "/nonexistent"] + arguments
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
             try process.run()
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
-            #expect(process.terminationStatus == 2, "--user \(value) was accepted")
+            #expect(process.terminationStatus == 2 && text.contains(message), "\(arguments): status \(process.terminationStatus), \(text)")
         }
     }
 }

@@ -108,7 +108,8 @@ public final class VsockDevice: VirtioDevice, @unchecked Sendable {
         try lock.withLock {
             guard !tornDown else { throw VsockError.tornDown }
             guard context.queues.count >= 3 else { throw VsockError.missingQueues(context.queues.count) }
-            if listener == nil { listener = try VsockUnixSocket.listen(path: udsPath) }
+            // Made by init and kept until tearDown: no thread binds a socket after set-up.
+            guard listener != nil else { throw VsockError.tornDown }
             self.context = context
             activation &+= 1
             registerListener()

@@ -243,11 +243,17 @@ final class Sandbox: @unchecked Sendable {
     func update(_ request: AgentUpdateContainerRequest) throws {
         let (record, cgroup) = try cgroup(of: request.containerID, "to update")
         let json = Array(request.resourcesJson)
-        try CgroupManager.apply(OCITranslation.resources(json: json), to: cgroup)
+        // Everything read before anything changes: bad rules leave the limits as they were.
+        let resources = try OCITranslation.resources(json: json)
         let rules = try DeviceFilter.rules(from: try OCITranslation.deviceRules(json: json))
+        try CgroupManager.apply(resources, to: cgroup)
         guard !rules.isEmpty else { return }
-        // Under the monitor: two updates at once must not both replace the same program.
+        // Under the monitor: two updates at once must not both replace the same program,
+        // and a container removed meanwhile (its program closed) gets none.
         try monitor.withLock {
+            guard containers[request.containerID] === record else {
+                throw AgentError(.notFound, "container \(request.containerID) was removed during the update")
+            }
             let program = try DeviceFilter.attach(rules, toCgroup: cgroup, replacing: record.deviceProgram)
             if let old = record.deviceProgram { close(old) }
             record.deviceProgram = program
