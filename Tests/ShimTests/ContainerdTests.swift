@@ -392,18 +392,7 @@ import Testing
             #expect(cgroup?.hasPrefix(hierarchy + "/kasa/t2-") == true, "kasa-vmm's cgroup: \(String(describing: cgroup))")
             #expect(cgroup.map { FileManager.default.fileExists(atPath: $0 + "/cgroup.procs") } == true)
         }
-        let killed = try Self.ctr(containerd, ["task", "kill", "--signal", "SIGTERM", "t2"], timeout: 60)
-        #expect(killed.status == 0, "\(killed.stderr)")
-        var stopped = false
-        for _ in 0..<120 where !stopped {
-            stopped = (try Self.ctr(containerd, ["task", "ls"])).stdout.contains("STOPPED")
-            if !stopped { Thread.sleep(forTimeInterval: 0.5) }
-        }
-        #expect(stopped, "the task did not stop after SIGTERM")
-        let removed = try Self.ctr(containerd, ["task", "rm", "t2"], timeout: 60)
-        #expect(removed.status == 0, "\(removed.stderr)")
-        _ = try Self.ctr(containerd, ["container", "rm", "t2"])
-        Thread.sleep(forTimeInterval: 1)
+        try Self.stopAndRemove(containerd, "t2", signal: "SIGTERM")
         if let cgroup { #expect(!FileManager.default.fileExists(atPath: cgroup), "the sandbox's cgroup \(cgroup) was left") }
         events.terminate()
         events.waitUntilExit()
@@ -638,6 +627,23 @@ import Testing
         #expect(sockets.isEmpty, "shim socket left: \(sockets)")
         #expect(!FileManager.default.fileExists(atPath: bundle), "bundle left")
         _ = try Self.ctr(containerd, ["container", "rm", "t7"])
+    }
+
+    /// `ctr task kill` with `signal`, a wait (up to a minute) for the task to stop, `ctr task
+    /// rm` and `ctr container rm`, each expected to work; then a second for the shim to go.
+    static func stopAndRemove(_ containerd: Containerd, _ id: String, signal: String) throws {
+        let killed = try ctr(containerd, ["task", "kill", "--signal", signal, id], timeout: 60)
+        #expect(killed.status == 0, "\(killed.stderr)")
+        var stopped = false
+        for _ in 0..<120 where !stopped {
+            stopped = (try ctr(containerd, ["task", "ls"])).stdout.contains("STOPPED")
+            if !stopped { Thread.sleep(forTimeInterval: 0.5) }
+        }
+        #expect(stopped, "the task \(id) did not stop after \(signal)")
+        let removed = try ctr(containerd, ["task", "rm", id], timeout: 60)
+        #expect(removed.status == 0, "\(removed.stderr)")
+        _ = try ctr(containerd, ["container", "rm", id])
+        Thread.sleep(forTimeInterval: 1)
     }
 
     /// A figure of `ctr task metrics` output ("NAME   VALUE" lines).

@@ -43,17 +43,7 @@ extension ContainerdTests {
                                 timeout: 120)
         #expect(allowed.status == 0 && allowed.stdout == "made\ndisk-read\nurandom-read\n",
                 "status \(allowed.status), stdout \(allowed.stdout.debugDescription), stderr \(allowed.stderr)")
-        _ = try C.ctr(containerd, ["task", "kill", "--signal", "SIGKILL", "devices"], timeout: 60)
-        var stopped = false
-        for _ in 0..<120 where !stopped {
-            stopped = (try C.ctr(containerd, ["task", "ls"])).stdout.contains("STOPPED")
-            if !stopped { Thread.sleep(forTimeInterval: 0.5) }
-        }
-        #expect(stopped, "the task did not stop after SIGKILL")
-        let removed = try C.ctr(containerd, ["task", "rm", "devices"], timeout: 60)
-        #expect(removed.status == 0, "\(removed.stderr)")
-        _ = try C.ctr(containerd, ["container", "rm", "devices"])
-        Thread.sleep(forTimeInterval: 1)
+        try C.stopAndRemove(containerd, "devices", signal: "SIGKILL")
         let states = try C.entries(of: containerd.directory + "/kasa-state")
         #expect(states.isEmpty, "sandbox state left: \(states)")
     }
