@@ -60,16 +60,16 @@ public struct HostCheck: Sendable, Equatable {
             ? " A jail: its own mount namespace and root holding only what its VM uses, its own PID namespace (it sees"
                 + " no other process) and an empty network namespace, at most 4096 open files (more with shared directories)."
             : " No jail (enable_jail = false): it sees the host's files, processes and network."
-        let notYet: String
+        let userLine: String
         if !configuration.hypervisor.enableJail || configuration.hypervisor.disableSeccomp {
-            notYet = " It runs as root (vmm_user applies with the jail and the filters)."
+            userLine = " It runs as root (vmm_user applies with the jail and the filters)."
         } else {
             let name = configuration.hypervisor.vmmUser
             do {
                 if let user = try VMMUser.resolve(name) {
-                    notYet = " After set-up it runs as \(name) (uid \(user.uid), gid \(user.gid), no supplementary groups)."
+                    userLine = " After set-up it runs as \(name) (uid \(user.uid), gid \(user.gid), no supplementary groups)."
                 } else {
-                    notYet = " It stays root (vmm_user = \"\(name)\")."
+                    userLine = " It stays root (vmm_user = \"\(name)\")."
                 }
             } catch {
                 return HostCheck(verdict: .fail, subject: subject, detail: "\(error)",
@@ -79,7 +79,7 @@ public struct HostCheck: Sendable, Equatable {
         if configuration.hypervisor.disableSeccomp {
             return HostCheck(verdict: .note, subject: subject,
                              detail: "off (disable_seccomp = true): kasa-vmm runs without seccomp filters and keeps its capabilities."
-                                 + jail + notYet,
+                                 + jail + userLine,
                              fix: nil)
         }
         guard status.split(separator: "\n").contains(where: { $0.hasPrefix("Seccomp:") }) else {
@@ -89,7 +89,7 @@ public struct HostCheck: Sendable, Equatable {
         }
         return HostCheck(verdict: .pass, subject: subject,
                          detail: "each kasa-vmm thread under a seccomp filter for its role, capabilities dropped (virtio-fs workers keep "
-                             + "five file ones), no_new_privs, its own IPC and UTS namespaces, no core files." + jail + notYet,
+                             + "five file ones), no_new_privs, its own IPC and UTS namespaces, no core files." + jail + userLine,
                          fix: nil)
     }
 

@@ -58,16 +58,15 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// What every kasa-vmm this runtime starts (sandbox, restore, template build) is given
         /// about its confinement: its jail's root (`jail`, made here, empty: kasa-vmm's tmpfs
         /// goes on it in its own namespace only) and what the jail must keep beyond the
-        /// paths on its command line: `readOnly` directories it will be named files in
-        /// later, `writable` ones it will write into (a template's snapshot directory); the
+        /// paths on its command line: `writable` directories it will write into (a
+        /// template's snapshot directory; what it reads later comes as descriptors); the
         /// filters unless disabled; the user it becomes after set-up (`vmm_user`).
-        public func confinementArguments(jail: String, readOnly: [String] = [], writable: [String] = []) throws(RuntimeError) -> [String] {
+        public func confinementArguments(jail: String, writable: [String] = []) throws(RuntimeError) -> [String] {
             var arguments = disableSeccomp ? ["--seccomp", "off"] : []
             guard enableJail else { return arguments }
             try HostFile.makeDirectories(jail, mode: 0o700)
             arguments += ["--jail", jail]
             if let user = try jailedUser() { arguments += ["--user", "\(user.uid):\(user.gid)"] }
-            arguments += readOnly.filter(HostFile.isDirectory).flatMap { ["--jail-path", $0] }
             arguments += writable.flatMap { ["--jail-path-writable", $0] }
             return arguments
         }

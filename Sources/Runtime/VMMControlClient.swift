@@ -17,13 +17,11 @@ public struct VMMControlClient: Sendable {
         self.timeout = timeout
     }
 
-    /// Puts an image into the VM's next empty drive slot; returns the slot's index and the
-    /// guest's device path (/dev/vdc).
-    /// Fills an empty drive slot with `path`; `serial` is what the guest reads as the disk's
-    /// virtio serial (GET_ID).
-    /// The runtime opens the image and sends kasa-vmm the descriptor: a VMM running as its
-    /// own user (`vmm_user`) cannot open the cache's root-only files, and its jail need
-    /// not hold the cache (other pods' images) at all.
+    /// Puts the image at `path` into the VM's next empty drive slot; returns the slot's
+    /// index and the guest's device path (/dev/vdc). `serial` is what the guest reads as
+    /// the disk's virtio serial (GET_ID). The runtime opens the image and sends kasa-vmm
+    /// the descriptor: a VMM running as its own user (`vmm_user`) cannot open the cache's
+    /// root-only files, and its jail need not hold the cache (other pods' images) at all.
     public func attachDrive(path: String, serial: String) throws(RuntimeError) -> (index: Int, device: String) {
         let image = open(path, O_RDONLY | O_CLOEXEC)
         guard image >= 0 else { throw RuntimeError.host("cannot open \(path) for the VM: \(HostFile.lastErrorDescription())") }

@@ -68,11 +68,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     public func insertMedium(path: String, identifier: String? = nil) throws {
         guard descriptor < 0 else { throw BlockDeviceError.occupied(current: self.path) }
         let medium = try BlockDevice.open(path, readOnly: readOnly)
-        self.path = path
-        self.descriptor = medium.descriptor
-        self.capacitySectors = medium.sectors
-        self.identifier = BlockDevice.identifierBytes(identifier, path: path)
-        self.identifierText = identifier
+        load(medium, name: path, identifier: identifier)
     }
 
     /// Puts an open file in an empty drive: `descriptor` becomes the drive's (closed here
@@ -84,12 +80,16 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
             close(descriptor)
             throw BlockDeviceError.occupied(current: self.path)
         }
-        let sectors = try BlockDevice.measure(descriptor, path: name)
-        self.path = name
-        self.descriptor = descriptor
-        self.capacitySectors = sectors
+        load((descriptor, try BlockDevice.measure(descriptor, path: name)), name: name, identifier: identifier)
+    }
+
+    /// Makes `medium` the drive's, known as `name`.
+    private func load(_ medium: (descriptor: Int32, sectors: UInt64), name: String, identifier: String?) {
+        path = name
+        descriptor = medium.descriptor
+        capacitySectors = medium.sectors
         self.identifier = BlockDevice.identifierBytes(identifier, path: name)
-        self.identifierText = identifier
+        identifierText = identifier
     }
 
     /// Empties the drive (the guest should have stopped using it). Call through the

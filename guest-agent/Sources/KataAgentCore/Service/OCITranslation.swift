@@ -44,19 +44,10 @@ enum OCITranslation {
                            cpuPeriod: resources?.cpu?.period, pidsLimit: resources?.pids?.limit)
     }
 
-    /// An update's LinuxResources JSON.
-    static func resources(json: [UInt8]) throws -> ContainerResources {
+    /// An update's LinuxResources JSON: its limits (`resources(_:)`) and device rules.
+    static func resources(json: [UInt8]) throws -> OCISpec.Resources {
         do {
-            return resources(try OCISpec.decode(OCISpec.Resources.self, from: json, what: "resources"))
-        } catch {
-            throw AgentError(.invalidArgument, "invalid resources: \(error)")
-        }
-    }
-
-    /// The device rules of UpdateContainer's resources JSON (nil: none given).
-    static func deviceRules(json: [UInt8]) throws -> [OCISpec.Resources.DeviceRule]? {
-        do {
-            return try OCISpec.decode(OCISpec.Resources.self, from: json, what: "resources").devices
+            return try OCISpec.decode(OCISpec.Resources.self, from: json, what: "resources")
         } catch {
             throw AgentError(.invalidArgument, "invalid resources: \(error)")
         }

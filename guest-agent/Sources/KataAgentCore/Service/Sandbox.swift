@@ -242,11 +242,10 @@ final class Sandbox: @unchecked Sendable {
     /// stay): its filter is replaced in one step, as runc's update does.
     func update(_ request: AgentUpdateContainerRequest) throws {
         let (record, cgroup) = try cgroup(of: request.containerID, "to update")
-        let json = Array(request.resourcesJson)
         // Everything read before anything changes: bad rules leave the limits as they were.
-        let resources = try OCITranslation.resources(json: json)
-        let rules = try DeviceFilter.rules(from: try OCITranslation.deviceRules(json: json))
-        try CgroupManager.apply(resources, to: cgroup)
+        let resources = try OCITranslation.resources(json: Array(request.resourcesJson))
+        let rules = try DeviceFilter.rules(from: resources.devices)
+        try CgroupManager.apply(OCITranslation.resources(resources), to: cgroup)
         guard !rules.isEmpty else { return }
         // Under the monitor: two updates at once must not both replace the same program,
         // and a container removed meanwhile (its program closed) gets none.
