@@ -131,7 +131,6 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         /// Why this sandbox cannot start from the template (nil: it can).
         var templateObstacle: String? {
             guard templatePath != nil else { return "templates are off" }
-            if virtioFS != nil { return "shared_fs = \"virtio-fs\": a template has no virtio-fs device" }
             if let network {
                 if network.interfaces.count > templateNICSlots {
                     return "the pod has \(network.interfaces.count) network interfaces, the template \(templateNICSlots)"
@@ -224,14 +223,23 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
             try export.prepare()
             let mount = try export.shareRootfs(rootfs, containerID: settings.sandboxID)
-            try boot(adding: export.vmmArguments)
+            if settings.templateObstacle == nil, let templatePath = settings.templatePath {
+                // The template's virtio-fs device, which its guest has not mounted, serves
+                // this sandbox's shared directory; the agent mounts it at CreateSandbox.
+                try restore(fromTemplate: templatePath, adding: export.vmmArguments)
+            } else {
+                try boot(adding: export.vmmArguments)
+            }
             return mount
         }
         let image = try settings.imageCache.image(for: rootfs)
         rootfsImage = image
         try HostFile.makeDirectories(settings.stateDirectory, mode: 0o700)
         if settings.templateObstacle == nil, let templatePath = settings.templatePath {
-            return try launchFromTemplate(templatePath, image: image)
+            try restore(fromTemplate: templatePath, adding: [])
+            let serial = MicroVMBackend.driveSerial(forContainer: settings.sandboxID)
+            _ = try VMMControlClient(socketPath: controlSocketPath).attachDrive(path: image.path, serial: serial)
+            return MicroVMBackend.rootfsMount(serial: serial)
         }
         // The container's rootfs is the drive after the agent's own disk (kasa-vmm puts the
         // drive slots after every drive).
@@ -251,9 +259,10 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
         try spawnVMM(arguments, passing: taps)
     }
 
-    /// The VM restored from the template (built first if it must be), with the container's
-    /// rootfs in its first drive slot.
-    private func launchFromTemplate(_ templatePath: String, image: RootfsImageCache.Image) throws(RuntimeError) -> AgentMount {
+    /// The VM restored from the template (built first if it must be), with the clone's own
+    /// host ends: its vsock and control sockets, its TAPs, and `arguments` (the shared
+    /// directory); returns once kasa-vmm's control socket is there.
+    private func restore(fromTemplate templatePath: String, adding arguments: [String]) throws(RuntimeError) {
         let snapshot = try VMTemplate(path: templatePath).ensure(for: settings)
         settings.driveSlots = VMTemplate.driveSlots
         restoredFromTemplate = true
@@ -264,7 +273,8 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             ["--net", slot < taps.count ? "fd=\(3 + slot)" : "unplugged"]
         }
         settings.network?.restoredFromTemplate(nicMAC: VMTemplate.nicMAC)
-        try spawnVMM(["--restore", snapshot, "--vsock-uds", socketPath, "--api-socket", controlSocketPath] + nics, passing: taps)
+        try spawnVMM(["--restore", snapshot, "--vsock-uds", socketPath, "--api-socket", controlSocketPath] + nics + arguments,
+                     passing: taps)
         // kasa-vmm binds its control socket before the guest runs; wait for the file.
         let deadline = MonotonicClock.now + 30
         while !HostFile.exists(controlSocketPath) {
@@ -272,9 +282,6 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             guard MonotonicClock.now < deadline else { throw RuntimeError.sandbox("kasa-vmm did not open its control socket \(controlSocketPath)") }
             usleep(5_000)
         }
-        let serial = MicroVMBackend.driveSerial(forContainer: settings.sandboxID)
-        _ = try VMMControlClient(socketPath: controlSocketPath).attachDrive(path: image.path, serial: serial)
-        return MicroVMBackend.rootfsMount(serial: serial)
     }
 
     /// Starts kasa-vmm with `arguments` plus what every sandbox's has (no stdin, dies with

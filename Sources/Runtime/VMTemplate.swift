@@ -7,7 +7,8 @@ import Glibc
 #endif
 
 /// A VM template (Kata's `[factory] enable_template`): a VM booted once with the
-/// configured kernel, agent image, size and empty drive slots, saved by kasa-vmm's
+/// configured kernel, agent image, size, empty drive slots, a NIC slot when pods have
+/// networks and a virtio-fs device when `shared_fs` is virtio-fs, saved by kasa-vmm's
 /// snapshot once its agent answers. Sandboxes are then restored from it (copy-on-write
 /// memory: they share its pages until they write) instead of booting a kernel.
 ///
@@ -77,6 +78,7 @@ public struct VMTemplate: Sendable {
             "vcpus=\(template.vcpus)",
             "drive_slots=\(driveSlots)",
             "nic_slots=\(template.templateNICSlots)",
+            "shared_dirs=\(template.virtioFS == nil ? 0 : 1)",
         ]
     }
 
@@ -160,6 +162,7 @@ public struct VMTemplate: Sendable {
         let console = buildDirectory + "/console.log", log = buildDirectory + "/kasa-vmm.log"
         let arguments = MicroVMBackend.bootArguments(template, vsockSocket: socket, controlSocket: api)
             + VMTemplate.nicArguments(template.templateNICSlots)
+            + (try sharedDirectoryArguments(template))
             + (try template.confinementArguments(jail: buildDirectory + "/jail", writable: [snapshotDirectory]))
             + ["--no-stdin", "--parent-pid", String(getpid()), "--console", console]
         var placement = template.vmmPlacement
@@ -200,6 +203,17 @@ public struct VMTemplate: Sendable {
         guard child.wait(timeout: 30) != nil else {
             throw RuntimeError.sandbox("the template VM did not stop within 30 s of SIGKILL: its snapshot is not used")
         }
+    }
+
+    /// With `shared_fs = "virtio-fs"`, the template VM has the sandboxes' virtio-fs device
+    /// (Kata's tag), serving an empty directory of its own: its guest probes the device but
+    /// never mounts it (the agent mounts each clone's at CreateSandbox), so the snapshot
+    /// holds no host file and every clone's kasa-vmm serves that sandbox's directory.
+    private func sharedDirectoryArguments(_ template: MicroVMBackend.Settings) throws(RuntimeError) -> [String] {
+        guard let sandboxExport = template.virtioFS else { return [] }
+        let export = VirtioFSExport(stateDirectory: buildDirectory, cache: sandboxExport.cache)
+        try HostFile.makeDirectories(export.hostDirectory, mode: 0o700)
+        return export.vmmArguments
     }
 
     /// kasa-vmm's `--net` for the template's unplugged NIC slots.

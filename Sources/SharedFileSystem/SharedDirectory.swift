@@ -112,6 +112,13 @@ public final class SharedDirectory: Sendable {
     /// Nodes and open handles the guest holds now (tests, limits).
     public var counts: (nodes: Int, handles: Int) { state.withLock { ($0.inodes.count, $0.handles.count) } }
 
+    /// No FUSE session: the guest has not mounted the export (no INIT since the last reset
+    /// or DESTROY) and holds no node or handle. Nothing of the host is in the guest's hands,
+    /// so a snapshot may be taken and a clone may serve another directory.
+    public var isIdle: Bool {
+        state.withLock { !$0.initialized && $0.inodes.count == 0 && $0.handles.count == 0 }
+    }
+
     /// Drops every node and handle (the device was reset): the next request must be INIT.
     public func reset() {
         state.withLock {

@@ -79,6 +79,7 @@ extension MicroVM {
         configuration.profilePath = settings.profilePath
         configuration.profileIntervalMicroseconds = settings.profileIntervalMicroseconds
         var networks: [(mac: [UInt8], mtu: UInt16)] = []
+        var sharedTags: [String] = []
         for record in manifest.devices {
             switch record.kind {
             case .drive(let drive, _): configuration.drives.append(drive)
@@ -90,8 +91,15 @@ extension MicroVM {
                 }
                 configuration.vsock = VsockConfiguration(guestCID: cid, udsPath: path)
             case .network(let mac, let mtu): networks.append((mac, mtu))
+            case .sharedDirectory(let tag): sharedTags.append(tag)
             }
         }
+        // Each virtio-fs device serves the clone's own directory; the guest knows it by its tag.
+        guard sharedTags == settings.sharedDirectories.map(\.tag) else {
+            let given = settings.sharedDirectories.map(\.tag)
+            throw VMMError.snapshotFailed("the snapshot has virtio-fs devices tagged \(sharedTags), the clone gave \(given) (--shared-dir, in order)")
+        }
+        configuration.sharedDirectories = settings.sharedDirectories
         guard networks.count == settings.networkBackends.count else {
             throw VMMError.snapshotFailed("the snapshot has \(networks.count) network interfaces, \(settings.networkBackends.count) backends were given")
         }
@@ -127,6 +135,10 @@ extension MicroVM {
             guard device is VsockDevice else { throw VMMError.snapshotFailed("device order differs from the snapshot's") }
         case .network:
             guard device is NetDevice else { throw VMMError.snapshotFailed("device order differs from the snapshot's") }
+        case .sharedDirectory(let tag):
+            guard let shared = device as? FileSystemDevice, shared.tag == tag else {
+                throw VMMError.snapshotFailed("device order differs from the snapshot's")
+            }
         }
         try transport.restore(record.transport)
     }
@@ -159,6 +171,7 @@ extension MicroVM {
                 case .entropy: return "entropy"
                 case .vsock: return "vsock"
                 case .network: return "network"
+                case .sharedDirectory: return "shared-dir"
                 }
             })
     }

@@ -16,6 +16,9 @@ public struct RestoreSettings: Sendable {
     public var vsockUDSPath: String?
     /// One backend per network interface of the snapshot, in order.
     public var networkBackends: [NetworkInterfaceConfiguration.Backend]
+    /// The directory each virtio-fs device of the snapshot serves, in order, with the
+    /// snapshot's tags (the guest had not mounted them: the clone's are its own).
+    public var sharedDirectories: [SharedDirectoryConfiguration] = []
     public var console: ConsoleOutput
     public var forwardStandardInput: Bool
     public var kvmPath: String
@@ -170,7 +173,7 @@ extension MicroVM {
     }
 
     /// The device in slot `slot`, as `makeVirtioDevices` ordered them: drives, drive slots,
-    /// entropy, vsock, network interfaces.
+    /// entropy, vsock, shared directories, network interfaces.
     private func deviceKind(slot: Int, transport: VirtioMMIOTransport) -> SnapshotManifest.DeviceRecord.Kind {
         let device = transport.device
         if let drive = device as? BlockDevice {
@@ -182,6 +185,7 @@ extension MicroVM {
         }
         if let vsock = device as? VsockDevice { return .vsock(guestCID: vsock.guestCID) }
         if let net = device as? NetDevice { return .network(mac: net.mac.bytes, mtu: net.mtu) }
+        if let shared = device as? FileSystemDevice { return .sharedDirectory(tag: shared.tag) }
         return .entropy
     }
 

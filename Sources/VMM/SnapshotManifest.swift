@@ -34,6 +34,9 @@ struct SnapshotManifest: Equatable {
             case entropy
             case vsock(guestCID: UInt64)
             case network(mac: [UInt8], mtu: UInt16)
+            /// A virtio-fs device the guest had not mounted (`FileSystemDevice.snapshotObstacle`):
+            /// its tag is the guest's; the directory it serves is each clone's own.
+            case sharedDirectory(tag: String)
         }
         var kind: Kind
         var transport: VirtioMMIOTransport.State
@@ -122,6 +125,9 @@ extension SnapshotManifest.DeviceRecord {
             out.append(UInt8(5))
             out.append(bytes: mac)
             out.append(mtu)
+        case .sharedDirectory(let tag):
+            out.append(UInt8(6))
+            out.append(tag)
         }
         let state = transport
         out.append(state.status)
@@ -161,6 +167,8 @@ extension SnapshotManifest.DeviceRecord {
             kind = .vsock(guestCID: try input.read(UInt64.self, "the vsock CID"))
         case 5:
             kind = .network(mac: try input.readBytes("a MAC address", limit: 6), mtu: try input.read(UInt16.self, "an MTU"))
+        case 6:
+            kind = .sharedDirectory(tag: try input.readString("a virtio-fs tag"))
         case let other:
             throw SnapshotError.invalid("unknown device kind \(other)")
         }

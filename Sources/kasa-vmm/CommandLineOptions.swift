@@ -113,7 +113,8 @@ struct CommandLineOptions {
                help: "Serve a control socket (JSON lines: attach-drive, detach-drive, pause, resume, snapshot) at this path."),
         Option(key: .restore, names: ["restore"], short: nil, valueName: "dir",
                help: "Continue the VM saved in this snapshot directory instead of booting a kernel. Takes the clone's own "
-                   + "--vsock-uds, --net, --console, --api-socket; the snapshot fixes everything else."),
+                   + "--vsock-uds, --net, --shared-dir (the snapshot's tags, in order), --console, --api-socket; the "
+                   + "snapshot fixes everything else."),
         Option(key: .entropy, names: ["rng"], short: nil, valueName: nil,
                help: "Add a virtio-rng device fed by the host's getrandom."),
         Option(key: .vsockPath, names: ["vsock-uds"], short: nil, valueName: "path",
@@ -395,7 +396,7 @@ struct CommandLineOptions {
             USAGE: kasa-vmm --kernel <path> [<options>]
                    kasa-vmm --config-file <path> [<options>]
                    kasa-vmm --restore <dir> [--vsock-uds <path>] [--net <spec>]
-                            [--console <c>] [--api-socket <path>]
+                            [--shared-dir <spec>] [--console <c>] [--api-socket <path>]
 
             OPTIONS:
 

@@ -166,7 +166,7 @@ extension CommandLineOptions {
             ("--cmdline", cmdline != nil), ("--memory", memory != nil), ("--vcpus", vcpus != nil),
             ("--hide-cpu-feature", !hiddenFeatures.isEmpty), ("--pvm-compat", pvmCompatibility != nil),
             ("--drive", !drives.isEmpty), ("--drive-slots", driveSlots != nil), ("--rng", entropy),
-            ("--vsock-cid", vsockCID != nil), ("--no-pvh", noPVH), ("--shared-dir", !sharedDirectories.isEmpty),
+            ("--vsock-cid", vsockCID != nil), ("--no-pvh", noPVH),
         ]
         if let given = fixed.first(where: { $0.1 }) {
             throw VMMError.deviceSetupFailed("\(given.0) cannot be combined with --restore (the snapshot fixes it)")
@@ -179,6 +179,7 @@ extension CommandLineOptions {
             vsockUDSPath: vsockPath, networkBackends: interfaces.map(\.backend),
             console: try ConsoleChoice.parse(console ?? "stdout"),
             forwardStandardInput: !noStandardInput && (isatty(STDIN_FILENO) != 0 || ConsoleChoice.standardInputIsReadable))
+        settings.sharedDirectories = try sharedDirectories.map(SharedDirectorySpecification.parse)
         settings.profilePath = profileDestination
         settings.profileIntervalMicroseconds = profileInterval ?? VMConfiguration.defaultProfileIntervalMicroseconds
         return settings

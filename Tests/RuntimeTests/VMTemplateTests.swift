@@ -34,6 +34,8 @@ import Testing
         bigger.memoryMiB *= 2
         #expect(bigger.templateObstacle?.contains("MiB") == true)
         #expect(settings { $0.factory.enableTemplate = false }.templateObstacle == "templates are off")
+        // The template of a virtio-fs configuration has the device; its clones serve their own directory.
+        #expect(settings { $0.hypervisor.sharedFileSystem = .virtioFS }.templateObstacle == nil)
     }
 
     @Test func runAndTheShimShareOneTemplate() {
@@ -59,6 +61,9 @@ import Testing
         #expect(template.status(for: settings()) == .ready(inputs: recorded))
         let changed = template.status(for: settings { $0.hypervisor.defaultMemoryMiB = 1024 })
         #expect(changed == .stale(inputs: recorded, changed: ["memory_mib"]), "\(changed)")
+        // A template without a virtio-fs device does not serve a virtio-fs configuration.
+        let shared = template.status(for: settings { $0.hypervisor.sharedFileSystem = .virtioFS })
+        #expect(shared == .stale(inputs: recorded, changed: ["shared_dirs"]), "\(shared)")
         try template.destroy()
         #expect(!FileManager.default.fileExists(atPath: directory), "destroy left the directory")
     }

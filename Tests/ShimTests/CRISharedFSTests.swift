@@ -5,11 +5,13 @@ import Testing
 /// A pod through CRI with `shared_fs = "virtio-fs"`: the files a kubelet mounts (a hostPath
 /// volume, the termination-message file) are the host's own, live both ways; the app
 /// container's rootfs (a pod's second container: no drive slot) is the snapshot's
-/// directory served over virtio-fs; removal leaves no mount.
+/// directory served over virtio-fs; removal leaves no mount. The pod's VM is restored from a
+/// template that has the virtio-fs device.
 extension CRITests {
     @Test(.timeLimit(.minutes(20)))
     func aPodSharesItsVolumesAndTerminationLogOverVirtioFS() throws {
-        let containerd = try Containerd(cri: .init(subnet: "10.88.10.0/24"), hypervisorKeys: "shared_fs = \"virtio-fs\"")
+        let containerd = try Containerd(cri: .init(subnet: "10.88.10.0/24"), hypervisorKeys: "shared_fs = \"virtio-fs\"",
+                                        templatePath: ContainerdTests.virtioFSTemplatePath)
         let busybox = "docker.io/kasa/busybox:test"
         try Self.importImage(containerd, name: containerd.cri!.sandboxImage,
                              command: ["sh", "-c", "trap 'exit 0' TERM INT; while true; do sleep 3600 & wait $!; done"])
@@ -26,6 +28,10 @@ extension CRITests {
             Issue.record("RunPodSandbox: \(error)\ncontainerd log:\n\(containerd.tail)")
             return
         }
+        // The pod starts from the virtio-fs template: its device serves this pod's directory.
+        let vmms = Self.commandLines(containing: containerd.directory + "/kasa-state").filter { $0.contains("kasa-vmm") }
+        #expect(vmms.count == 1 && vmms.allSatisfy { $0.contains("--restore") && $0.contains("--shared-dir tag=kataShared,path=\(containerd.directory)/kasa-state/") },
+                "the pod's VM is restored from the template with the pod's shared directory: \(vmms)")
         var config = Self.containerConfig(name: "app", image: busybox,
                                           script: "echo finished > /dev/termination-log; echo from-the-pod > /data/out; \(ContainerdTests.idleLoop)")
         config["mounts"] = [["container_path": "/data", "host_path": volume],

@@ -6,10 +6,12 @@ import Testing
 /// directory itself, live both ways while the task runs; a 100 MiB file (six times what a
 /// copied bind mount may hold) reads back with its checksum; a read-only mount refuses
 /// writes; the rootfs comes from the host directory (no image); nothing is left mounted after.
+/// The sandbox is restored from a template that has the virtio-fs device.
 extension ContainerdTests {
     @Test(.timeLimit(.minutes(20)))
     func ctrRunSharesAVolumeLiveOverVirtioFS() throws {
-        let containerd = try Containerd(hypervisorKeys: "shared_fs = \"virtio-fs\"")
+        let containerd = try Containerd(hypervisorKeys: "shared_fs = \"virtio-fs\"",
+                                       templatePath: ContainerdTests.virtioFSTemplatePath)
         let rootfs = try Self.busyboxRootfs()
         let data = containerd.directory + "/volume", readOnly = containerd.directory + "/config-map"
         for directory in [data, readOnly] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
@@ -48,6 +50,10 @@ extension ContainerdTests {
             seen = try? String(contentsOfFile: data + "/out", encoding: .utf8)
         }
         #expect(seen == "from-container\n", "the container's write did not reach the host while the task ran\n\(containerd.tail)")
+        // The sandbox started from the virtio-fs template, its device serving this sandbox's directory.
+        let vmms = CRITests.commandLines(containing: containerd.directory + "/kasa-state/").filter { $0.contains("kasa-vmm") }
+        #expect(vmms.count == 1 && vmms.allSatisfy { $0.contains("--restore") && $0.contains("--shared-dir tag=kataShared,path=\(containerd.directory)/kasa-state/") },
+                "the VM is restored from the template with the sandbox's shared directory: \(vmms)")
         try "changed".write(toFile: data + "/in", atomically: false, encoding: .utf8)
         // Reading 100 MiB through virtio-fs crosses the emulated guest kernel for every
         // request on kvm_pvm: about 4 minutes alone (docs/performance.md).

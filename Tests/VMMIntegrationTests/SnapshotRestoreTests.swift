@@ -19,8 +19,8 @@ import VMM
     /// Snapshots `guest` once it has printed some steps, at the wanted privilege level
     /// (retrying a few times: a snapshot lands wherever the vCPU happens to be); returns
     /// the original VM (still running) and the snapshot's directory.
-    func snapshotWhileComputing(_ guest: String, privilegeLevel: Int) throws -> (SnapshotVM, String) {
-        let original = try SnapshotVM(["--kernel", try GuestBuilder.elf(guest), "--memory", "16"], name: "original", directory: directory)
+    func snapshotWhileComputing(_ guest: String, privilegeLevel: Int, adding extra: [String] = []) throws -> (SnapshotVM, String) {
+        let original = try SnapshotVM(["--kernel", try GuestBuilder.elf(guest), "--memory", "16"] + extra, name: "original", directory: directory)
         try #require(original.waitForLines(20, timeout: 120), "the guest did not start computing: \(original.errors)")
         let snapshot = directory + "/snapshot"
         for attempt in 1...20 {
@@ -67,6 +67,35 @@ import VMM
         #expect(outputs.allSatisfy { $0 == outputs[0] }, "three restores of one snapshot printed different steps")
         let memoryAfter = try Data(contentsOf: URL(filePath: snapshot + "/memory"))
         #expect(memoryBefore == memoryAfter, "the clones' writes reached the snapshot's memory file")
+    }
+
+    /// A virtio-fs device its guest never mounted (a template's: the agent mounts each
+    /// clone's later) is saved by its tag alone. Each clone serves a directory of its own
+    /// under that tag; a clone that names none, or another tag, is refused before it runs.
+    @Test func aCloneServesItsOwnSharedDirectoryUnderTheSnapshotsTag() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let exports = ["original", "clone"].map { directory + "/export-" + $0 }
+        for export in exports { try FileManager.default.createDirectory(atPath: export, withIntermediateDirectories: true) }
+        let (original, snapshot) = try snapshotWhileComputing(
+            "snapcount", privilegeLevel: 0, adding: ["--shared-dir", "tag=kataShared,path=\(exports[0])"])
+        #expect(original.waitForLines(original.lines.count + 40, timeout: 120), "the original stopped after the snapshot")
+        original.stop()
+        #expect(try MicroVM.describeSnapshot(snapshot).devices == ["shared-dir"])
+        let clone = try SnapshotVM(["--restore", snapshot, "--shared-dir", "tag=kataShared,path=\(exports[1]),cache=never"],
+                                   name: "clone", directory: directory)
+        #expect(clone.waitForLines(12, timeout: 120), "the clone printed too little: \(clone.errors)")
+        clone.stop()
+        expectContinuesLikeTheOriginal(clone.lines, original: original.lines, "the clone with its own directory")
+        let refused: [(String, [String])] = [
+            ("no directory", []),
+            ("another tag", ["--shared-dir", "tag=other,path=\(exports[1])"]),
+            ("two directories", ["--shared-dir", "tag=kataShared,path=\(exports[1])", "--shared-dir", "tag=kataShared,path=\(exports[0])"]),
+        ]
+        for (what, arguments) in refused {
+            let outcome = try BadInputTests().kasaVMM(["--restore", snapshot, "--console", "none"] + arguments)
+            #expect(outcome.status == 2, "\(what): exit \(outcome.status)")
+            #expect(outcome.standardError.contains("virtio-fs devices tagged [\"kataShared\"]"), "\(what): \(outcome.standardError)")
+        }
     }
 
     @Test func pauseStopsTheGuestAndResumeContinuesIt() throws {

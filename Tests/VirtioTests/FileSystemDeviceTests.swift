@@ -172,6 +172,18 @@ import VirtioMockDriver
         #expect(device.malformedRequests == 0, "a well-formed chain asking too much is an error reply, not a broken queue")
     }
 
+    /// A template VM's guest has probed the device but never mounted it: that device holds
+    /// nothing of the host and may be saved. Once the guest has a FUSE session (INIT), the
+    /// nodes it holds are host descriptors a snapshot cannot keep; after a reset it can again.
+    @Test func aProbedDeviceMaySnapshotAMountedOneMayNot() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(transport.inspect { device.snapshotObstacle } == nil, "a device only probed refused the snapshot")
+        try initialize()
+        #expect(transport.inspect { device.snapshotObstacle }?.contains("mounted") == true)
+        registers.reset()
+        #expect(transport.inspect { device.snapshotObstacle } == nil, "a reset device still refused the snapshot")
+    }
+
     @Test func aResetForgetsEverythingTheGuestHeld() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try initialize()

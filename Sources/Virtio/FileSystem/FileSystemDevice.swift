@@ -32,6 +32,9 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
     private var generation: UInt64 = 0
     // Guarded by `progress`: requests a worker holds whose guest buffers it may still write.
     private var inFlight = 0
+    /// Chains taken off a ring whose used entry is not pushed yet (guarded by the
+    /// transport's lock, like the rings): a snapshot must not cut one in half.
+    private var unanswered = 0
     private let errorCount = Lock()
     private var malformed = 0
 
@@ -81,11 +84,13 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
     public func activate(_ context: VirtioDeviceContext) throws {
         self.context = context
         generation &+= 1
+        unanswered = 0
     }
 
     public func reset() {
         context = nil
         generation &+= 1
+        unanswered = 0
         // Wait for workers still writing into guest buffers: after a reset the driver may
         // reuse that memory. They only take the transport's lock (held here) after they are
         // done with guest memory, so this cannot deadlock.
@@ -93,9 +98,15 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
         server.reset()
     }
 
-    /// The host files the guest holds open cannot be saved in a snapshot.
+    /// The host files the guest holds cannot be saved in a snapshot: once it has mounted
+    /// the export (a FUSE session), or while a request is being served, none can be taken.
+    /// A device the driver has only probed (a template VM: the agent mounts the export of
+    /// each clone later) holds nothing of the host and is saved with its rings alone.
     public var snapshotObstacle: String? {
-        context == nil ? nil : "a virtio-fs device (tag \(tag)) serves host files that a snapshot cannot hold"
+        guard context != nil else { return nil }
+        if unanswered > 0 { return "the virtio-fs device (tag \(tag)) is serving \(unanswered) requests" }
+        if !server.isIdle { return "the guest has mounted the virtio-fs device (tag \(tag)): the host files it holds cannot be saved" }
+        return nil
     }
 
     public func queueNotified(_ index: Int) {
@@ -114,11 +125,13 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
                 continue
             }
             progress.update { inFlight += 1 }
+            unanswered += 1
             workers.submit { [self] in
                 let outcome = Result { try self.serve(chain, memory: context.memory) }
                 self.progress.update { self.inFlight -= 1 }
                 context.serialized {
                     guard self.generation == current, self.context != nil else { return }
+                    self.unanswered -= 1
                     do {
                         try queue.pushUsed(head: chain.head, length: try outcome.get(), memory: context.memory)
                         context.signalUsed(index)
