@@ -120,7 +120,7 @@ public struct HostCheck: Sendable, Equatable {
             return HostCheck(verdict: .note, subject: "VM templates", detail: "off: every sandbox boots its kernel ([factory] enable_template = false)", fix: nil)
         }
         let settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: "check")
-        let template = VMTemplate(path: configuration.factory.templatePath)
+        let template = VMTemplate(path: configuration.templateDirectory)
         let state: String
         switch template.status(for: settings) {
         case .absent: state = "not built yet (first use builds it, or kata-runtime factory init)"

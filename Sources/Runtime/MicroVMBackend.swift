@@ -108,7 +108,7 @@ public final class MicroVMBackend: SandboxBackend, @unchecked Sendable {
             imageCache = RootfsImageCache(directory: configuration.runtime.imageCacheDirectory)
             consoleToStandardError = configuration.runtime.enableDebug
             debugConsole = configuration.agent.debugConsoleEnabled
-            templatePath = configuration.factory.enableTemplate ? configuration.factory.templatePath : nil
+            templatePath = configuration.factory.enableTemplate ? configuration.templateDirectory : nil
             templateNICSlots = configuration.runtime.internetworkingModel == .none ? 0 : 1
             if configuration.hypervisor.sharedFileSystem == .virtioFS {
                 virtioFS = VirtioFSExport(stateDirectory: stateDirectory, cache: configuration.hypervisor.virtioFSCache)

@@ -94,6 +94,14 @@ public struct RuntimeConfiguration: Sendable, Equatable {
         public var templatePath = "/run/vc/vm/template"
     }
 
+    /// The template directory this configuration's sandboxes use: `template_path`, or with
+    /// `shared_fs = "virtio-fs"` `<template_path>-virtio-fs` beside it (that template has the
+    /// virtio-fs device). Two runtime classes that differ only in `shared_fs` (containerd's
+    /// `kata` and a `kata-fs`, say) then never rebuild each other's template.
+    public var templateDirectory: String {
+        hypervisor.sharedFileSystem == .virtioFS ? factory.templatePath + "-virtio-fs" : factory.templatePath
+    }
+
     /// `tcfilter`: a TAP per pod interface joined to it by tc filters (Kata's default);
     /// `none`: the VM gets no NIC.
     public enum InternetworkingModel: String, Sendable, Equatable, CaseIterable {

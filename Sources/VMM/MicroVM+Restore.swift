@@ -152,7 +152,8 @@ public struct SnapshotDescription: Sendable {
     public let commandLine: String
     /// Each vCPU's instruction pointer and privilege level (0 kernel, 3 user) when saved.
     public let vcpus: [(instructionPointer: UInt64?, privilegeLevel: Int?)]
-    /// The virtio devices in slot order: "drive", "drive-slot", "entropy", "vsock", "network".
+    /// The virtio devices in slot order: "drive", "drive-slot", "entropy", "vsock",
+    /// "shared-dir", "network".
     public let devices: [String]
 }
 

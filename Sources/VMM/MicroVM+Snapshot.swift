@@ -165,8 +165,8 @@ extension MicroVM {
         return SnapshotManifest(
             vmmVersion: vmmVersion, cpuModel: try MicroVM.cpuModel(kvm), snapshotID: random,
             memoryMiB: configuration.memoryMiB, commandLine: effectiveCommandLine,
-            devices: virtio.slots.enumerated().map { index, slot in
-                SnapshotManifest.DeviceRecord(kind: deviceKind(slot: index, transport: slot.transport),
+            devices: try virtio.slots.enumerated().map { index, slot in
+                SnapshotManifest.DeviceRecord(kind: try deviceKind(slot: index, transport: slot.transport),
                                               transport: slot.transport.captureState())
             },
             serial: serial.captureState(), machine: machineState, vcpus: vcpuStates)
@@ -174,7 +174,7 @@ extension MicroVM {
 
     /// The device in slot `slot`, as `makeVirtioDevices` ordered them: drives, drive slots,
     /// entropy, vsock, shared directories, network interfaces.
-    private func deviceKind(slot: Int, transport: VirtioMMIOTransport) -> SnapshotManifest.DeviceRecord.Kind {
+    private func deviceKind(slot: Int, transport: VirtioMMIOTransport) throws -> SnapshotManifest.DeviceRecord.Kind {
         let device = transport.device
         if let drive = device as? BlockDevice {
             let configured = slot < configuration.drives.count ? configuration.drives[slot] : nil
@@ -186,7 +186,8 @@ extension MicroVM {
         if let vsock = device as? VsockDevice { return .vsock(guestCID: vsock.guestCID) }
         if let net = device as? NetDevice { return .network(mac: net.mac.bytes, mtu: net.mtu) }
         if let shared = device as? FileSystemDevice { return .sharedDirectory(tag: shared.tag) }
-        return .entropy
+        if device is EntropyDevice { return .entropy }
+        throw VMMError.snapshotFailed("slot \(slot) holds a device (type \(device.deviceType)) a snapshot cannot describe")
     }
 
     /// The host CPU as KVM reports it: vendor and family/model/stepping signature.

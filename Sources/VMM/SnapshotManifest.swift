@@ -8,7 +8,8 @@ import Virtio
 /// and the state of every vCPU, of KVM's interrupt controllers and clock, and of each device.
 struct SnapshotManifest: Equatable {
     /// Bumped whenever the encoding below changes; other values are refused.
-    static let formatVersion: UInt32 = 1
+    /// 2: virtio-fs devices (kind 6).
+    static let formatVersion: UInt32 = 2
 
     /// The kasa-vmm that wrote it; only the same version restores it (device state is its own).
     var vmmVersion: String

@@ -8,11 +8,12 @@ struct FactoryCommand: ParsableCommand {
         abstract: "Manage the VM template that sandboxes are restored from ([factory] enable_template).",
         subcommands: [Initialize.self, Status.self, Destroy.self])
 
-    /// The template of the configuration's `[factory] template_path`, and a sandbox's settings
-    /// (what the template is built for).
+    /// The template of the configuration (`[factory] template_path`, with `-virtio-fs` for
+    /// virtio-fs: `RuntimeConfiguration.templateDirectory`), and a sandbox's settings (what
+    /// the template is built for).
     static func template(_ configuration: RuntimeConfiguration) -> (VMTemplate, MicroVMBackend.Settings) {
         let settings = MicroVMBackend.Settings(configuration: configuration, sandboxID: "template")
-        return (VMTemplate(path: configuration.factory.templatePath), settings)
+        return (VMTemplate(path: configuration.templateDirectory), settings)
     }
 
     struct Initialize: ParsableCommand {
@@ -72,7 +73,7 @@ struct FactoryCommand: ParsableCommand {
             } catch {
                 throw Console.fail(error)
             }
-            print("template removed from \(settings.factory.templatePath)")
+            print("template removed from \(settings.templateDirectory)")
         }
     }
 }

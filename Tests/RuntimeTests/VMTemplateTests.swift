@@ -38,6 +38,15 @@ import Testing
         #expect(settings { $0.hypervisor.sharedFileSystem = .virtioFS }.templateObstacle == nil)
     }
 
+    /// A virtio-fs configuration's template (with the device) lives beside the other one:
+    /// two runtime classes that differ only in shared_fs do not rebuild each other's.
+    @Test func aVirtioFSConfigurationHasATemplateDirectoryOfItsOwn() {
+        #expect(settings().templatePath == "/run/vc/vm/template")
+        #expect(settings { $0.hypervisor.sharedFileSystem = .virtioFS }.templatePath == "/run/vc/vm/template-virtio-fs")
+        #expect(VMTemplate.inputs(for: settings { $0.hypervisor.sharedFileSystem = .virtioFS }).contains("shared_dirs=1"))
+        #expect(VMTemplate.inputs(for: settings()).contains("shared_dirs=0"))
+    }
+
     @Test func runAndTheShimShareOneTemplate() {
         // The shim sets the agent's container timeout and a pod's drive slots; kata-runtime
         // run does not, and may print the console: neither changes the template.

@@ -10,8 +10,7 @@ import Testing
 extension CRITests {
     @Test(.timeLimit(.minutes(20)))
     func aPodSharesItsVolumesAndTerminationLogOverVirtioFS() throws {
-        let containerd = try Containerd(cri: .init(subnet: "10.88.10.0/24"), hypervisorKeys: "shared_fs = \"virtio-fs\"",
-                                        templatePath: ContainerdTests.virtioFSTemplatePath)
+        let containerd = try Containerd(cri: .init(subnet: "10.88.10.0/24"), hypervisorKeys: "shared_fs = \"virtio-fs\"")
         let busybox = "docker.io/kasa/busybox:test"
         try Self.importImage(containerd, name: containerd.cri!.sandboxImage,
                              command: ["sh", "-c", "trap 'exit 0' TERM INT; while true; do sleep 3600 & wait $!; done"])

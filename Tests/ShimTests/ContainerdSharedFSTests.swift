@@ -10,8 +10,7 @@ import Testing
 extension ContainerdTests {
     @Test(.timeLimit(.minutes(20)))
     func ctrRunSharesAVolumeLiveOverVirtioFS() throws {
-        let containerd = try Containerd(hypervisorKeys: "shared_fs = \"virtio-fs\"",
-                                       templatePath: ContainerdTests.virtioFSTemplatePath)
+        let containerd = try Containerd(hypervisorKeys: "shared_fs = \"virtio-fs\"")
         let rootfs = try Self.busyboxRootfs()
         let data = containerd.directory + "/volume", readOnly = containerd.directory + "/config-map"
         for directory in [data, readOnly] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }

@@ -12,10 +12,9 @@ import Testing
 @Suite(.serialized) struct ContainerdTests {
     /// The VM template the tests share (`[factory] template_path`): kept between runs in
     /// /run like a cache (tmpfs, gone at reboot), rebuilt when kasa-vmm, the kernel or the
-    /// image change.
+    /// image change. Tests with `shared_fs = "virtio-fs"` use `<path>-virtio-fs` (the
+    /// runtime's own choice: that template has the virtio-fs device).
     static let templatePath = "/run/kasa/test-template"
-    /// The template of `shared_fs = "virtio-fs"` configurations (it has the virtio-fs device).
-    static let virtioFSTemplatePath = "/run/kasa/test-template-virtiofs"
     static let productsDirectory = URL(filePath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "")
         .deletingLastPathComponent()
     static let packageRoot = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -47,10 +46,8 @@ import Testing
             var subnet6: String?
         }
 
-        /// `hypervisorKeys`: more `[hypervisor.kasa]` lines for the shim's configuration;
-        /// `templatePath`: where its template is (one per set of template inputs, so that
-        /// tests of different configurations do not rebuild each other's).
-        init(cri: CRISetup? = nil, hypervisorKeys: String = "", templatePath: String = ContainerdTests.templatePath) throws {
+        /// `hypervisorKeys`: more `[hypervisor.kasa]` lines for the shim's configuration.
+        init(cri: CRISetup? = nil, hypervisorKeys: String = "") throws {
             guard access("/usr/bin/containerd", X_OK) == 0, access("/usr/bin/ctr", X_OK) == 0 else {
                 throw Missing(description: "containerd is not installed (scripts/install-deps.sh installs Debian's containerd)")
             }
@@ -125,7 +122,7 @@ import Testing
                 # test (and test run): a cache like the images', rebuilt when its inputs change.
                 [factory]
                 enable_template = true
-                template_path = "\(templatePath)"
+                template_path = "\(ContainerdTests.templatePath)"
                 """.write(toFile: directory + "/kasa.toml", atomically: true, encoding: .utf8)
             // Made here so that every test's "no state left" check can look, even when the
             // shim refused before it made anything.

@@ -1,6 +1,6 @@
 import Foundation
 import GuestMemory
-import SharedFileSystem
+@testable import SharedFileSystem
 import Testing
 @testable import Virtio
 import VirtioMockDriver
@@ -182,6 +182,48 @@ import VirtioMockDriver
         #expect(transport.inspect { device.snapshotObstacle }?.contains("mounted") == true)
         registers.reset()
         #expect(transport.inspect { device.snapshotObstacle } == nil, "a reset device still refused the snapshot")
+    }
+
+    /// A template's device, probed but never mounted, restored into a clone's device that
+    /// serves another directory: the guest's first INIT and LOOKUP after the restore reach
+    /// the clone's directory through the rings the template's driver set up.
+    @Test func aProbedDeviceRestoredElsewhereServesTheClonesDirectory() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let saved = transport.captureState()
+        let cloneDirectory = try HostSupport.makeTemporaryDirectory(prefix: "/tmp/kasa-fsclone-")
+        defer { try? FileManager.default.removeItem(atPath: cloneDirectory) }
+        #expect(FileManager.default.createFile(atPath: cloneDirectory + "/clone-only", contents: nil))
+        let clone = try FileSystemDevice(tag: "kataShared", directory: cloneDirectory, workers: 2)
+        let cloneTransport = VirtioMMIOTransport(device: clone, memory: memory, raiseInterrupt: {})
+        try cloneTransport.restore(saved)
+        let cloneRegisters = RegisterDriver(transport: cloneTransport)
+        let arguments = Self.le(UInt32(7)) + Self.le(UInt32(37)) + Self.le(UInt32(0)) + Self.le(UInt32(0)) + [UInt8](repeating: 0, count: 48)
+        _ = try requests.add([.readable(header(.`init`, node: 0, unique: 1, argumentLength: arguments.count) + arguments),
+                              .writable(FUSE.outHeaderSize + FUSE.initOutSize)])
+        cloneRegisters.notify(queue: 1)
+        #expect(try used(requests).count == 1)
+        let name = Array("clone-only".utf8) + [0]
+        let (_, addresses) = try requests.add([.readable(header(.lookup, node: FUSE.rootNodeID, unique: 2, argumentLength: name.count) + name),
+                                               .writable(FUSE.outHeaderSize + FUSE.entryOutSize)])
+        cloneRegisters.notify(queue: 1)
+        #expect(try used(requests).count == 1)
+        #expect(try FUSEOutHeader(try requests.read(addresses[1], FUSE.outHeaderSize)).error == 0, "the clone's file was not found")
+        #expect(clone.server.counts.nodes == 1 && device.server.counts.nodes == 0, "the template's device served the clone's guest")
+    }
+
+    /// A request a worker holds (here: waiting for the export's lock, which the test holds)
+    /// keeps the device out of a snapshot: its reply would land in guest memory after the
+    /// snapshot read it. (Bounded: an obstacle that asked the export first would wait for
+    /// the lock the test holds.)
+    @Test(.timeLimit(.minutes(1))) func aRequestBeingServedKeepsTheDeviceOutOfASnapshot() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try initialize()
+        try device.server.state.withLock { _ in
+            try lookUpAFile()
+            #expect(transport.inspect { device.snapshotObstacle }?.contains("1 request(s) unanswered") == true)
+        }
+        #expect(try used(requests).count == 1)
+        #expect(transport.inspect { device.snapshotObstacle }?.contains("mounted") == true)
     }
 
     @Test func aResetForgetsEverythingTheGuestHeld() throws {

@@ -104,7 +104,7 @@ public final class FileSystemDevice: VirtioDevice, @unchecked Sendable {
     /// each clone later) holds nothing of the host and is saved with its rings alone.
     public var snapshotObstacle: String? {
         guard context != nil else { return nil }
-        if unanswered > 0 { return "the virtio-fs device (tag \(tag)) is serving \(unanswered) requests" }
+        if unanswered > 0 { return "the virtio-fs device (tag \(tag)) has \(unanswered) request(s) unanswered" }
         if !server.isIdle { return "the guest has mounted the virtio-fs device (tag \(tag)): the host files it holds cannot be saved" }
         return nil
     }
