@@ -403,6 +403,13 @@ public final class MicroVM: Sendable {
         }
     }
 
+    /// How often the virtio watch found a driver's available entries waiting with no
+    /// notification and served them: each time, a request the guest would have waited on
+    /// for good (issue 15, fault 1). Rescued or not, that is a fault; 0 in a healthy run.
+    public var lostNotifications: Int {
+        virtio.slots.reduce(0) { $0 + $1.transport.watchCounts.servedWithoutNotification }
+    }
+
     /// What the virtio watch rescued, per device that needed it: "" when nothing.
     public func virtioWatchDiagnosis() -> String {
         virtio.slots.enumerated().compactMap { index, slot in
