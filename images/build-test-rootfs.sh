@@ -3,7 +3,10 @@
 # static busybox and an /sbin/init that reports the virtio devices, the root mount and
 # the entropy source, writes a file to the disk, then resets the VM. With `kasatest=vsock`
 # on the kernel command line it first runs test-guest/vsock-echo (a static C program:
-# connects to host port 5000, then echoes one connection on port 1024).
+# connects to host port 5000, then echoes one connection on port 1024). With
+# `kasatest=untar` (bench/untar-bench) it untars the tar on /dev/vdb into this ext4 root
+# and then into the virtio-fs tag `kasashare`, each with a cold page cache and a sync, and
+# prints `KASA-UNTAR <target> <centiseconds>` for each.
 #
 #   images/build-test-rootfs.sh               build if needed; last stdout line = image path
 #   images/build-test-rootfs.sh --print-path  print the path; exit 0 if built, 1 if not
@@ -50,7 +53,7 @@ gcc -static -O2 -o "$staging/bin/vsock-echo" "$here/test-guest/vsock-echo.c" || 
 strip "$staging/bin/vsock-echo"
 gcc -static -O2 -o "$staging/bin/virtiofs-posix" "$here/test-guest/virtiofs-posix.c" || die "cannot build virtiofs-posix"
 strip "$staging/bin/virtiofs-posix"
-for applet in sh mount cat ls echo sleep reboot sync od head readlink; do ln -s busybox "$staging/bin/$applet"; done
+for applet in sh mount cat ls echo sleep reboot sync od head readlink tar mkdir umount; do ln -s busybox "$staging/bin/$applet"; done
 cat > "$staging/sbin/init" <<'INIT'
 #!/bin/busybox sh
 # Kasa device test: runs from the ext4 root on /dev/vda.
@@ -73,6 +76,20 @@ if [ "$kasatest" = virtiofs ]; then
     /bin/busybox mount -t virtiofs kasashare /mnt && /bin/virtiofs-posix /mnt
     echo "KASA-FS-EXIT $?"
     /bin/busybox umount /mnt && echo "KASA-FS-UNMOUNTED"
+fi
+if [ "$kasatest" = untar ]; then
+    t() { read -r up idle < /proc/uptime; echo "${up%.*}${up#*.}"; }
+    /bin/busybox mount -t virtiofs kasashare /mnt
+    for target in /untar /mnt/untar; do
+        mkdir "$target"
+        sync
+        echo 3 > /proc/sys/vm/drop_caches
+        a=$(t)
+        tar -xf /dev/vdb -C "$target" && sync
+        b=$(t)
+        echo "KASA-UNTAR $target $((b-a))"
+    done
+    umount /mnt
 fi
 echo "written by the guest" > /guest-wrote-this
 /bin/busybox sync
