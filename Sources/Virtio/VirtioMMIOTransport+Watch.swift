@@ -42,14 +42,26 @@ extension VirtioMMIOTransport {
                 }
                 guard watchState.waitingAt[index] == next else {
                     watchState.waitingAt[index] = next
+                    watchState.notificationsWhenSeen[index] = watchState.notifications[index]
                     continue
                 }
                 watchState.waitingAt[index] = nil
+                // Read before the device moves it: where the device last asked to be notified.
+                let availEvent = queue.eventIndex
+                    ? (try? memory.read(UInt16.self, at: queue.usedRing.advanced(by: 4 + 8 * UInt64(queue.size)))).map { String($0) } ?? "unreadable"
+                    : "none (no EVENT_IDX)"
                 device.queueNotified(index)
                 if queue.nextAvailable != next {
                     watchState.counts.servedWithoutNotification += 1
                     if watchState.counts.servedWithoutNotification <= 10 {
-                        report("virtio-mmio: queue \(index) had \(available &- next) available entries waiting with no notification; served them (a lost notification)")
+                        // Which side failed: avail_event equal to the device's index means the
+                        // device had asked to be notified once the driver added that entry, and
+                        // no notification came through the transport since.
+                        let since = watchState.notifications[index] &- watchState.notificationsWhenSeen[index]
+                        report("virtio-mmio: queue \(index) had \(available &- next) available entries waiting with no notification; "
+                               + "served them (a lost notification): device at \(next), available index \(available), "
+                               + "avail_event \(availEvent), \(since) notifications since first seen waiting, "
+                               + "\(watchState.notifications[index]) in all")
                     }
                 }
             }
@@ -80,8 +92,14 @@ struct WatchState {
     var waitingAt: [UInt16?]
     var interruptPendingSince: UInt64?
     var counts = TransportWatchCounts()
+    /// Per queue: notifications the driver sent through the transport (register or
+    /// ioeventfd), and that count when entries were first seen waiting.
+    var notifications: [UInt64]
+    var notificationsWhenSeen: [UInt64]
 
     init(queueCount: Int) {
         waitingAt = Array(repeating: nil, count: queueCount)
+        notifications = Array(repeating: 0, count: queueCount)
+        notificationsWhenSeen = Array(repeating: 0, count: queueCount)
     }
 }

@@ -183,6 +183,7 @@ public final class VirtioMMIOTransport: @unchecked Sendable {
     private func notifyLocked(_ index: UInt32) {
         guard active else { return report("virtio-mmio: queue \(index) notified before DRIVER_OK") }
         guard Int(index) < queues.count, queues[Int(index)].ready else { return report("virtio-mmio: notify for unready queue \(index)") }
+        watchState.notifications[Int(index)] &+= 1
         device.queueNotified(Int(index))
     }
 
