@@ -406,8 +406,12 @@ public final class MicroVM: Sendable {
     /// How often the virtio watch found a driver's available entries waiting with no
     /// notification and served them: each time, a request the guest would have waited on
     /// for good (issue 15, fault 1). Rescued or not, that is a fault; 0 in a healthy run.
-    public var lostNotifications: Int {
-        virtio.slots.reduce(0) { $0 + $1.transport.watchCounts.servedWithoutNotification }
+    public var lostNotifications: Int { lostNotifications(ofType: nil) }
+
+    /// `lostNotifications` of the devices of one virtio type (nil: all).
+    public func lostNotifications(ofType type: UInt32?) -> Int {
+        virtio.slots.filter { type == nil || $0.transport.device.deviceType == type }
+            .reduce(0) { $0 + $1.transport.watchCounts.servedWithoutNotification }
     }
 
     /// What the virtio watch rescued, per device that needed it: "" when nothing.

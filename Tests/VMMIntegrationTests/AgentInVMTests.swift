@@ -56,7 +56,7 @@ import Glibc
         DispatchQueue.global().asyncAfter(deadline: .now() + 480, execute: watchdog)
         let reason = try vm.run()
         watchdog.cancel()
-        #expect(vm.lostNotifications == 0, "a notification was lost (served by the watch): \(vm.virtioWatchDiagnosis())")
+        NotificationCheck.expectNoneLost(vm)
 
         let console = capture.text
         let tail = String(console.suffix(4000))

@@ -134,7 +134,7 @@ import VMM
         let console = capture.text
         let tail = String(console.suffix(3000)) + "\nvirtio watch: " + vm.virtioWatchDiagnosis()
         let lines = outcome.lines
-        #expect(vm.lostNotifications == 0, "a notification was lost (served by the watch): \(vm.virtioWatchDiagnosis())")
+        NotificationCheck.expectNoneLost(vm)
         #expect(lines.contains("guest line: hello from the guest\n"), "host side: \(lines); console tail:\n\(tail)")
         #expect(lines.contains { $0.hasPrefix("reply: OK ") }, "host side: \(lines)")
         #expect(lines.contains("echo intact"), "host side: \(lines); console tail:\n\(tail)")
