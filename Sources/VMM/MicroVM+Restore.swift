@@ -95,9 +95,9 @@ extension MicroVM {
             }
         }
         // Each virtio-fs device serves the clone's own directory; the guest knows it by its tag.
-        guard sharedTags == settings.sharedDirectories.map(\.tag) else {
-            let given = settings.sharedDirectories.map(\.tag)
-            throw VMMError.snapshotFailed("the snapshot has virtio-fs devices tagged \(sharedTags), the clone gave \(given) (--shared-dir, in order)")
+        let givenTags = settings.sharedDirectories.map(\.tag)
+        guard sharedTags == givenTags else {
+            throw VMMError.snapshotFailed("the snapshot has virtio-fs devices tagged \(sharedTags), the clone gave \(givenTags) (--shared-dir, in order)")
         }
         configuration.sharedDirectories = settings.sharedDirectories
         guard networks.count == settings.networkBackends.count else {

@@ -48,7 +48,7 @@ extension VirtioMMIOTransport {
                 watchState.waitingAt[index] = nil
                 // Read before the device moves it: where the device last asked to be notified.
                 let availEvent = queue.eventIndex
-                    ? (try? memory.read(UInt16.self, at: queue.usedRing.advanced(by: 4 + 8 * UInt64(queue.size)))).map { String($0) } ?? "unreadable"
+                    ? (try? memory.read(UInt16.self, at: queue.availEventAddress())).map { String($0) } ?? "unreadable"
                     : "none (no EVENT_IDX)"
                 device.queueNotified(index)
                 if queue.nextAvailable != next {

@@ -128,10 +128,16 @@ public final class Virtqueue: @unchecked Sendable {
         nextAvailable &+= 1
         if eventIndex {
             // avail_event: ask to be notified again once the driver adds past this entry.
-            try memory.write(nextAvailable, at: usedRing.advanced(by: 4 + 8 * UInt64(size)))
+            try memory.write(nextAvailable, at: availEventAddress())
         }
         guard head < size else { throw VirtqueueError.headOutOfRange(head) }
         return DescriptorChain(head: head, descriptors: try walk(from: head, memory: memory))
+    }
+
+    /// Where the device publishes avail_event (VIRTIO_F_EVENT_IDX): right after the used
+    /// ring's entries.
+    public func availEventAddress() throws(GuestMemoryError) -> GuestAddress {
+        try usedRing.advanced(by: 4 + 8 * UInt64(size))
     }
 
     /// Gives back the chain the last `pop` returned, unused: it is popped again next time
@@ -139,7 +145,7 @@ public final class Virtqueue: @unchecked Sendable {
     public func undoPop(memory: GuestMemory) throws {
         nextAvailable &-= 1
         if eventIndex {
-            try memory.write(nextAvailable, at: usedRing.advanced(by: 4 + 8 * UInt64(size)))
+            try memory.write(nextAvailable, at: availEventAddress())
         }
     }
 
