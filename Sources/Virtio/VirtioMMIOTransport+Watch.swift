@@ -18,14 +18,18 @@ public struct TransportWatchCounts: Sendable, Equatable {
 /// hang that was rescued still leaves its trace in kasa-vmm's log.
 extension VirtioMMIOTransport {
     /// Looks at each ready queue and the interrupt status at `now` (nanoseconds):
-    /// - a queue whose available index was ahead of the device at the last watch and still
-    ///   is, with no progress between, is notified here (the driver's notification was lost
-    ///   or never sent); counted only if the device then took something from it (a receive
-    ///   queue holds buffers for frames that have not come, and is left alone);
+    /// - a queue whose available index has been ahead of the device for `notificationTimeout`
+    ///   with neither side moving (the device took nothing, the driver added nothing) is
+    ///   notified here: the driver's notification was lost or never sent. Counted only if the
+    ///   device then took something from it (a receive queue holds buffers for frames that
+    ///   have not come, and is left alone). Entries the driver is still adding are not
+    ///   waiting yet: Linux notifies once after a batch (virtio-vsock's receive fill adds up
+    ///   to 256 buffers, then kicks), and on an emulated guest kernel a batch can outlast a
+    ///   watch interval;
     /// - an interrupt status the driver has not acknowledged for `interruptTimeout` is raised
     ///   again (an edge lost between the irqfd and the guest's handler). A driver's handler
     ///   that finds nothing to do costs a spurious interrupt, nothing more.
-    public func watch(now: UInt64, interruptTimeout: UInt64) {
+    public func watch(now: UInt64, notificationTimeout: UInt64, interruptTimeout: UInt64) {
         lock.withLock {
             guard active, status & Status.needsReset == 0 else {
                 let counts = watchState.counts
@@ -37,15 +41,17 @@ extension VirtioMMIOTransport {
                 guard let available = try? memory.read(UInt16.self, at: queue.availableRing.advanced(by: 2)) else { continue }
                 let next = queue.nextAvailable
                 guard available != next else {
-                    watchState.waitingAt[index] = nil
+                    watchState.waiting[index] = nil
                     continue
                 }
-                guard watchState.waitingAt[index] == next else {
-                    watchState.waitingAt[index] = next
-                    watchState.notificationsWhenSeen[index] = watchState.notifications[index]
+                guard let waiting = watchState.waiting[index], waiting.device == next, waiting.available == available else {
+                    // New entries, or either side moved: the wait starts now.
+                    watchState.waiting[index] = WaitingEntries(device: next, available: available, since: now,
+                                                               notifications: watchState.notifications[index])
                     continue
                 }
-                watchState.waitingAt[index] = nil
+                guard now &- waiting.since >= notificationTimeout else { continue }
+                watchState.waiting[index] = nil
                 // Read before the device moves it: where the device last asked to be notified.
                 let availEvent = queue.eventIndex
                     ? (try? memory.read(UInt16.self, at: queue.availEventAddress())).map { String($0) } ?? "unreadable"
@@ -57,8 +63,9 @@ extension VirtioMMIOTransport {
                         // Which side failed: avail_event equal to the device's index means the
                         // device had asked to be notified once the driver added that entry, and
                         // no notification came through the transport since.
-                        let since = watchState.notifications[index] &- watchState.notificationsWhenSeen[index]
-                        report("virtio-mmio: queue \(index) had \(available &- next) available entries waiting with no notification; "
+                        let since = watchState.notifications[index] &- waiting.notifications
+                        report("virtio-mmio: queue \(index) had \(available &- next) available entries waiting with no notification "
+                               + "for \((now &- waiting.since) / 1_000_000) ms; "
                                + "served them (a lost notification): device at \(next), available index \(available), "
                                + "avail_event \(availEvent), \(since) notifications since first seen waiting, "
                                + "\(watchState.notifications[index]) in all")
@@ -87,19 +94,28 @@ extension VirtioMMIOTransport {
 
 /// `watch`'s memory between calls, guarded by the transport's lock.
 struct WatchState {
-    /// Per queue: the device's next available index when entries were seen waiting at the
-    /// last watch; nil when none waited.
-    var waitingAt: [UInt16?]
+    /// Per queue: the entries seen waiting since an earlier look, with both sides where they
+    /// were then; nil when none waited.
+    var waiting: [WaitingEntries?]
     var interruptPendingSince: UInt64?
     var counts = TransportWatchCounts()
     /// Per queue: notifications the driver sent through the transport (register or
-    /// ioeventfd), and that count when entries were first seen waiting.
+    /// ioeventfd).
     var notifications: [UInt64]
-    var notificationsWhenSeen: [UInt64]
 
     init(queueCount: Int) {
-        waitingAt = Array(repeating: nil, count: queueCount)
+        waiting = Array(repeating: nil, count: queueCount)
         notifications = Array(repeating: 0, count: queueCount)
-        notificationsWhenSeen = Array(repeating: 0, count: queueCount)
     }
+}
+
+/// Available entries a queue's device had not taken, as one look found them.
+struct WaitingEntries {
+    /// The device's next available index and the driver's available index.
+    var device: UInt16
+    var available: UInt16
+    /// When the watch first saw the queue in this state (nanoseconds).
+    var since: UInt64
+    /// The queue's notification count then.
+    var notifications: UInt64
 }

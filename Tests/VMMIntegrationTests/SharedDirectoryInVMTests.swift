@@ -50,7 +50,7 @@ import VMM
         #expect(console.contains("KASA-FS-EXIT 0"), "console tail:\n\(tail)")
         #expect(console.contains("KASA-FS-UNMOUNTED"), "the guest could not unmount; console tail:\n\(tail)")
         #expect(reason == .reset, "\(reason); console tail:\n\(tail)")
-        #expect(vm.lostNotifications == 0, "a notification was lost (served by the watch): \(vm.virtioWatchDiagnosis())")
+        NotificationCheck.expectNoneLost(vm)
 
         // What the workload left, seen from the host.
         let work = share + "/work"
