@@ -63,7 +63,7 @@ extension ContainerdTests {
                           stderr: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "")
         let context = "ctr stderr: \(run.stderr)\ncontainerd log:\n\(containerd.tail)"
         #expect(run.status == 0, "\(context)")
-        #expect(run.stdout == "saw-change\nlevel=debug\nbig \(digest)\nreadonly-refused\n", "\(context)")
+        #expect(run.stdout == "saw-change\nlevel=debug\nbig \(digest)\nreadonly-refused\n", "\(context)\n\(OutputBytes.describe(run.stdout))")
         #expect(!FileManager.default.fileExists(atPath: readOnly + "/new"))
         let states = try ContainerdTests.entries(of: containerd.directory + "/kasa-state")
         #expect(states.isEmpty, "sandbox state left: \(states)")
