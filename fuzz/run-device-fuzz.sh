@@ -3,8 +3,11 @@
 # requests; the host side moving too) with libFuzzer and AddressSanitizer, from the
 # committed corpus in fuzz/devices/DEVICE.
 #
-#   fuzz/run-device-fuzz.sh DEVICE [RUNS]        DEVICE: block, net, vsock, entropy or fs (virtio-fs)
-#                                                RUNS: executions (default 100000)
+#   fuzz/run-device-fuzz.sh DEVICE [RUNS [SECONDS]]
+#       DEVICE: block, net, vsock, entropy or fs (virtio-fs)
+#       RUNS: executions (default 100000); SECONDS: stop sooner, after that long (default:
+#       no limit). Either way the run ends with its statistics (stat::number_executed_units
+#       is what it did) and its finds merged, so a long run fits a time box.
 #
 # Builds kasa-device-fuzz with coverage and ASan into .build-fuzz (kept out of git), runs
 # it on one core, then merges what it found into fuzz/devices/DEVICE (only inputs that add
@@ -15,8 +18,10 @@
 set -euo pipefail
 device=${1:-}
 runs=${2:-100000}
+seconds=${3:-0}
 case "$device" in block|net|vsock|entropy|fs) ;; *) echo "run-device-fuzz: DEVICE must be block, net, vsock, entropy or fs, not '$device'" >&2; exit 2;; esac
 case "$runs" in ''|*[!0-9]*) echo "run-device-fuzz: RUNS must be a whole number, not '$runs'" >&2; exit 2;; esac
+case "$seconds" in ''|*[!0-9]*) echo "run-device-fuzz: SECONDS must be a whole number, not '$seconds'" >&2; exit 2;; esac
 # libFuzzer comes from the Swift toolchain's clang runtime, without its main: SwiftPM
 # gives executables an entry point of its own, which calls LLVMFuzzerRunDriver.
 runtime=$(ls "$(dirname "$(readlink -f "$(command -v swiftc)")")"/../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a | head -n 1)
@@ -35,7 +40,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS-malloc_context_size=0}
 # The fuzzer's progress lines go to a log; the end of it (and a crash's report) is shown.
 log="$scratch/fuzz.log"
 status=0
-.build-fuzz/release/kasa-device-fuzz "$scratch" "fuzz/devices/$device" -runs="$runs" -max_len=4096 -timeout=10 \
+.build-fuzz/release/kasa-device-fuzz "$scratch" "fuzz/devices/$device" -runs="$runs" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
     -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1 || status=$?
 grep -E "^(INFO: (Seed|Loaded)|#[0-9]+[[:space:]]+DONE|stat::|Done)" "$log" || true
 if [ "$status" != 0 ]; then tail -n 60 "$log" >&2; echo "run-device-fuzz: the fuzzer stopped with status $status" >&2; exit "$status"; fi
