@@ -6,8 +6,8 @@
 #   fuzz/run-device-fuzz.sh DEVICE [RUNS [SECONDS]]
 #       DEVICE: block, net, vsock, entropy or fs (virtio-fs)
 #       RUNS: executions (default 100000); SECONDS: stop sooner, after that long (default:
-#       no limit). Either way the run ends with its statistics (stat::number_executed_units
-#       is what it did) and its finds merged, so a long run fits a time box.
+#       no limit). Either way the run ends with its statistics (what it did:
+#       stat::number_of_executed_units) and its finds merged, so a long run fits a time box.
 #
 # Builds kasa-device-fuzz with coverage and ASan into .build-fuzz (kept out of git), runs
 # it on one core, then merges what it found into fuzz/devices/DEVICE (only inputs that add

@@ -67,7 +67,7 @@ extension VirtioMMIOTransport {
                         report("virtio-mmio: queue \(index) had \(available &- next) available entries waiting with no notification "
                                + "for \((now &- waiting.since) / 1_000_000) ms; "
                                + "served them (a lost notification): device at \(next), available index \(available), "
-                               + "avail_event \(availEvent), \(since) notifications since first seen waiting, "
+                               + "avail_event \(availEvent), \(since) notifications since the wait began, "
                                + "\(watchState.notifications[index]) in all")
                     }
                 }
