@@ -1,4 +1,5 @@
 import Foundation
+import HostOS
 import SharedFileSystem
 
 /// virtio-fs under the device fuzzer: each input exports a fresh small directory (a file,
@@ -32,7 +33,7 @@ enum FileSystemSeeds {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        return bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
+        return DescriptorIO.write(fd, bytes, socket: false) == 0
     }
 
     static func removeExport(_ path: String) {
