@@ -131,6 +131,10 @@ extension SharedDirectory {
             writer.u32(0)
             return writer.bytes
         }
+        // A guest asking for a value (size > 0) in a reply with no room for one makes the
+        // capacity 0, and a host call given 0 reports the value's length instead of failing
+        // (found by the fuzzer): a value longer than the room is ERANGE, as the kernel says.
+        guard count <= capacity else { throw HostErrno(ERANGE) }
         return Array(buffer[0..<count])
     }
 
