@@ -190,6 +190,24 @@ import Glibc
         #expect(client.call(.removexattr, node: entry.nodeID, Arguments().name("user.colour")).error == 0)
     }
 
+    /// A guest may ask for a value (size > 0) but give a reply buffer too small for it, or
+    /// none at all: the host call then sees a capacity of 0 and reports the value's length,
+    /// which once overran the reply buffer and trapped the VMM (found by the fs fuzzer).
+    @Test func anExtendedAttributeLongerThanTheReplysRoomIsERANGE() throws {
+        let client = try FUSETestClient()
+        let (entry, _) = client.create("f")
+        let value: [UInt8] = Array("blue".utf8)
+        try #require(client.call(.setxattr, node: entry.nodeID, Arguments().u32(UInt32(value.count)).u32(0).name("user.colour").raw(value)).error == 0)
+        for room in [0, 2] {
+            let got = client.call(.getxattr, node: entry.nodeID, Arguments().u32(64).u32(0).name("user.colour"), capacity: room)
+            #expect(got.error == -ERANGE, "GETXATTR with \(room) bytes of room")
+            let list = client.call(.listxattr, node: entry.nodeID, Arguments().u32(256).u32(0), capacity: room)
+            #expect(list.error == -ERANGE, "LISTXATTR with \(room) bytes of room")
+        }
+        let fits = client.call(.getxattr, node: entry.nodeID, Arguments().u32(64).u32(0).name("user.colour"), capacity: value.count)
+        #expect(fits.error == 0 && fits.body == value, "a reply with just enough room still gets the value")
+    }
+
     @Test func limitsOnNodesAndHandlesAreErrorsNotGrowth() throws {
         let client = try FUSETestClient(options: SharedDirectoryOptions(maximumNodes: 3, maximumHandles: 2))
         for index in 0..<4 { FileManager.default.createFile(atPath: client.host("f\(index)"), contents: nil) }
