@@ -31,23 +31,32 @@ export KASA_TEST_AGENT
 # Both packages' tests run even when the first fails; the exit status covers both.
 status=0
 swift build --build-tests
+# Every test process, and every shim, VMM and runtime the tests start, runs under a
+# close(2) audit (scripts/fd-audit.sh): closing a descriptor that is not open is a double
+# close, which can close another component's file (issue 15, fault 2).
+fd_audit=$(bash scripts/fd-audit.sh build)
+KASA_FD_AUDIT_LOG=$(mktemp /tmp/kasa-fd-audit.XXXXXX)
+export KASA_FD_AUDIT_LOG
+audited() { LD_PRELOAD="$fd_audit" "$@"; }
 # Swift Testing runs synchronous tests on the cooperative pool, which has one thread per
 # core: the real-KVM tests block theirs for minutes, and on a 2-core machine they starve
 # the suites that need the pool (the NIO ttrpc server, the shim's task service) and hold
 # quick suites in the queue past their time limits (NotificationRaceTests, a few seconds
 # alone, ran into its 1-minute limit in a full run). Those run first, on their own.
 pool_suites='TTRPCServerTests|TaskServiceTests|WireFactsTests|ShimArgumentsTests|ContainerRunTests|BinaryLoggerTests|KasaShimRuntimeTests|NetDeviceTests|UnpluggedNICTests|PodNetworkTests|NotificationRaceTests'
-swift test --skip-build --filter "$pool_suites" || status=1
+audited swift test --skip-build --filter "$pool_suites" || status=1
 # The containerd suites (ContainerdTests with the fault tests; CRITests with the stress
 # test) hold both pool threads for many minutes: run beside the rest they stalled it, and
 # time-limited quick tests whose end could not be processed were failed (GuestProfilerTests,
 # once). They run last, on their own: two serialized suites of about equal length, two VM
 # tests at a time (a third suite made it three, and the phase took twice as long).
 long_suites='ContainerdTests|CRITests'
-swift test --skip-build --skip "$pool_suites|$long_suites" || status=1
-swift test --skip-build --filter "$long_suites" || status=1
+audited swift test --skip-build --skip "$pool_suites|$long_suites" || status=1
+audited swift test --skip-build --filter "$long_suites" || status=1
 
 echo "test: guest agent package (guest-agent/)" >&2
 swift build --build-tests --package-path guest-agent
-swift test --skip-build --package-path guest-agent || status=1
+audited swift test --skip-build --package-path guest-agent || status=1
+bash scripts/fd-audit.sh report "$KASA_FD_AUDIT_LOG" || status=1
+rm -f "$KASA_FD_AUDIT_LOG"
 exit $status

@@ -13,10 +13,20 @@ public final class EventLoop: @unchecked Sendable {
     public typealias Handler = @Sendable (_ revents: Int16) -> Void
 
     private let lock = Lock()
-    private var handlers: [Int32: (events: Int16, handler: Handler)] = [:]  // guarded by lock
+    private var handlers: [Int32: Registration] = [:]  // guarded by lock
+    /// Numbers each registration, so a round can tell the one it polled from a later one
+    /// on the same descriptor number (guarded by lock).
+    private var nextRegistration: UInt64 = 0
+    private var closedWhileWatched = 0  // guarded by lock
     private var stopping = false  // guarded by lock
     private var timers: [Timer] = []  // guarded by lock; unordered (a handful per device)
     private var nextTimerSequence: UInt64 = 0  // guarded by lock
+
+    private struct Registration {
+        let events: Int16
+        let handler: Handler
+        let serial: UInt64
+    }
 
     private struct Timer {
         let deadline: UInt64
@@ -41,9 +51,19 @@ public final class EventLoop: @unchecked Sendable {
 
     deinit { close(wakeFD) }
 
+    /// Descriptors found closed while still registered (poll said POLLNVAL): each is an
+    /// owner that closed before unregistering. The loop stops watching them.
+    public var descriptorsClosedWhileWatched: Int { lock.withLock { closedWhileWatched } }
+
+    /// Whether a handler is registered for `fd` now.
+    public func isWatching(_ fd: Int32) -> Bool { lock.withLock { handlers[fd] != nil } }
+
     /// Calls `handler` on the loop thread whenever `fd` has any of `events` (POLLIN, POLLOUT...).
     public func register(_ fd: Int32, events: Int16 = Int16(POLLIN), handler: @escaping Handler) {
-        lock.withLock { handlers[fd] = (events, handler) }
+        lock.withLock {
+            handlers[fd] = Registration(events: events, handler: handler, serial: nextRegistration)
+            nextRegistration &+= 1
+        }
         wake()
     }
 
@@ -113,8 +133,8 @@ public final class EventLoop: @unchecked Sendable {
     /// Runs what is due and ready, waiting (with `waiting`) for the first descriptor or
     /// timer; false once the loop is stopping or poll failed.
     private func round(waiting: Bool) -> Bool {
-        let snapshot: [(Int32, Int16, Handler)] = lock.withLock {
-            stopping ? [] : handlers.map { ($0.key, $0.value.events, $0.value.handler) }
+        let snapshot: [(fd: Int32, registration: Registration)] = lock.withLock {
+            stopping ? [] : handlers.map { ($0.key, $0.value) }
         }
         if lock.withLock({ stopping }) { return false }
         if gate.pauseRequested {
@@ -128,7 +148,7 @@ public final class EventLoop: @unchecked Sendable {
             return true
         }
         var descriptors = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-        descriptors += snapshot.map { pollfd(fd: $0.0, events: $0.1, revents: 0) }
+        descriptors += snapshot.map { pollfd(fd: $0.fd, events: $0.registration.events, revents: 0) }
         let ready = poll(&descriptors, nfds_t(descriptors.count), waiting ? timeout : 0)
         if ready < 0 { return errno == EINTR }
         if descriptors[0].revents != 0 {
@@ -136,9 +156,22 @@ public final class EventLoop: @unchecked Sendable {
             _ = read(wakeFD, &value, 8)
         }
         for (index, entry) in snapshot.enumerated() where descriptors[index + 1].revents != 0 {
-            // A handler may have been removed by an earlier one in this round.
-            let stillRegistered = lock.withLock { handlers[entry.0] != nil }
-            if stillRegistered { entry.2(descriptors[index + 1].revents) }
+            // The registration polled may be gone: removed by an earlier handler of this
+            // round or by another thread, its descriptor closed, and the number perhaps
+            // opened and registered again for another file. Its handler must not run then:
+            // it would act on that file (an eventfd's 8-byte read taking a pipe's bytes).
+            let revents = descriptors[index + 1].revents
+            let current = lock.withLock { () -> Bool in
+                guard handlers[entry.fd]?.serial == entry.registration.serial else { return false }
+                if revents & Int16(POLLNVAL) != 0 {
+                    // Closed while registered (its owner's bug): stop watching the number,
+                    // or poll reports it at once every round and the loop spins.
+                    handlers[entry.fd] = nil
+                    closedWhileWatched &+= 1
+                }
+                return true
+            }
+            if current { entry.registration.handler(revents) }
         }
         return true
     }

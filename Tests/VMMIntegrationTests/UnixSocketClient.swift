@@ -4,9 +4,17 @@ import Glibc
 #endif
 
 /// Blocking Unix-socket helpers for driving the VMM's vsock bridge from tests, every wait
-/// bounded so a broken bridge fails the test instead of hanging it.
-struct UnixSocketClient {
+/// bounded so a broken bridge fails the test instead of hanging it. `close` may be called
+/// more than once (an explicit close and a `defer`): only the first closes the descriptor,
+/// as a second would close whatever another test opened under that number since.
+final class UnixSocketClient: @unchecked Sendable {
     let descriptor: Int32
+    private let lock = NSLock()
+    private var closed = false  // guarded by lock
+
+    init(descriptor: Int32) {
+        self.descriptor = descriptor
+    }
 
     struct Failure: Error, CustomStringConvertible {
         let description: String
@@ -23,6 +31,7 @@ struct UnixSocketClient {
 
     static func connect(_ path: String) throws -> UnixSocketClient {
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
         var address = address(path)
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
@@ -38,11 +47,16 @@ struct UnixSocketClient {
     static func listen(_ path: String) throws -> UnixSocketClient {
         unlink(path)
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
         var address = address(path)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0, Glibc.listen(descriptor, 4) == 0 else { throw Failure(description: "listen on \(path): \(String(cString: strerror(errno)))") }
+        guard bound == 0, Glibc.listen(descriptor, 4) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(descriptor)
+            throw Failure(description: "listen on \(path): \(reason)")
+        }
         return UnixSocketClient(descriptor: descriptor)
     }
 
@@ -98,5 +112,11 @@ struct UnixSocketClient {
     }
 
     func shutdownWrite() { shutdown(descriptor, Int32(SHUT_WR)) }
-    func close() { Glibc.close(descriptor) }
+    func close() {
+        let first = lock.withLock { () -> Bool in
+            defer { closed = true }
+            return !closed
+        }
+        if first { Glibc.close(descriptor) }
+    }
 }

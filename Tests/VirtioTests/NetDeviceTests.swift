@@ -313,6 +313,31 @@ final class NetHarness {
 /// A template's NIC slot: a device with no host network must take whatever the guest
 /// sends (handing every chain back, dropping the frames) and never deliver anything.
 @Suite(.timeLimit(.minutes(1))) struct UnpluggedNICTests {
+    /// A device that goes while it polls its backend (the driver posted receive buffers)
+    /// must take its registration with it: the backend closes the descriptor, and a loop
+    /// still watching the number would poll whatever file is opened under it next.
+    @Test func aNICThatGoesWhilePollingLeavesNothingWatched() throws {
+        let memory = try MockDriver.makeMemory()
+        let loopThread = try EventLoopThread()
+        defer { loopThread.stop() }
+        let number: Int32
+        do {
+            let backend = try UnpluggedBackend()
+            number = backend.descriptor
+            let device = try NetDevice(backend: backend, mac: NetHarness.mac, eventLoop: loopThread.loop)
+            let transport = VirtioMMIOTransport(device: device, memory: memory, raiseInterrupt: {})
+            let registers = RegisterDriver(transport: transport)
+            let receive = MockDriver(memory: memory, size: 16, base: 0x10000)
+            let transmit = MockDriver(memory: memory, size: 16, base: 0x110000)
+            registers.initialize(features: VirtioFeature.version1, drivers: [receive, transmit])
+            try receive.add([.writable(2048)])
+            registers.notify(queue: 0)
+            #expect(loopThread.loop.isWatching(number), "the device polls its backend while it has receive buffers")
+        }
+        #expect(!loopThread.loop.isWatching(number), "descriptor \(number) is still watched after its device went")
+        #expect(loopThread.loop.descriptorsClosedWhileWatched == 0)
+    }
+
     @Test func anUnpluggedNICDropsWhatTheGuestSendsAndReceivesNothing() throws {
         let memory = try MockDriver.makeMemory()
         let loopThread = try EventLoopThread()

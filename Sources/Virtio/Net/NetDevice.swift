@@ -110,6 +110,13 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
         vectors.reserveCapacity(Int(queueMaximumSizes.max() ?? 256))
     }
 
+    /// The backend may close its descriptor once the device is gone (its last owner): the
+    /// event loop must stop watching that number first, or it polls whatever file is opened
+    /// under it next.
+    deinit {
+        if polling { eventLoop.unregister(backend.descriptor) }
+    }
+
     // MARK: Config space: mac[6], status u16, max_virtqueue_pairs u16, mtu u16.
 
     var configuration: [UInt8] {
