@@ -58,6 +58,7 @@ report() {
             continue
         fi
         [ "$keep" = 1 ] || continue
+        [[ "$line" == *libkasa-fd-audit.so* ]] && continue  # the audit's own frames
         if [[ "$line" =~ ^(/[^\(]+)\(\+(0x[0-9a-f]+)\) ]] && [ -n "$tool" ]; then
             echo "    $("$tool" --obj="${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" 2>/dev/null | head -2 | paste -sd' ' | swift demangle --simplified 2>/dev/null | cut -c1-200)"
         else

@@ -36,6 +36,7 @@ swift build --build-tests
 # close, which can close another component's file (issue 15, fault 2).
 fd_audit=$(bash scripts/fd-audit.sh build)
 KASA_FD_AUDIT_LOG=$(mktemp /tmp/kasa-fd-audit.XXXXXX)
+chmod 0666 "$KASA_FD_AUDIT_LOG"  # whichever user a program runs as appends to it
 export KASA_FD_AUDIT_LOG
 audited() { LD_PRELOAD="$fd_audit" "$@"; }
 # Swift Testing runs synchronous tests on the cooperative pool, which has one thread per
