@@ -419,6 +419,11 @@ public final class MicroVM: Sendable {
         virtio.slots.reduce(0) { $0 + $1.transport.watchCounts.servedWithoutNotification }
     }
 
+    /// Descriptors a device closed while the event loop still watched them (its owner
+    /// closed before unregistering): the loop dropped them, but until it looked, the number
+    /// could have named another file. 0 in a healthy run.
+    public var descriptorsClosedWhileWatched: Int { eventLoop.descriptorsClosedWhileWatched }
+
     /// What the virtio watch rescued, per device that needed it: "" when nothing.
     public func virtioWatchDiagnosis() -> String {
         virtio.slots.enumerated().compactMap { index, slot in
