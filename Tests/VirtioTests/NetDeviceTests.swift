@@ -313,6 +313,21 @@ final class NetHarness {
 /// A template's NIC slot: a device with no host network must take whatever the guest
 /// sends (handing every chain back, dropping the frames) and never deliver anything.
 @Suite(.timeLimit(.minutes(1))) struct UnpluggedNICTests {
+    /// A NIC on `backend` whose driver is ready and has posted one receive buffer (so the
+    /// device polls its backend).
+    static func startedNIC(backend: UnpluggedBackend, loop: EventLoop, memory: GuestMemory) throws
+        -> (device: NetDevice, registers: RegisterDriver, receive: MockDriver, transmit: MockDriver) {
+        let device = try NetDevice(backend: backend, mac: NetHarness.mac, eventLoop: loop)
+        let transport = VirtioMMIOTransport(device: device, memory: memory, raiseInterrupt: {})
+        let registers = RegisterDriver(transport: transport)
+        let receive = MockDriver(memory: memory, size: 16, base: 0x10000)
+        let transmit = MockDriver(memory: memory, size: 16, base: 0x110000)
+        registers.initialize(features: VirtioFeature.version1, drivers: [receive, transmit])
+        try receive.add([.writable(2048)])
+        registers.notify(queue: 0)
+        return (device, registers, receive, transmit)
+    }
+
     /// A device that goes while it polls its backend (the driver posted receive buffers)
     /// must take its registration with it: the backend closes the descriptor, and a loop
     /// still watching the number would poll whatever file is opened under it next.
@@ -324,15 +339,9 @@ final class NetHarness {
         do {
             let backend = try UnpluggedBackend()
             number = backend.descriptor
-            let device = try NetDevice(backend: backend, mac: NetHarness.mac, eventLoop: loopThread.loop)
-            let transport = VirtioMMIOTransport(device: device, memory: memory, raiseInterrupt: {})
-            let registers = RegisterDriver(transport: transport)
-            let receive = MockDriver(memory: memory, size: 16, base: 0x10000)
-            let transmit = MockDriver(memory: memory, size: 16, base: 0x110000)
-            registers.initialize(features: VirtioFeature.version1, drivers: [receive, transmit])
-            try receive.add([.writable(2048)])
-            registers.notify(queue: 0)
+            let nic = try Self.startedNIC(backend: backend, loop: loopThread.loop, memory: memory)
             #expect(loopThread.loop.isWatching(number), "the device polls its backend while it has receive buffers")
+            withExtendedLifetime(nic) {}
         }
         #expect(!loopThread.loop.isWatching(number), "descriptor \(number) is still watched after its device went")
         #expect(loopThread.loop.descriptorsClosedWhileWatched == 0)
@@ -342,14 +351,7 @@ final class NetHarness {
         let memory = try MockDriver.makeMemory()
         let loopThread = try EventLoopThread()
         defer { loopThread.stop() }
-        let device = try NetDevice(backend: try UnpluggedBackend(), mac: NetHarness.mac, eventLoop: loopThread.loop)
-        let transport = VirtioMMIOTransport(device: device, memory: memory, raiseInterrupt: {})
-        let registers = RegisterDriver(transport: transport)
-        let receive = MockDriver(memory: memory, size: 16, base: 0x10000)
-        let transmit = MockDriver(memory: memory, size: 16, base: 0x110000)
-        registers.initialize(features: VirtioFeature.version1, drivers: [receive, transmit])
-        try receive.add([.writable(2048)])
-        registers.notify(queue: 0)
+        let (device, registers, receive, transmit) = try Self.startedNIC(backend: try UnpluggedBackend(), loop: loopThread.loop, memory: memory)
         // Far more than a socket buffer holds: the first frames are queued, the rest dropped.
         let frames = 400
         let frame = [UInt8](repeating: 0, count: NetDevice.headerSize) + NetHarness.frame([UInt8](repeating: 7, count: 1400))
