@@ -1,3 +1,4 @@
+import CLinux
 /// All guest RAM. Every access is checked to lie inside a single region; nothing the guest
 /// puts in a pointer can make the VMM touch host memory outside the mappings.
 public final class GuestMemory: Sendable {
@@ -44,14 +45,31 @@ public final class GuestMemory: Sendable {
         throw GuestMemoryError.outOfRange(address: address, length: length)
     }
 
+    /// One access of the whole value (see `clinux_load16`): a guest vCPU may be writing the
+    /// field at this moment (a virtqueue's idx). A generic load left unspecialised (as in
+    /// every call from another module, optimised or not) copies through memcpy, which for
+    /// 2 bytes loads them separately: a device once read idx 0x01FF between 0x00FF and
+    /// 0x0100, 257 entries "available" in a 256-entry ring (fewer outstanding, and it would
+    /// have served slots the driver never filled).
     public func read<T: FixedWidthInteger>(_ type: T.Type, at address: GuestAddress) throws -> T {
         let source = try pointer(at: address, length: UInt64(MemoryLayout<T>.size))
-        return T(littleEndian: source.loadUnaligned(as: T.self))
+        switch MemoryLayout<T>.size {
+        case 2: return T(truncatingIfNeeded: UInt16(littleEndian: clinux_load16(source)))
+        case 4: return T(truncatingIfNeeded: UInt32(littleEndian: clinux_load32(source)))
+        case 8: return T(truncatingIfNeeded: UInt64(littleEndian: clinux_load64(source)))
+        default: return T(littleEndian: source.loadUnaligned(as: T.self))
+        }
     }
 
+    /// One access of the whole value, as `read`: the guest may be reading the field now.
     public func write<T: FixedWidthInteger>(_ value: T, at address: GuestAddress) throws {
         let destination = try pointer(at: address, length: UInt64(MemoryLayout<T>.size))
-        destination.storeBytes(of: value.littleEndian, as: T.self)
+        switch MemoryLayout<T>.size {
+        case 2: clinux_store16(destination, UInt16(truncatingIfNeeded: value).littleEndian)
+        case 4: clinux_store32(destination, UInt32(truncatingIfNeeded: value).littleEndian)
+        case 8: clinux_store64(destination, UInt64(truncatingIfNeeded: value).littleEndian)
+        default: destination.storeBytes(of: value.littleEndian, as: T.self)
+        }
     }
 
     public func readBytes(at address: GuestAddress, count: Int) throws -> [UInt8] {

@@ -152,4 +152,34 @@ static const int CLINUX_CLONE_NEWPID = 0x20000000, CLINUX_CLONE_NEWNET = 0x40000
 // before execve (it is reaped then). `failed_step` (may be NULL) names that step.
 int clinux_spawn(const struct clinux_spawn_request *request, const char **failed_step);
 
+// Guest memory a vCPU may be writing while the VMM reads it (a virtqueue's idx, flags,
+// avail_event): each access is one load or store of the whole value, never a byte-wise
+// copy that could pair the old value's low byte with the new value's high byte. Relaxed:
+// the callers place their own fences. An address not aligned to the size (no ring field
+// is) gets a plain copy.
+static inline uint16_t clinux_load16(const void *address) {
+    if (((uintptr_t)address & 1) == 0) return __atomic_load_n((const uint16_t *)address, __ATOMIC_RELAXED);
+    uint16_t value; __builtin_memcpy(&value, address, 2); return value;
+}
+static inline uint32_t clinux_load32(const void *address) {
+    if (((uintptr_t)address & 3) == 0) return __atomic_load_n((const uint32_t *)address, __ATOMIC_RELAXED);
+    uint32_t value; __builtin_memcpy(&value, address, 4); return value;
+}
+static inline uint64_t clinux_load64(const void *address) {
+    if (((uintptr_t)address & 7) == 0) return __atomic_load_n((const uint64_t *)address, __ATOMIC_RELAXED);
+    uint64_t value; __builtin_memcpy(&value, address, 8); return value;
+}
+static inline void clinux_store16(void *address, uint16_t value) {
+    if (((uintptr_t)address & 1) == 0) __atomic_store_n((uint16_t *)address, value, __ATOMIC_RELAXED);
+    else __builtin_memcpy(address, &value, 2);
+}
+static inline void clinux_store32(void *address, uint32_t value) {
+    if (((uintptr_t)address & 3) == 0) __atomic_store_n((uint32_t *)address, value, __ATOMIC_RELAXED);
+    else __builtin_memcpy(address, &value, 4);
+}
+static inline void clinux_store64(void *address, uint64_t value) {
+    if (((uintptr_t)address & 7) == 0) __atomic_store_n((uint64_t *)address, value, __ATOMIC_RELAXED);
+    else __builtin_memcpy(address, &value, 8);
+}
+
 #endif
