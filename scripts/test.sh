@@ -36,6 +36,7 @@ swift build --build-tests
 # close, which can close another component's file (issue 15, fault 2).
 fd_audit=$(bash scripts/fd-audit.sh build)
 KASA_FD_AUDIT_LOG=$(mktemp /tmp/kasa-fd-audit.XXXXXX)
+trap 'rm -f "$KASA_FD_AUDIT_LOG"' EXIT  # an interrupted run leaves no log behind either
 chmod 0666 "$KASA_FD_AUDIT_LOG"  # whichever user a program runs as appends to it
 export KASA_FD_AUDIT_LOG
 audited() { LD_PRELOAD="$fd_audit" "$@"; }
@@ -59,5 +60,4 @@ echo "test: guest agent package (guest-agent/)" >&2
 swift build --build-tests --package-path guest-agent
 audited swift test --skip-build --package-path guest-agent || status=1
 bash scripts/fd-audit.sh report "$KASA_FD_AUDIT_LOG" || status=1
-rm -f "$KASA_FD_AUDIT_LOG"
 exit $status
